@@ -1,0 +1,1 @@
+"""Videos to clip TFRecords (SPEC §2). Imports no TensorFlow at package import."""
