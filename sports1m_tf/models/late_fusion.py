@@ -1,0 +1,12 @@
+"""Late fusion: two single-frame towers 15 frames apart, shared weights, merged at fc6.
+
+Both frames run through the same conv layers (time folded into the batch), so the
+towers share one set of kernels; `MergeTime` concatenates them before fc6.
+"""
+from sports1m_tf.models.trunk import NO_FUSION
+
+TEMPORAL = NO_FUSION
+
+
+def frames(clip_frames: int = 16) -> list[int]:
+    return [0, clip_frames - 1]
