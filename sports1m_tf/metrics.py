@@ -1,0 +1,277 @@
+"""The paper's metrics (SPEC §5, paper §4.1) in plain NumPy.
+
+Shared by training's validation, `sports1m-eval` and the feature-histogram
+baseline, so every number in the project is computed the same way. No
+TensorFlow here: the functions take probabilities `[N, C]` and labels, and each
+writes its arithmetic out.
+
+Labels are given as `label_lists`: one sequence of class indices per row
+(several for a multi-label Sports-1M video; negative entries are padding and
+ignored, so a `-1`-padded int array works too), or directly as a boolean
+multi-hot array `[N, C]`.
+
+Ties. `hit_at_k` resolves ties in the scores AGAINST the prediction: a row is a
+hit only when every way of breaking the ties puts one of its labels in the top
+k. A constant predictor (e.g. a dead untrained net) therefore scores 0, not 1
+as `tf.math.in_top_k` would give it. `average_precision_per_class` treats tied
+scores as one threshold, as scikit-learn's `average_precision_score` does.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+LabelLists = Sequence[Sequence[int]] | np.ndarray
+
+
+# ---------------------------------------------------------------------------
+# Labels
+# ---------------------------------------------------------------------------
+def multi_hot(label_lists: LabelLists, num_classes: int) -> np.ndarray:
+    """Turns label lists into a boolean matrix.
+
+    Args:
+      label_lists: one sequence of class indices per row (negative = padding),
+        or a boolean `[N, num_classes]` array (returned as is).
+      num_classes: int. C.
+
+    Returns:
+      bool `[N, C]`: `out[i, c]` is True when row i has label c.
+    """
+    if isinstance(label_lists, np.ndarray) and label_lists.dtype == bool:
+        if label_lists.ndim != 2 or label_lists.shape[1] != num_classes:
+            raise ValueError(f"multi-hot labels have shape {label_lists.shape}, "
+                             f"expected [N, {num_classes}]")
+        return label_lists
+    out = np.zeros((len(label_lists), num_classes), dtype=bool)
+    for i, labels in enumerate(label_lists):
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        labels = labels[labels >= 0]
+        if labels.size and labels.max() >= num_classes:
+            raise ValueError(f"row {i}: label {labels.max()} is out of range for "
+                             f"{num_classes} classes")
+        out[i, labels] = True
+    return out
+
+
+def _checked(probs: np.ndarray, label_lists: LabelLists, *,
+             require_labels: bool) -> tuple[np.ndarray, np.ndarray]:
+    probs = np.asarray(probs)
+    if probs.ndim != 2:
+        raise ValueError(f"probs must be [N, C], got shape {probs.shape}")
+    if len(label_lists) != probs.shape[0]:
+        raise ValueError(f"{probs.shape[0]} rows of probs but {len(label_lists)} label rows")
+    truth = multi_hot(label_lists, probs.shape[1])
+    if require_labels:
+        empty = np.flatnonzero(~truth.any(axis=1))
+        if empty.size:
+            raise ValueError(f"{empty.size} rows have no labels (first: row {empty[0]})")
+    return probs, truth
+
+
+# ---------------------------------------------------------------------------
+# Hit@k (paper Table 1)
+# ---------------------------------------------------------------------------
+def hits_at_k(probs: np.ndarray, label_lists: LabelLists, k: int) -> np.ndarray:
+    """Per row: whether one of its labels is among the k highest scores.
+
+    Worst-case tie-breaking: take the row's best-scoring label; the row is a hit
+    when fewer than k NON-label classes score at least as much as it.
+
+    Args:
+      probs: `[N, C]` scores.
+      label_lists: labels per row (see module docstring); every row needs one.
+      k: int >= 1.
+
+    Returns:
+      bool `[N]`.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    probs, truth = _checked(probs, label_lists, require_labels=True)
+    best_label_score = np.where(truth, probs, -np.inf).max(axis=1, keepdims=True)  # [N, 1]
+    rivals = (~truth) & (probs >= best_label_score)                                # [N, C]
+    return rivals.sum(axis=1) < k
+
+
+def hit_at_k(probs: np.ndarray, label_lists: LabelLists, k: int) -> float:
+    """Fraction of rows with one of their labels in the top k (`hits_at_k(...).mean()`)."""
+    return float(hits_at_k(probs, label_lists, k).mean()) if len(label_lists) else float("nan")
+
+
+def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best classes of each row, best first (ties: lower class index first).
+
+    Returns:
+      (indices int64 `[N, k]`, scores `[N, k]`).
+    """
+    probs = np.asarray(probs)
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(probs, order, axis=1)
+
+
+# ---------------------------------------------------------------------------
+# Average precision (paper §4.1 Table 2, §4.2 Table 4)
+# ---------------------------------------------------------------------------
+def _average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
+    """AP of one class: sum over thresholds of (recall step) x (precision there)."""
+    order = np.argsort(-scores, kind="stable")
+    scores, positive = scores[order], positive[order]
+    true_pos = np.cumsum(positive)
+    ranked = np.arange(1, scores.size + 1)
+    # Tied scores form one threshold: keep only the last row of each run of ties.
+    last_of_tie = np.r_[scores[1:] != scores[:-1], True]
+    true_pos, ranked = true_pos[last_of_tie], ranked[last_of_tie]
+    precision = true_pos / ranked
+    recall = true_pos / true_pos[-1]
+    recall_step = np.diff(recall, prepend=0.0)
+    return float(np.sum(recall_step * precision))
+
+
+def average_precision_per_class(probs: np.ndarray, label_lists: LabelLists) -> np.ndarray:
+    """Average precision of each class, ranking all rows by that class's score.
+
+    A class with no positive row has no defined AP: it gets NaN and
+    `mean_average_precision` leaves it out (on a small test set many Sports-1M
+    classes have no video).
+
+    Args:
+      probs: `[N, C]` scores.
+      label_lists: labels per row (rows without labels are negatives everywhere).
+
+    Returns:
+      float64 `[C]`, NaN for classes without positives.
+    """
+    probs, truth = _checked(probs, label_lists, require_labels=False)
+    ap = np.full(probs.shape[1], np.nan)
+    for c in np.flatnonzero(truth.any(axis=0)):
+        ap[c] = _average_precision(probs[:, c], truth[:, c])
+    return ap
+
+
+def mean_average_precision(probs: np.ndarray | None = None, label_lists: LabelLists | None = None,
+                           *, ap_per_class: np.ndarray | None = None) -> float:
+    """Mean of the per-class APs over the classes that have positives.
+
+    Args:
+      probs, label_lists: as for `average_precision_per_class`; or
+      ap_per_class: `[C]` APs already computed (NaN entries are left out).
+
+    Returns:
+      float; NaN when no class has a positive.
+    """
+    if ap_per_class is None:
+        ap_per_class = average_precision_per_class(probs, label_lists)
+    ap_per_class = np.asarray(ap_per_class, dtype=np.float64)
+    defined = ap_per_class[~np.isnan(ap_per_class)]
+    return float(defined.mean()) if defined.size else float("nan")
+
+
+def group_map(ap_per_class: np.ndarray, groups: Mapping[str, Sequence[int]]) -> dict[str, float]:
+    """mAP within each group of classes (e.g. the five UCF-101 groups, see `ucf101_groups`).
+
+    Returns:
+      `{group: mean of the defined APs of its classes}` (NaN when none is defined).
+    """
+    ap_per_class = np.asarray(ap_per_class, dtype=np.float64)
+    return {name: mean_average_precision(ap_per_class=ap_per_class[np.asarray(idx, dtype=int)])
+            for name, idx in groups.items()}
+
+
+# The five action groups of UCF-101 (Soomro et al. 2012, Fig. 1), as named in
+# its classInd.txt. "Sports" is whatever the other four do not hold (50 classes).
+UCF101_GROUPS = {
+    "Human-Object Interaction": [
+        "ApplyEyeMakeup", "ApplyLipstick", "BlowDryHair", "BrushingTeeth", "CuttingInKitchen",
+        "Hammering", "HulaHoop", "JugglingBalls", "JumpRope", "Knitting", "Mixing",
+        "MoppingFloor", "Nunchucks", "PizzaTossing", "ShavingBeard", "SkateBoarding",
+        "SoccerJuggling", "Typing", "WritingOnBoard", "YoYo"],
+    "Body-Motion Only": [
+        "BabyCrawling", "BlowingCandles", "BodyWeightSquats", "HandstandPushups",
+        "HandstandWalking", "JumpingJack", "Lunges", "PullUps", "PushUps", "RockClimbingIndoor",
+        "RopeClimbing", "Swing", "TaiChi", "TrampolineJumping", "WalkingWithDog", "WallPushups"],
+    "Human-Human Interaction": [
+        "BandMarching", "Haircut", "HeadMassage", "MilitaryParade", "SalsaSpin"],
+    "Playing Musical Instruments": [
+        "Drumming", "PlayingCello", "PlayingDaf", "PlayingDhol", "PlayingFlute", "PlayingGuitar",
+        "PlayingPiano", "PlayingSitar", "PlayingTabla", "PlayingViolin"],
+}
+UCF101_REST_GROUP = "Sports"
+
+
+def ucf101_groups(class_names: Sequence[str]) -> dict[str, list[int]]:
+    """Class indices of each UCF-101 group, for `group_map`.
+
+    Names are matched case-insensitively (the `HandstandPushups` class is spelled
+    `HandStandPushups` in UCF-101's file names); classes in none of the four
+    named groups are Sports.
+
+    Returns:
+      `{group name: [class indices]}` with the five groups, in the paper's order.
+    """
+    where = {name.lower(): group for group, names in UCF101_GROUPS.items() for name in names}
+    groups: dict[str, list[int]] = {g: [] for g in (*UCF101_GROUPS, UCF101_REST_GROUP)}
+    for index, name in enumerate(class_names):
+        groups[where.get(name.lower(), UCF101_REST_GROUP)].append(index)
+    return groups
+
+
+# ---------------------------------------------------------------------------
+# Views and confusions
+# ---------------------------------------------------------------------------
+def average_views(probs: np.ndarray, views: int) -> np.ndarray:
+    """Averages consecutive views of each clip (SPEC §3: a clip's views are consecutive rows).
+
+    Args:
+      probs: `[N * views, C]`.
+      views: int. Views per clip.
+
+    Returns:
+      `[N, C]`.
+    """
+    probs = np.asarray(probs)
+    if probs.shape[0] % views:
+        raise ValueError(f"{probs.shape[0]} rows are not a whole number of {views}-view clips")
+    return probs.reshape(-1, views, probs.shape[-1]).mean(axis=1)
+
+
+def confusion_counts(probs: np.ndarray, label_lists: LabelLists) -> np.ndarray:
+    """Confusion matrix of top-1 predictions: `counts[true, predicted]`.
+
+    A row whose top-1 class is one of its labels adds 1 to that class's diagonal
+    (its other labels are not confused with anything); a wrong row adds 1 to
+    `counts[label, top-1]` for each of its labels. Top-1 ties go to the lower
+    class index.
+
+    Returns:
+      int64 `[C, C]`.
+    """
+    probs, truth = _checked(probs, label_lists, require_labels=True)
+    num_classes = probs.shape[1]
+    predicted = probs.argmax(axis=1)
+    correct = truth[np.arange(len(predicted)), predicted]
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (predicted[correct], predicted[correct]), 1)
+    wrong_rows, wrong_labels = np.nonzero(truth[~correct])
+    np.add.at(counts, (wrong_labels, predicted[~correct][wrong_rows]), 1)
+    return counts
+
+
+def most_confused_pairs(counts: np.ndarray, top_n: int = 20) -> list[tuple[int, int, int]]:
+    """The class pairs most often mistaken for each other, in either direction.
+
+    Args:
+      counts: `[C, C]` from `confusion_counts`.
+      top_n: int. How many pairs.
+
+    Returns:
+      `[(a, b, counts[a, b] + counts[b, a])]` with a < b, largest first (ties:
+      lower indices first), pairs with a zero count left out.
+    """
+    counts = np.asarray(counts)
+    symmetric = counts + counts.T
+    a, b = np.triu_indices(counts.shape[0], k=1)
+    pair_counts = symmetric[a, b]
+    order = np.argsort(-pair_counts, kind="stable")[:top_n]
+    return [(int(a[i]), int(b[i]), int(pair_counts[i])) for i in order if pair_counts[i] > 0]
