@@ -1,0 +1,113 @@
+"""Clip-level crops, flips and evaluation views: pure `tf` functions on [T, H, W, C] clips.
+
+One crop window and one flip decision per clip, applied to every frame (SPEC §3):
+`tf.image.random_flip_left_right` on a 4-D tensor would flip each frame on its
+own, so it is not used. Windows are separate from the cropping so that the
+training pipeline can hand them to `tf.io.decode_and_crop_jpeg`.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+# Evaluation views (paper §4.1), in this order: (corner, flipped).
+VIEWS = (("centre", False), ("centre", True), ("top_left", False), ("bottom_right", True))
+
+
+def random_crop_window(height: tf.Tensor, width: tf.Tensor, size: int,
+                       seed: tf.Tensor) -> tf.Tensor:
+    """A uniformly random `size`×`size` window inside a `height`×`width` frame.
+
+    Args:
+      height, width: int32 scalars. Frame size.
+      size: int. Crop size (<= height, width).
+      seed: int32/int64 [2]. Stateless seed for this clip.
+
+    Returns:
+      int32 [4] `[y, x, size, size]`.
+    """
+    check = tf.debugging.assert_less_equal(
+        tf.constant(size), tf.minimum(height, width),
+        message=f"frames are smaller than the {size}-pixel crop")
+    with tf.control_dependencies([check]):
+        yx = tf.random.stateless_uniform([2], seed=seed, minval=0, maxval=tf.int32.max,
+                                         dtype=tf.int32) % tf.stack([height - size + 1,
+                                                                     width - size + 1])
+    return tf.concat([yx, [size, size]], axis=0)
+
+
+def centre_crop_window(height: tf.Tensor, width: tf.Tensor, size: int) -> tf.Tensor:
+    """The centred `size`×`size` window (offsets rounded down): int32 [4] `[y, x, size, size]`."""
+    check = tf.debugging.assert_less_equal(
+        tf.constant(size), tf.minimum(height, width),
+        message=f"frames are smaller than the {size}-pixel crop")
+    with tf.control_dependencies([check]):
+        return tf.stack([(height - size) // 2, (width - size) // 2, size, size])
+
+
+def random_flip_decision(seed: tf.Tensor) -> tf.Tensor:
+    """bool [], True with probability 0.5, from a stateless seed (int [2])."""
+    return tf.random.stateless_uniform([], seed=seed) < 0.5
+
+
+def crop_clip(frames: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+    """Crops every frame of `frames` [T, H, W, C] to `window` `[y, x, h, w]`: [T, h, w, C]."""
+    return frames[:, window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
+
+
+def flip_clip(frames: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
+    """Mirrors every frame of `frames` [T, H, W, C] left-right when `flip` (bool []) is True."""
+    return tf.cond(flip, lambda: tf.reverse(frames, axis=[2]), lambda: frames)
+
+
+def random_crop_and_flip(frames: tf.Tensor, size: int, seed: tf.Tensor,
+                         flip: bool = True) -> tf.Tensor:
+    """Training augmentation on decoded frames: one random crop and flip for the clip.
+
+    (The pipeline applies the same window while decoding; this is the same
+    transform for frames that are already decoded.)
+
+    Args:
+      frames: uint8 [T, H, W, C].
+      size: int. Crop size.
+      seed: int [2]. Stateless seed for this clip.
+      flip: bool. Allow the random horizontal flip.
+
+    Returns:
+      uint8 [T, size, size, C].
+    """
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    shape = tf.shape(frames)
+    out = crop_clip(frames, random_crop_window(shape[1], shape[2], size, crop_seed))
+    return flip_clip(out, random_flip_decision(flip_seed)) if flip else out
+
+
+def centre_crop(frames: tf.Tensor, size: int) -> tf.Tensor:
+    """The centre `size`×`size` crop of every frame: uint8 [T, size, size, C]."""
+    shape = tf.shape(frames)
+    return crop_clip(frames, centre_crop_window(shape[1], shape[2], size))
+
+
+def eval_views(frames: tf.Tensor, size: int, views: int = 4) -> tf.Tensor:
+    """The first `views` evaluation views of a clip (order of `VIEWS`).
+
+    Args:
+      frames: uint8 [T, H, W, C]. Whole decoded frames.
+      size: int. Crop size.
+      views: int. 1 (centre only) to 4.
+
+    Returns:
+      uint8 [views, T, size, size, C].
+    """
+    if not 1 <= views <= len(VIEWS):
+        raise ValueError(f"views must be between 1 and {len(VIEWS)}, got {views}")
+    shape = tf.shape(frames)
+    height, width = shape[1], shape[2]
+    centre = centre_crop_window(height, width, size)
+    windows = {"centre": centre,
+               "top_left": tf.constant([0, 0, size, size]),
+               "bottom_right": tf.stack([height - size, width - size, size, size])}
+    # A static loop over the (at most 4) views, not over frames.
+    out = [crop_clip(frames, windows[corner]) for corner, _ in VIEWS[:views]]
+    out = [tf.reverse(v, axis=[2]) if flipped else v
+           for v, (_, flipped) in zip(out, VIEWS[:views])]
+    return tf.ensure_shape(tf.stack(out), [views, frames.shape[0], size, size, frames.shape[3]])

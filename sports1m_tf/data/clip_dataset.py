@@ -1,0 +1,153 @@
+"""Training / validation batches of clips: records → (uint8 frames, soft target) (SPEC §3).
+
+Composition, per clip in ONE parallel map (a tf.data map costs ≈47 µs per
+element, so parse, select, decode-and-crop and flip are fused):
+  shards (interleaved, GZIP detected) → shuffle → enumerate (per-clip seed)
+  → parse → keep the model's frames → decode only the crop window → flip
+  → ignore_errors (before batch, so a bad record costs one clip, not a batch)
+  → batch → prefetch.
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Sequence
+
+import tensorflow as tf
+
+from sports1m_tf.data import augment, frames, records
+from sports1m_tf.data.errors import ErrorCounter
+from tfrecord_tools import schema
+
+
+def resolve_frames_and_size(model: str, multires: bool, input_size: int | None,
+                            frame_indices: Sequence[int] | None,
+                            clip_frames: int) -> tuple[list[int], int]:
+    """The frame indices and the square crop size a model reads."""
+    # Imported here: the data layer needs only these two facts about a model.
+    from sports1m_tf.models import default_input_size, frames_needed
+    indices = list(frame_indices) if frame_indices is not None else frames_needed(
+        model, clip_frames)
+    return indices, int(input_size or default_input_size(model, multires))
+
+
+def multi_hot(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """float32 [num_classes], 1 at each of `labels` (int64 [L]), else 0.
+
+    An empty or out-of-range label list fails, so the record is skipped and counted.
+    """
+    checks = [
+        tf.debugging.assert_positive(tf.size(labels), message="clip has no label"),
+        tf.debugging.assert_non_negative(labels, message="negative label index"),
+        tf.debugging.assert_less(labels, tf.constant(num_classes, tf.int64),
+                                 message=f"label index >= num_classes ({num_classes})"),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.reduce_max(tf.one_hot(labels, num_classes, dtype=tf.float32), axis=0)
+
+
+def soft_target(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """Uniform distribution over a clip's labels (SPEC §1).
+
+    Args:
+      labels: int64 [L]. Class indices; repeated indices count once.
+      num_classes: int.
+
+    Returns:
+      float32 [num_classes] summing to 1.
+    """
+    hot = multi_hot(labels, num_classes)
+    return hot / tf.reduce_sum(hot)
+
+
+def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: bool,
+                 batch_size: int, num_classes: int, multires: bool = False,
+                 input_size: int | None = None, seed: int | None = None, flip: bool = True,
+                 shuffle_buffer: int = 256, repeat: int | None = None,
+                 drop_remainder: bool | None = None,
+                 error_counter: ErrorCounter | None = None,
+                 frame_indices: Sequence[int] | None = None,
+                 clip_frames: int = schema.CLIP_FRAMES,
+                 cycle_length: int = 8) -> tf.data.Dataset:
+    """Batches of clips for training (random crop + flip) or validation (centre crop).
+
+    Args:
+      file_pattern: str or list of str. Globs or paths of clip-record shards.
+      model: str. Model name; sets the frames read (`frames_needed`) and the
+        default crop size (`default_input_size`).
+      training: bool. Shuffle, random crop, random flip; else centre crop, no
+        flip, no shuffle, deterministic order.
+      batch_size: int.
+      num_classes: int. Length of the target.
+      multires: bool. Multires model (178-pixel crops). Defaults to False.
+      input_size: int. Crop size override (small test models).
+      seed: int. Makes shard order, shuffling, crops and flips reproducible;
+        None draws a fresh seed.
+      flip: bool. Random horizontal flips when training. Defaults to True.
+      shuffle_buffer: int. Records in the shuffle buffer (≈180 KB each for
+        16 frames of 200×200). Defaults to 256.
+      repeat: int or None. None: one pass; -1: forever; n: n passes.
+      drop_remainder: bool. Drop the last partial batch; defaults to `training`.
+      error_counter: ErrorCounter. Counts skipped records per file; a new one
+        is made if None. Either way it is also `dataset.error_counter`.
+      frame_indices: ints. Frames to read, overriding `frames_needed(model)`.
+      clip_frames: int. Frames per stored clip. Defaults to 16.
+      cycle_length: int. Shards read at once.
+
+    Returns:
+      A `tf.data.Dataset` of `(frames, target)`: frames uint8
+      [batch, T, S, S, 3] (T = len(frames_needed(model)), S = input_size or
+      170, 178 for multires), target float32 [batch, num_classes].
+
+    Raises:
+      ValueError: no file matches `file_pattern`.
+    """
+    indices, size = resolve_frames_and_size(model, multires, input_size, frame_indices,
+                                            clip_frames)
+    files = records.list_files(file_pattern)
+    counter = error_counter if error_counter is not None else ErrorCounter()
+    binding = counter.bind(files)
+    if seed is None:
+        seed = secrets.randbits(31)
+        deterministic = not training
+        shuffle_seed = None
+    else:
+        deterministic, shuffle_seed = True, seed
+
+    ds = records.read_records(files, shuffle_files=training, seed=shuffle_seed,
+                              deterministic=deterministic, cycle_length=cycle_length)
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+    if repeat is not None and repeat != 1:
+        ds = ds.repeat(None if repeat < 0 else repeat)
+    # The position in the (reproducible) stream seeds the clip's crop and flip:
+    # stateless ops, so parallel maps cannot change which clip gets which.
+    ds = ds.enumerate()
+
+    def load(position, element):
+        file_index, record = element
+
+        def step():
+            clip = records.parse_clip(record)
+            encoded = records.select_frames(clip["encoded"], indices)
+            height, width = frames.frame_shape(encoded)
+            if training:
+                crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
+                    tf.stack([tf.constant(seed, tf.int64), position]), 2))
+                window = augment.random_crop_window(height, width, size, crop_seed)
+            else:
+                window = augment.centre_crop_window(height, width, size)
+            clip_frames_ = frames.decode_frames(encoded, window, size)
+            if training and flip:
+                clip_frames_ = augment.flip_clip(clip_frames_,
+                                                 augment.random_flip_decision(flip_seed))
+            return clip_frames_, soft_target(clip["labels"], num_classes)
+
+        return counter.guard(binding, file_index, step)
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    ds = ds.ignore_errors(log_warning=True)
+    ds = ds.batch(batch_size, drop_remainder=training if drop_remainder is None
+                  else drop_remainder)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    ds.error_counter = counter
+    return ds

@@ -1,0 +1,113 @@
+"""Evaluation batches: every view of up to N clips per video, with the video's id (SPEC §3, §5).
+
+Clip selection: the first `clips_per_video` clips of each video in reading order
+(shards in sorted order, interleaved deterministically), numbered by a hash
+table that is emptied at the start of every pass over the dataset. Each clip
+yields its views consecutively, so per-clip outputs reshape to [-1, views, C].
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import tensorflow as tf
+
+from sports1m_tf.data import augment, frames, records
+from sports1m_tf.data.clip_dataset import multi_hot, resolve_frames_and_size
+from sports1m_tf.data.errors import ErrorCounter
+from tfrecord_tools import schema
+
+
+def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: int,
+                 num_classes: int, clips_per_video: int = 20, views: int = 4,
+                 multires: bool = False, input_size: int | None = None,
+                 error_counter: ErrorCounter | None = None,
+                 frame_indices: Sequence[int] | None = None,
+                 clip_frames: int = schema.CLIP_FRAMES,
+                 cycle_length: int = 8) -> tf.data.Dataset:
+    """All evaluation views of up to `clips_per_video` clips of every video.
+
+    Args:
+      file_pattern: str or list of str. Globs or paths of clip-record shards.
+      model: str. Model name (frames read, default crop size).
+      batch_size: int. Views per batch (a multiple of `views` keeps each
+        clip's views in one batch).
+      num_classes: int. Length of `labels`.
+      clips_per_video: int. Clips kept per video (the first ones read). Defaults to 20.
+      views: int. 4: centre, centre flipped, top-left, bottom-right flipped
+        (`augment.VIEWS`); 1: centre only. Defaults to 4.
+      multires: bool. Multires model (178-pixel crops).
+      input_size: int. Crop size override.
+      error_counter: ErrorCounter. Counts skipped records; made if None, and
+        available as `dataset.error_counter`.
+      frame_indices: ints. Frames to read, overriding `frames_needed(model)`.
+      clip_frames: int. Frames per stored clip.
+      cycle_length: int. Shards read at once.
+
+    Returns:
+      A `tf.data.Dataset` of dicts: `frames` uint8 [batch, T, S, S, 3],
+      `media_id` string [batch], `labels` float32 multi-hot [batch, num_classes],
+      `clip_index` int32 [batch] (0-based, per video), `view_index` int32 [batch]
+      (index into `augment.VIEWS`). Views of one clip are consecutive.
+
+    Raises:
+      ValueError: no file matches `file_pattern`, or `views` is not 1..4.
+    """
+    if not 1 <= views <= len(augment.VIEWS):
+        raise ValueError(f"views must be between 1 and {len(augment.VIEWS)}, got {views}")
+    indices, size = resolve_frames_and_size(model, multires, input_size, frame_indices,
+                                            clip_frames)
+    files = records.list_files(file_pattern)
+    counter = error_counter if error_counter is not None else ErrorCounter()
+    binding = counter.bind(files)
+    with tf.init_scope():
+        clips_seen = tf.lookup.experimental.MutableHashTable(tf.string, tf.int32,
+                                                             default_value=0)
+
+    def parse(file_index, record):
+        def step():
+            clip = records.parse_clip(record)
+            return {"file_index": file_index, "media_id": clip["media_id"],
+                    "labels": multi_hot(clip["labels"], num_classes),
+                    "encoded": records.select_frames(clip["encoded"], indices)}
+        return counter.guard(binding, file_index, step)
+
+    def number(clip):
+        # Sequential map (stateful, so tf.data never parallelises it).
+        clip_index = clips_seen.lookup(clip["media_id"])
+        with tf.control_dependencies([clips_seen.insert(clip["media_id"], clip_index + 1)]):
+            return dict(clip, clip_index=tf.identity(clip_index))
+
+    def decode(clip):
+        def step():
+            encoded = clip["encoded"]
+            height, width = frames.frame_shape(encoded)
+            if views == 1:
+                out = frames.decode_frames(
+                    encoded, augment.centre_crop_window(height, width, size), size)[tf.newaxis]
+            else:
+                out = augment.eval_views(frames.decode_frames(encoded), size, views)
+            repeat = lambda t: tf.repeat(t[tf.newaxis], views, axis=0)
+            return {"frames": out, "media_id": repeat(clip["media_id"]),
+                    "labels": repeat(clip["labels"]),
+                    "clip_index": repeat(clip["clip_index"]),
+                    "view_index": tf.range(views, dtype=tf.int32)}
+        return counter.guard(binding, clip["file_index"], step)
+
+    def one_pass(_):
+        ds = records.read_records(files, shuffle_files=False, seed=None, deterministic=True,
+                                  cycle_length=cycle_length)
+        ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(number)
+        ds = ds.filter(lambda clip: clip["clip_index"] < clips_per_video)
+        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.ignore_errors(log_warning=True).unbatch()
+
+    def reset(_):
+        # Runs once when an iterator starts, before any clip is numbered.
+        with tf.control_dependencies([clips_seen.remove(clips_seen.export()[0])]):
+            return tf.constant(0)
+
+    ds = tf.data.Dataset.from_tensors(0).map(reset).flat_map(one_pass)
+    ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds.error_counter = counter
+    return ds

@@ -1,0 +1,153 @@
+"""Clip records on disk: shard listing, GZIP detection, interleaved reading, parsing.
+
+Keys come from `tfrecord_tools.schema` (SPEC §2); nothing here decodes a frame.
+"""
+from __future__ import annotations
+
+import glob
+from typing import Sequence
+
+import tensorflow as tf
+
+from tfrecord_tools import schema
+
+# gzip member header: magic 1f 8b, then compression method 8 (deflate). An
+# uncompressed TFRecord starts with its little-endian uint64 length, which
+# would need to be ≡ 0x088b1f (mod 2**24) to look the same: not a clip record.
+_GZIP_MAGIC = b"\x1f\x8b\x08"
+
+FilePattern = str | Sequence[str]
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        table.append(crc)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def _masked_crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def list_files(file_pattern: FilePattern) -> list[str]:
+    """Expands a glob (or a list of globs and paths) into a sorted list of files.
+
+    Args:
+      file_pattern: str or sequence of str. Glob patterns or file paths
+        (local or any `tf.io.gfile` scheme such as gs://).
+
+    Returns:
+      The matched files, sorted within each pattern, duplicates removed.
+
+    Raises:
+      ValueError: a pattern matches no file (the error names the pattern).
+    """
+    patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+    if not patterns:
+        raise ValueError("file_pattern is an empty list: no clip records to read")
+    files: list[str] = []
+    for pattern in patterns:
+        matched = sorted(tf.io.gfile.glob(pattern)) if glob.has_magic(pattern) else (
+            [pattern] if tf.io.gfile.exists(pattern) else [])
+        if not matched:
+            raise ValueError(f"no clip record files match {pattern!r}")
+        files.extend(m for m in matched if m not in files)
+    return files
+
+
+def compression_of(path: str) -> str:
+    """'GZIP' if the file starts with a gzip header, else '' (plain TFRecord).
+
+    Raises:
+      ValueError: the file is neither (its first record header's checksum is
+        wrong), e.g. a stray file matched by a glob.
+    """
+    with tf.io.gfile.GFile(path, "rb") as f:
+        head = f.read(12)
+    if head[:len(_GZIP_MAGIC)] == _GZIP_MAGIC:
+        return "GZIP"
+    # A TFRecord starts with uint64 length + masked crc32c of those 8 bytes.
+    if head and (len(head) < 12 or
+                 int.from_bytes(head[8:12], "little") != _masked_crc32c(head[:8])):
+        raise ValueError(f"{path} is not a TFRecord file (GZIP or plain): bad first header")
+    return ""
+
+
+def read_records(files: Sequence[str], *, shuffle_files: bool, seed: int | None,
+                 deterministic: bool, cycle_length: int = 8) -> tf.data.Dataset:
+    """Interleaves the records of `files`, each tagged with its file's index.
+
+    Args:
+      files: paths of TFRecord shards (GZIP or not, detected per file).
+      shuffle_files: bool. Shuffle the shard order each epoch.
+      seed: int or None. Seed of the shard shuffle.
+      deterministic: bool. Keep a reproducible interleave order.
+      cycle_length: int. Shards read at once (capped at the number of files).
+
+    Returns:
+      A dataset of `(file_index int32 [], record string [])`; the index lets a
+      failure be charged to its file (see `ErrorCounter`).
+    """
+    compressions = [compression_of(f) for f in files]
+    shards = tf.data.Dataset.from_tensor_slices(
+        (tf.range(len(files), dtype=tf.int32), list(files), compressions))
+    if shuffle_files and len(files) > 1:
+        shards = shards.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+
+    def read_shard(index, path, compression):
+        records = tf.data.TFRecordDataset(path, compression_type=compression,
+                                          buffer_size=1 << 20)
+        return tf.data.Dataset.zip(tf.data.Dataset.from_tensors(index).repeat(), records)
+
+    return shards.interleave(read_shard, cycle_length=min(cycle_length, len(files)),
+                             block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+                             deterministic=deterministic)
+
+
+def parse_clip(record: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Parses one serialised clip `SequenceExample` (all frames stay encoded).
+
+    Args:
+      record: string []. One serialised clip.
+
+    Returns:
+      dict with `media_id` string [], `labels` int64 [L] (L >= 1 label indices)
+      and `encoded` string [F] (one JPEG per stored frame).
+    """
+    context, sequence = tf.io.parse_single_sequence_example(
+        record,
+        context_features={schema.MEDIA_ID: tf.io.FixedLenFeature([], tf.string),
+                          schema.LABEL_INDEX: tf.io.VarLenFeature(tf.int64)},
+        sequence_features={schema.IMAGE_ENCODED: tf.io.FixedLenSequenceFeature([], tf.string)})
+    return {"media_id": context[schema.MEDIA_ID],
+            "labels": context[schema.LABEL_INDEX].values,
+            "encoded": sequence[schema.IMAGE_ENCODED]}
+
+
+def select_frames(encoded: tf.Tensor, indices: Sequence[int]) -> tf.Tensor:
+    """The encoded frames at `indices`, failing (so the record is skipped) if too few are stored.
+
+    Args:
+      encoded: string [F]. Every stored frame of a clip.
+      indices: the frame indices a model reads (e.g. `frames_needed(model)`).
+
+    Returns:
+      string [len(indices)].
+    """
+    needed = max(indices) + 1
+    check = tf.debugging.assert_greater_equal(
+        tf.size(encoded), needed,
+        message=f"clip has fewer frames than the {needed} the model reads")
+    with tf.control_dependencies([check]):
+        return tf.gather(encoded, indices)
