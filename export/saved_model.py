@@ -1,0 +1,194 @@
+"""`export_model`: a Keras model → a TF Serving SavedModel `EXPORT_DIR/NAME/VERSION/`.
+
+Layout written (what TF Serving watches and loads):
+
+  EXPORT_DIR/models.config                  model config listing every model here
+  EXPORT_DIR/NAME/VERSION/saved_model.pb    signatures of `export.signatures`, tag `serve`
+  EXPORT_DIR/NAME/VERSION/variables/
+  EXPORT_DIR/NAME/VERSION/assets/class_names.txt
+  EXPORT_DIR/NAME/VERSION/assets.extra/tf_serving_warmup_requests
+
+A version is written under a temporary name and renamed into place when complete,
+so a server polling NAME/ never loads a half-written version.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from export import signatures
+from sports1m_tf.models import describe
+from tfrecord_tools import schema
+
+CLASS_NAMES_FILE = "class_names.txt"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+MODELS_CONFIG = "models.config"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def versions(model_root: str) -> list[int]:
+    """The complete versions under `model_root` (integer folders with a saved_model.pb)."""
+    if not os.path.isdir(model_root):
+        return []
+    return sorted(int(d) for d in os.listdir(model_root)
+                  if d.isdigit() and os.path.exists(os.path.join(model_root, d, "saved_model.pb")))
+
+
+def next_version(model_root: str) -> int:
+    """One more than the highest integer folder under `model_root` (1 when none)."""
+    taken = [int(d) for d in os.listdir(model_root) if d.isdigit()] \
+        if os.path.isdir(model_root) else []
+    return max(taken, default=0) + 1
+
+
+def check_class_names(class_names: Sequence[str] | None, num_classes: int) -> list[str]:
+    """Validates the class names (one line each in the asset); `class_N` when none are given."""
+    if class_names is None:
+        logging.warning("no class names given: exporting class_0 .. class_%d", num_classes - 1)
+        return [f"class_{i}" for i in range(num_classes)]
+    names = [str(n) for n in class_names]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for a model with {num_classes} classes")
+    bad = [n for n in names if not n or "\n" in n or "\r" in n]
+    if bad:
+        raise ValueError(f"class names must be non-empty single lines; got {bad[:3]!r}")
+    return names
+
+
+def warmup_requests(model_name: str, clip_frames: int = schema.CLIP_FRAMES,
+                    size: int = schema.FRAME_SIZE) -> list[bytes]:
+    """One serialised TF Serving `PredictionLog` per signature, on stored-size frames.
+
+    TF Serving replays them at load time so that the first real request does not
+    pay for kernel initialisation.
+    """
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    rng = np.random.default_rng(0)
+    clip = rng.integers(0, 256, (1, clip_frames, size, size, 3), dtype=np.uint8)
+    jpeg = np.array([[tf.io.encode_jpeg(frame, quality=90).numpy() for frame in clip[0]]],
+                    dtype=object)
+    inputs = {"serving_default": clip, "predict_video": clip, "predict_jpeg": jpeg}
+    logs = []
+    for signature, value in inputs.items():
+        request = predict_pb2.PredictRequest(
+            model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
+        request.inputs[signatures.SIGNATURE_INPUTS[signature]].CopyFrom(
+            tf.make_tensor_proto(value))
+        logs.append(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString())
+    return logs
+
+
+def write_warmup(version_dir: str, model_name: str, clip_frames: int = schema.CLIP_FRAMES) -> str:
+    """Writes `assets.extra/tf_serving_warmup_requests`; returns its path."""
+    path = os.path.join(version_dir, WARMUP_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in warmup_requests(model_name, clip_frames):
+            writer.write(record)
+    return path
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_models_config(export_dir: str, serving_root: str | None = None) -> str:
+    """Writes `EXPORT_DIR/models.config` listing every model with a complete version.
+
+    Args:
+      export_dir: str. The folder holding one sub-folder per model.
+      serving_root: str. The folder as the server sees it (e.g. `/models` inside
+        the tensorflow/serving container); defaults to `export_dir`'s absolute path.
+
+    Returns:
+      The config's path (TF Serving `--model_config_file`).
+    """
+    root = serving_root or os.path.abspath(export_dir)
+    names = sorted(n for n in os.listdir(export_dir) if versions(os.path.join(export_dir, n)))
+    entries = "".join(
+        "  config {\n"
+        f"    name: {_quote(n)}\n"
+        f"    base_path: {_quote(root.rstrip('/') + '/' + n)}\n"
+        '    model_platform: "tensorflow"\n'
+        "  }\n" for n in names)
+    path = os.path.join(export_dir, MODELS_CONFIG)
+    with open(path + ".tmp", "w") as f:
+        f.write("model_config_list {\n" + entries + "}\n")
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def export_model(model: keras.Model, export_dir: str, name: str, version: int | None = None,
+                 *, class_names: Sequence[str] | None = None, warmup: bool = True,
+                 serving_root: str | None = None,
+                 clip_frames: int = schema.CLIP_FRAMES) -> str:
+    """Exports a `sports1m_tf.models` model as a TF Serving SavedModel version.
+
+    Args:
+      model: keras.Model built by `sports1m_tf.models.build_model` (or loaded).
+      export_dir: str. Folder of models (TF Serving's model base folder).
+      name: str. Model name: the folder under `export_dir` and the served name.
+      version: int. Defaults to the next free integer; an existing version fails.
+      class_names: one name per class, shipped as `assets/class_names.txt`.
+        Defaults to `class_0`, `class_1`, ... with a warning.
+      warmup: bool. Write `assets.extra/tf_serving_warmup_requests` (needs
+        `tensorflow-serving-api`). Defaults to True.
+      serving_root: str. How the server sees `export_dir`, for models.config.
+      clip_frames: int. Frames per client clip. Defaults to 16.
+
+    Returns:
+      str, the version folder `EXPORT_DIR/NAME/VERSION`.
+
+    Example:
+      >>> model = build_model("single_frame", 3, width=0.0625, input_size=32)
+      >>> export_model(model, "/tmp/serving", "tiny", class_names=["a", "b", "c"])
+      '/tmp/serving/tiny/1'
+    """
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"model name {name!r} must match {_NAME.pattern}")
+    info = describe(model, clip_frames)
+    names = check_class_names(class_names, info["num_classes"])
+    model_root = os.path.join(export_dir, name)
+    os.makedirs(model_root, exist_ok=True)
+    if version is None:
+        version = next_version(model_root)
+    if version < 1:
+        raise ValueError(f"version must be a positive integer, got {version}")
+    final = os.path.join(model_root, str(version))
+    if os.path.exists(final):
+        raise FileExistsError(f"{final} already exists; pick another --version")
+
+    # Not an integer name: TF Serving ignores the folder until the rename.
+    staging = os.path.join(model_root, f".tmp-{version}")
+    shutil.rmtree(staging, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        # The asset keeps the file's base name inside the SavedModel.
+        vocab = os.path.join(scratch, CLASS_NAMES_FILE)
+        with open(vocab, "w") as f:
+            f.write("\n".join(names) + "\n")
+        table = signatures.class_name_table(vocab)
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.track(table)
+        for signature, (fn, spec) in signatures.serving_functions(
+                model, table, clip_frames).items():
+            archive.add_endpoint(signature, fn, input_signature=spec)
+        archive.write_out(staging, verbose=False)
+    if warmup:
+        # After write_out: the archive has no hook for assets.extra.
+        write_warmup(staging, name, clip_frames)
+    os.rename(staging, final)
+    write_models_config(export_dir, serving_root)
+    logging.info("exported %s (%s, %d classes) to %s", name, info["name"], info["num_classes"],
+                 final)
+    return final

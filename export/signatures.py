@@ -1,0 +1,253 @@
+"""Serving functions (SPEC §7): raw frames in, probabilities and the top classes out.
+
+Every function is pure TF graph: frame selection is a gather, crops are slices,
+views are a static stack of four, decoding is one `tf.map_fn` over the frames
+the model reads. Preprocessing matches training and evaluation:
+
+  any H×W frame → centre square crop → resize to 200×200 (what the converter
+  stores, SPEC §2) → the model's crop (centre for `serving_default`, the four
+  evaluation views of `sports1m_tf.data.eval_views` for `predict_video`).
+
+Inputs carry no static rank in the signature so that the in-graph checks below
+(not a generic shape-mismatch in the client) explain a wrong input; the
+messages are the `*_MESSAGE` constants, formatted with the signature name.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from sports1m_tf.data import centre_crop, eval_views
+from sports1m_tf.models import describe
+from tfrecord_tools import schema
+
+TOP_K = 5
+VIEWS = 4
+# Signature name → input key.
+SIGNATURE_INPUTS = {"serving_default": "clips", "predict_video": "clips",
+                    "predict_jpeg": "jpeg_frames"}
+
+RANK_MESSAGE = "{signature}: expected {layout}; got an input of shape"
+FRAMES_MESSAGE = "{signature}: expected {frames} frames per clip (axis 1 of {layout}); got shape"
+CHANNELS_MESSAGE = "{signature}: expected 3 colour channels (last axis of {layout}); got shape"
+EMPTY_MESSAGE = "{signature}: empty input, every axis of {layout} must be at least 1; got shape"
+
+
+def class_name_table(path: str) -> tf.lookup.StaticHashTable:
+    """Class index (int64) → name (string) from a text file with one name a line.
+
+    Tracked by the export archive, the file is copied into the SavedModel's
+    `assets/` and the table is rebuilt from there when the model is loaded.
+    """
+    initializer = tf.lookup.TextFileInitializer(
+        path, key_dtype=tf.int64, key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+        value_dtype=tf.string, value_index=tf.lookup.TextFileIndex.WHOLE_LINE)
+    return tf.lookup.StaticHashTable(initializer, default_value="")
+
+
+def check_input(values: tf.Tensor, *, signature: str, layout: str, rank: int,
+                frames: int) -> tf.Tensor:
+    """Fails with a message naming the expected layout unless `values` fits it.
+
+    Args:
+      values: the signature's input, of unknown static rank.
+      signature: str. Name used in the messages.
+      layout: str. The expected layout, e.g. "uint8 [batch, 16, height, width, 3]".
+      rank: int. 5 for frames, 2 for JPEG strings.
+      frames: int. Required size of axis 1.
+
+    Returns:
+      `values` with its static shape set (`[None, frames, None, None, 3]` or
+      `[None, frames]`), once the checks have passed.
+    """
+    fmt = dict(signature=signature, layout=layout, frames=frames)
+
+    def check(condition, message):
+        return tf.debugging.Assert(condition, [message.format(**fmt), shape], summarize=8)
+
+    shape = tf.shape(values)
+    rank_ok = check(tf.equal(tf.size(shape), rank), RANK_MESSAGE)
+    # The other checks index the shape: they must run after the rank check.
+    with tf.control_dependencies([rank_ok]):
+        shape = tf.identity(shape)
+    checks = [check(tf.equal(shape[1], frames), FRAMES_MESSAGE),
+              check(tf.reduce_all(shape > 0), EMPTY_MESSAGE)]
+    if rank == 5:
+        checks.append(check(tf.equal(shape[4], 3), CHANNELS_MESSAGE))
+    with tf.control_dependencies(checks):
+        values = tf.identity(values)
+    static = [None, frames, None, None, 3] if rank == 5 else [None, frames]
+    return tf.ensure_shape(values, static)
+
+
+def to_stored_frames(frames: tf.Tensor, size: int = schema.FRAME_SIZE) -> tf.Tensor:
+    """What the converter stores: the centre square of each frame resized to `size`.
+
+    Area averaging when shrinking (as `cv2.INTER_AREA`), bilinear when
+    enlarging; frames already `size`×`size` pass through untouched.
+
+    Args:
+      frames: uint8 [N, H, W, 3].
+      size: int. Stored frame size. Defaults to 200.
+
+    Returns:
+      uint8 [N, size, size, 3].
+    """
+    shape = tf.shape(frames)
+    height, width = shape[1], shape[2]
+    side = tf.minimum(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = frames[:, top:top + side, left:left + side]
+
+    def resize():
+        resized = tf.cond(side > size,
+                          lambda: tf.image.resize(square, [size, size], method="area"),
+                          lambda: tf.image.resize(square, [size, size], method="bilinear"))
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+    out = tf.cond(tf.equal(side, size), lambda: square, resize)
+    return tf.ensure_shape(out, [None, size, size, 3])
+
+
+def select_frames(clips: tf.Tensor, indices: list[int]) -> tf.Tensor:
+    """The model's frames of each clip: [B, 16, ...] → [B, len(indices), ...] (one gather)."""
+    return tf.gather(clips, indices, axis=1)
+
+
+def stored_clips(clips: tf.Tensor, indices: list[int]) -> tf.Tensor:
+    """Selects the model's frames and brings them to the stored 200×200 squares.
+
+    Args:
+      clips: uint8 [B, 16, H, W, 3].
+      indices: the frames the model reads.
+
+    Returns:
+      uint8 [B, T, 200, 200, 3], T = len(indices).
+    """
+    picked = select_frames(clips, indices)
+    shape = tf.shape(picked)
+    flat = tf.reshape(picked, tf.concat([[-1], shape[2:]], axis=0))
+    out = to_stored_frames(flat)
+    return tf.reshape(out, [-1, len(indices), schema.FRAME_SIZE, schema.FRAME_SIZE, 3])
+
+
+def decode_stored_clips(jpeg_frames: tf.Tensor, indices: list[int]) -> tf.Tensor:
+    """Decodes only the model's frames of each clip, each brought to 200×200.
+
+    Frames may have different sizes (each is cropped and resized on its own
+    before they are stacked).
+
+    Args:
+      jpeg_frames: string [B, 16], JPEG-encoded RGB frames.
+      indices: the frames the model reads.
+
+    Returns:
+      uint8 [B, T, 200, 200, 3].
+    """
+    picked = tf.reshape(select_frames(jpeg_frames, indices), [-1])
+
+    def decode(data):
+        image = tf.io.decode_jpeg(data, channels=3)
+        return to_stored_frames(image[tf.newaxis])[0]
+
+    size = schema.FRAME_SIZE
+    frames = tf.map_fn(decode, picked,
+                       fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
+    return tf.reshape(frames, [-1, len(indices), size, size, 3])
+
+
+def fold_time(clips: tf.Tensor) -> tf.Tensor:
+    """[B, T, H, W, C] → [B*T, H, W, C], for the per-frame crops of `sports1m_tf.data`."""
+    shape = tf.shape(clips)
+    return tf.reshape(clips, tf.concat([[-1], shape[2:]], axis=0))
+
+
+def centre_view(clips: tf.Tensor, size: int) -> tf.Tensor:
+    """The centre `size` crop of every clip: uint8 [B, T, 200, 200, 3] → [B, T, size, size, 3]."""
+    steps = clips.shape[1]
+    return tf.reshape(centre_crop(fold_time(clips), size), [-1, steps, size, size, 3])
+
+
+def all_views(clips: tf.Tensor, size: int) -> tf.Tensor:
+    """The 4 evaluation views of every clip (`sports1m_tf.data.eval_views`).
+
+    Args:
+      clips: uint8 [n, T, 200, 200, 3].
+      size: int. The model's crop size.
+
+    Returns:
+      uint8 [4 * n, T, size, size, 3], view-major (all clips' centre views
+      first); the order does not matter to the average taken over them.
+    """
+    steps = clips.shape[1]
+    views = eval_views(fold_time(clips), size, VIEWS)           # [4, n*T, S, S, 3]
+    return tf.reshape(views, [-1, steps, size, size, 3])
+
+
+def prediction_outputs(probabilities: tf.Tensor,
+                       names: tf.lookup.StaticHashTable) -> dict[str, tf.Tensor]:
+    """The signature outputs for class probabilities [B, C]."""
+    k = min(TOP_K, probabilities.shape[-1])
+    scores, ids = tf.math.top_k(probabilities, k=k)
+    ids = tf.cast(ids, tf.int64)
+    return {"probabilities": probabilities, "top_k_ids": ids, "top_k_scores": scores,
+            "top_k_names": names.lookup(ids)}
+
+
+def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
+                      clip_frames: int = schema.CLIP_FRAMES
+                      ) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
+    """The three serving functions of a `sports1m_tf.models` model.
+
+    Args:
+      model: a model built by `sports1m_tf.models.build_model` (or loaded).
+      names: class index → name table (`class_name_table`).
+      clip_frames: int. Frames per client clip. Defaults to 16.
+
+    Returns:
+      {signature name: (fn, input_signature)}:
+      - `serving_default`: `clips` uint8 [batch, 16, H, W, 3] → `probabilities`
+        float32 [batch, C], `top_k_ids` int64 [batch, 5], `top_k_scores`
+        float32 [batch, 5], `top_k_names` string [batch, 5] (centre view).
+      - `predict_video`: `clips` uint8 [n, 16, H, W, 3], the clips of ONE video
+        → the same outputs with batch 1: the mean of the softmax over the 4
+        views of the n clips (paper §4.1).
+      - `predict_jpeg`: `jpeg_frames` string [batch, 16] → as `serving_default`.
+      (k = min(5, C).)
+    """
+    info = describe(model, clip_frames)
+    indices, size = info["frames"], info["input_size"]
+    frame_layout = f"uint8 [batch, {clip_frames}, height, width, 3]"
+    video_layout = f"uint8 [clips of one video, {clip_frames}, height, width, 3]"
+    jpeg_layout = f"string [batch, {clip_frames}] of JPEG-encoded frames"
+
+    def forward(frames):
+        return model(frames, training=False)
+
+    def serving_default(clips):
+        clips = check_input(clips, signature="serving_default", layout=frame_layout, rank=5,
+                            frames=clip_frames)
+        frames = centre_view(stored_clips(clips, indices), size)
+        return prediction_outputs(forward(frames), names)
+
+    def predict_video(clips):
+        clips = check_input(clips, signature="predict_video", layout=video_layout, rank=5,
+                            frames=clip_frames)
+        views = all_views(stored_clips(clips, indices), size)
+        video = tf.reduce_mean(forward(views), axis=0, keepdims=True)
+        return prediction_outputs(video, names)
+
+    def predict_jpeg(jpeg_frames):
+        jpeg_frames = check_input(jpeg_frames, signature="predict_jpeg", layout=jpeg_layout,
+                                  rank=2, frames=clip_frames)
+        frames = centre_view(decode_stored_clips(jpeg_frames, indices), size)
+        return prediction_outputs(forward(frames), names)
+
+    clips_spec = [tf.TensorSpec(None, tf.uint8, name="clips")]
+    return {
+        "serving_default": (serving_default, clips_spec),
+        "predict_video": (predict_video, clips_spec),
+        "predict_jpeg": (predict_jpeg, [tf.TensorSpec(None, tf.string, name="jpeg_frames")]),
+    }
