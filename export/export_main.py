@@ -1,0 +1,93 @@
+"""sports1m-export: a trained model → a TF Serving SavedModel `EXPORT_DIR/NAME/VERSION/`.
+
+From a training run (latest checkpoint, class names from its run_config.json):
+
+  sports1m-export --model_dir=runs/slow_fusion --export_dir=serving --name=slow_fusion
+
+From a saved Keras model, with class names one a line:
+
+  sports1m-export --keras_model=model.keras --class_names=labels.txt \
+      --export_dir=serving --name=slow_fusion --version=3
+
+Then serve every model under EXPORT_DIR with
+
+  tensorflow_model_server --model_config_file=serving/models.config --rest_api_port=8501
+
+(`--serving_root=/models` writes paths as the tensorflow/serving container sees
+a folder mounted at /models).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Training run folder (run_config.json + checkpoints).")
+flags.DEFINE_integer("step", None, "Checkpoint step to export from --model_dir (default latest).")
+flags.DEFINE_string("keras_model", None, "A saved .keras model (instead of --model_dir).")
+flags.DEFINE_string("export_dir", None, "Folder of served models (TF Serving base folder).")
+flags.DEFINE_string("name", None, "Served model name (default: the model's architecture).")
+flags.DEFINE_integer("version", None, "Version number (default: the next free integer).")
+flags.DEFINE_string("class_names", None,
+                    "File with one class name a line (overrides the run's class names).")
+flags.DEFINE_string("serving_root", None,
+                    "EXPORT_DIR as the server sees it, for models.config (default: its "
+                    "absolute path).")
+flags.DEFINE_boolean("warmup", True, "Write assets.extra/tf_serving_warmup_requests.")
+flags.mark_flag_as_required("export_dir")
+flags.mark_flags_as_mutual_exclusive(["model_dir", "keras_model"], required=True)
+
+
+def read_class_names(path: str) -> list[str]:
+    """One class name a line (blank lines at the end ignored)."""
+    if not os.path.isfile(path):
+        raise app.UsageError(f"--class_names {path}: no such file")
+    with open(path, encoding="utf-8") as f:
+        names = f.read().rstrip("\n").split("\n")
+    return [n.rstrip("\r") for n in names]
+
+
+def load_model_and_names(model_dir: str | None, keras_model: str | None, step: int | None):
+    """The model to export and the class names its run recorded (None if unknown)."""
+    if model_dir:
+        from sports1m_tf.checkpoints import load_run_config, restore_model
+        return restore_model(model_dir, step=step), load_run_config(model_dir).get("class_names")
+    import keras
+    import sports1m_tf.models  # noqa: F401 - registers the custom layers for loading
+    if not os.path.isfile(keras_model):
+        raise app.UsageError(f"--keras_model {keras_model}: no such file")
+    model = keras.models.load_model(keras_model, compile=False)
+    # A run's final model.keras sits beside its run_config.json.
+    config = os.path.join(os.path.dirname(os.path.abspath(keras_model)), "run_config.json")
+    names = None
+    if os.path.isfile(config):
+        with open(config, encoding="utf-8") as f:
+            names = json.load(f).get("class_names")
+    return model, names
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from export.saved_model import export_model
+    from sports1m_tf.models import describe
+
+    model, names = load_model_and_names(FLAGS.model_dir, FLAGS.keras_model, FLAGS.step)
+    if FLAGS.class_names:
+        names = read_class_names(FLAGS.class_names)
+    describe(model)  # fails early, naming the problem, for a model not built by sports1m_tf
+    name = FLAGS.name or model.name  # e.g. slow_fusion, slow_fusion_multires
+    path = export_model(model, FLAGS.export_dir, name, FLAGS.version, class_names=names,
+                        warmup=FLAGS.warmup, serving_root=FLAGS.serving_root)
+    logging.info("models.config: %s", os.path.join(FLAGS.export_dir, "models.config"))
+    print(path)
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
