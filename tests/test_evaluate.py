@@ -1,0 +1,283 @@
+"""sports1m-eval end to end: real video files → clip records → tiny models → report files."""
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sports1m_tf import evaluate, models
+from sports1m_tf.video_predictions import VideoAccumulator
+from tfrecord_tools import schema
+
+SIZE = 32          # model input
+CLIP_STARTS = (0, 12, 24)  # 3 clips of 16 frames from each 40-frame video
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _read_video(path):
+    cap = cv2.VideoCapture(path)
+    frames = []
+    ok, frame = cap.read()
+    while ok:
+        frames.append(frame)
+        ok, frame = cap.read()
+    cap.release()
+    assert len(frames) >= 40, path
+    return frames
+
+
+def _clip_record(media_id, labels, classes, frames_bgr, start):
+    encoded = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+               for f in frames_bgr[start:start + schema.CLIP_FRAMES]]
+    stamps = [int((start + i) * 1e6 / 24) for i in range(schema.CLIP_FRAMES)]
+    h, w = frames_bgr[0].shape[:2]
+    return schema.make_clip_example(
+        media_id=media_id, label_indices=labels, label_strings=[classes[i] for i in labels],
+        encoded_frames=encoded, frame_timestamps_us=stamps, frame_rate=24.0, height=h, width=w)
+
+
+def _write(path, records):
+    with tf.io.TFRecordWriter(path) as writer:
+        for r in records:
+            writer.write(r)
+
+
+@pytest.fixture(scope="module")
+def records(synthetic_dataset, tmp_path_factory):
+    """Two shards of clip records from the synthetic val + test videos.
+
+    Every 3rd video has its last clip in the OTHER shard (a video split across
+    shards); video 0 is multi-label. Also writes dataset.json like the converter.
+    """
+    out = tmp_path_factory.mktemp("records")
+    classes = synthetic_dataset["classes"]
+    videos = synthetic_dataset["videos"]["val"] + synthetic_dataset["videos"]["test"]
+    shards = [[], []]
+    truth = {}
+    for v, (path, name) in enumerate(videos):
+        media_id = os.path.splitext(os.path.basename(path))[0]
+        labels = [classes.index(name)]
+        if v == 0:
+            labels.append((labels[0] + 1) % len(classes))
+        truth[media_id] = labels
+        frames = _read_video(path)
+        home = v % 2
+        for c, start in enumerate(CLIP_STARTS):
+            shard = 1 - home if (v % 3 == 0 and c == len(CLIP_STARTS) - 1) else home
+            shards[shard].append(_clip_record(media_id, labels, classes, frames, start))
+    names = [f"test-{i:05d}-of-00002.tfrecord" for i in range(2)]
+    for name, recs in zip(names, shards):
+        _write(str(out / name), recs)
+    with open(out / "dataset.json", "w") as f:
+        json.dump({"classes": classes, "num_classes": len(classes),
+                   "splits": {"test": {"shards": names, "videos_converted": len(videos)}}}, f)
+    return dict(dir=str(out), pattern=str(out / "test-*.tfrecord"), classes=classes,
+                truth=truth, split_videos=[os.path.splitext(os.path.basename(p))[0]
+                                           for v, (p, _) in enumerate(videos) if v % 3 == 0])
+
+
+@pytest.fixture(scope="module")
+def keras_models(records, tmp_path_factory):
+    """Two tiny untrained models reading different frames, saved as .keras files."""
+    out = tmp_path_factory.mktemp("models")
+    paths = {}
+    for seed, name in enumerate(("single_frame", "early_fusion")):
+        tf.keras.utils.set_random_seed(seed)
+        model = models.build_model(name, len(records["classes"]), width=0.0625, input_size=SIZE)
+        paths[name] = str(out / f"{name}.keras")
+        model.save(paths[name])
+    return paths
+
+
+def _load(path):
+    return evaluate.load_members(keras_models=[path])[0]
+
+
+def test_accumulator_groups_interleaved_rows_of_split_videos():
+    acc = VideoAccumulator(3)
+    eye = np.eye(3, dtype=np.float32)
+    # shard A then shard B: video "a" appears in both, interleaved with "b" and "c"
+    acc.add(["a", "b", "a"], eye[[0, 1, 0]], eye[[0, 1, 0]])
+    acc.add(["c", "a"], eye[[2, 1]], eye[[2, 0]])
+    result = acc.result()
+    assert result.media_ids == ["a", "b", "c"]
+    np.testing.assert_allclose(result.probs, [[2 / 3, 1 / 3, 0], [0, 1, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(result.rows, [3, 1, 1])
+    assert acc.label_conflicts == 0
+    acc.add(["b"], eye[[1]], eye[[2]])  # a clip of b with another label
+    assert acc.label_conflicts == 1
+    assert acc.result().labels[1].tolist() == [False, True, True]
+
+
+def test_video_prediction_is_the_mean_of_its_clips_across_shards(records, keras_models):
+    """Centre view only, against a direct computation with the model per clip."""
+    member = _load(keras_models["single_frame"])
+    out = evaluate.predict_videos([member], records["pattern"],
+                                  num_classes=len(records["classes"]), views=1, batch_size=5,
+                                  show_progress=False)
+    videos = out["videos"]
+    assert sorted(videos.media_ids) == sorted(records["truth"])
+    np.testing.assert_array_equal(videos.rows, len(CLIP_STARTS))
+    assert out["clips"] == len(CLIP_STARTS) * len(records["truth"])
+    # Independent reference for the videos split over both shards: the centre
+    # crop of each clip's middle frame (the pipeline decodes views=1 with
+    # decode_and_crop_jpeg, whose pixels differ slightly from a full decode),
+    # through the model, averaged over the video's clips.
+    dataset = tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(records["pattern"])))
+    per_video = {}
+    for raw in dataset:
+        context, seq = tf.io.parse_single_sequence_example(
+            raw, context_features={schema.MEDIA_ID: tf.io.FixedLenFeature([], tf.string)},
+            sequence_features={schema.IMAGE_ENCODED: tf.io.FixedLenSequenceFeature([], tf.string)})
+        media_id = context[schema.MEDIA_ID].numpy().decode()
+        if media_id in records["split_videos"]:
+            encoded = seq[schema.IMAGE_ENCODED][8]
+            height, width = tf.io.extract_jpeg_shape(encoded).numpy()[:2]
+            window = [(height - SIZE) // 2, (width - SIZE) // 2, SIZE, SIZE]
+            crop = tf.io.decode_and_crop_jpeg(encoded, window, channels=3).numpy()
+            per_video.setdefault(media_id, []).append(
+                member.model(crop[None, None], training=False).numpy()[0])
+    assert len(per_video) == len(records["split_videos"]) >= 2
+    for media_id, probs in per_video.items():
+        assert len(probs) == len(CLIP_STARTS)
+        row = videos.media_ids.index(media_id)
+        np.testing.assert_allclose(videos.probs[row, 0], np.mean(probs, axis=0), atol=2e-6)
+
+
+@pytest.fixture(scope="module")
+def single_report(records, keras_models, tmp_path_factory):
+    """The report of the single-frame model alone (4 views, batch 8)."""
+    out = str(tmp_path_factory.mktemp("reports") / "single")
+    metrics = evaluate.evaluate([_load(keras_models["single_frame"])], records["pattern"],
+                                output_dir=out, batch_size=8, show_progress=False,
+                                montage_videos=6)
+    return dict(dir=out, metrics=metrics, probs=np.load(os.path.join(out, "video_probs.npz")))
+
+
+def test_ensemble_report_files_and_comparison(records, keras_models, single_report, tmp_path):
+    early = evaluate.evaluate([_load(keras_models["early_fusion"])], records["pattern"],
+                              output_dir=str(tmp_path / "early"), batch_size=8,
+                              show_progress=False, montage_videos=0)
+    both = evaluate.evaluate(
+        [_load(keras_models["single_frame"]), _load(keras_models["early_fusion"])],
+        records["pattern"], output_dir=str(tmp_path / "avg"), batch_size=8, show_progress=False,
+        compare_with=single_report["dir"], montage_videos=6)
+    first = single_report["metrics"]
+
+    # CNN Average: the ensemble's video predictions are the mean of the members' own runs.
+    alone = [single_report["probs"], np.load(tmp_path / "early" / "video_probs.npz")]
+    ens = np.load(tmp_path / "avg" / "video_probs.npz")
+    assert alone[0]["media_ids"].tolist() == alone[1]["media_ids"].tolist() == \
+        ens["media_ids"].tolist()
+    mean = (alone[0]["member_probs"][:, 0] + alone[1]["member_probs"][:, 0]) / 2
+    np.testing.assert_allclose(ens["member_probs"].mean(axis=1), mean, atol=1e-6)
+    # the models disagree, so a grouping mistake would show
+    assert np.abs(alone[0]["member_probs"] - alone[1]["member_probs"]).max() > 1e-3
+    np.testing.assert_array_equal(ens["view_rows"], len(CLIP_STARTS) * 4)
+
+    n_videos = len(records["truth"])
+    with open(tmp_path / "avg" / "metrics.json") as f:
+        saved = json.load(f)
+    assert saved["videos"] == n_videos and saved["clips"] == n_videos * len(CLIP_STARTS)
+    assert saved["view_rows"] == saved["clips"] * 4
+    assert saved["ensemble"] and len(saved["members"]) == 2
+    assert [m["describe"]["name"] for m in saved["models"]] == ["single_frame", "early_fusion"]
+    assert saved["members"][0]["video_hit_at_1"] == pytest.approx(first["video_hit_at_1"])
+    assert saved["members"][1]["clip_hit_at_1"] == pytest.approx(early["clip_hit_at_1"])
+    assert 0 <= saved["video_hit_at_1"] <= saved["video_hit_at_5"] <= 1
+    assert set(saved["per_class_ap"]) == set(records["classes"])
+    assert saved["classes_with_positives"] == len(records["classes"])
+
+    with open(tmp_path / "avg" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == n_videos
+    multi = [r for r in rows if ";" in r["labels"]]
+    assert len(multi) == 1
+    assert all(int(r["view_rows"]) == len(CLIP_STARTS) * 4 for r in rows)
+    assert np.mean([int(r["hit_at_1"]) for r in rows]) == pytest.approx(both["video_hit_at_1"])
+
+    # Table 2: per-class ΔAP against the single-frame report, largest gain first.
+    with open(tmp_path / "avg" / "delta_ap.csv") as f:
+        delta = list(csv.DictReader(f))
+    assert len(delta) == len(records["classes"])
+    for r in delta:
+        expected = both["per_class_ap"][r["class"]] - first["per_class_ap"][r["class"]]
+        assert float(r["delta_ap"]) == pytest.approx(expected)
+    assert [float(r["delta_ap"]) for r in delta] == sorted(
+        (float(r["delta_ap"]) for r in delta), reverse=True)
+    assert both["comparison"]["delta_mAP"] == pytest.approx(both["mAP"] - first["mAP"])
+
+    with open(tmp_path / "avg" / "confused_pairs.csv") as f:
+        pairs = list(csv.DictReader(f))
+    assert all(int(p["count"]) == int(p["a_predicted_as_b"]) + int(p["b_predicted_as_a"])
+               for p in pairs)
+    for name in ("confusion_matrix.png", "predictions_montage.png"):
+        path = tmp_path / "avg" / name
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+        image = cv2.imread(str(path))
+        assert image is not None and image.shape[0] > 200 and image.shape[1] > 200
+        assert image.std() > 10  # drawn, not blank
+    assert not (tmp_path / "early" / "predictions_montage.png").exists()
+
+
+def test_clear_errors(records, keras_models, tmp_path):
+    member = _load(keras_models["single_frame"])
+    with pytest.raises(ValueError, match="no clip record files match"):
+        evaluate.evaluate([member], str(tmp_path / "nothing-*.tfrecord"),
+                          output_dir=str(tmp_path / "o"), show_progress=False)
+    wrong = models.build_model("single_frame", len(records["classes"]) + 2, width=0.0625,
+                               input_size=SIZE)
+    with pytest.raises(ValueError, match=r"scores 13 classes but .*dataset.json lists 11"):
+        evaluate.evaluate([wrong], records["pattern"], output_dir=str(tmp_path / "o"),
+                          show_progress=False)
+    frames = [np.full((40, 40, 3), 128, np.uint8)] * schema.CLIP_FRAMES
+    unlabelled = tmp_path / "unlabelled-00000-of-00001.tfrecord"
+    _write(str(unlabelled), [_clip_record("v", [], [], frames, 0)])
+    with pytest.raises(ValueError, match="unlabelled-00000-of-00001.tfrecord: its records carry "
+                                         "no labels"):
+        evaluate.evaluate([member], str(unlabelled), output_dir=str(tmp_path / "o"),
+                          class_names=records["classes"], show_progress=False)
+
+
+_MIRRORED = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from sports1m_tf import evaluate
+    pattern, model_path, num_classes, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        member = evaluate.load_members(keras_models=[model_path])[0]
+    # batch 7: a clip's views straddle batches and replicas; the last batch is ragged
+    result = evaluate.predict_videos([member], pattern, strategy=strategy, num_classes=num_classes,
+                                     views=4, batch_size=7, show_progress=False)
+    videos = result["videos"]
+    np.savez(out, media_ids=videos.media_ids, probs=videos.probs, rows=videos.rows,
+             clips=result["clips"], clip_hits=result["clip_hits"],
+             replicas=strategy.num_replicas_in_sync)
+""")
+
+
+def test_mirrored_strategy_counts_every_clip_once(records, keras_models, single_report, tmp_path):
+    out = str(tmp_path / "mirrored.npz")
+    proc = subprocess.run(
+        [sys.executable, "-c", _MIRRORED, records["pattern"], keras_models["single_frame"],
+         str(len(records["classes"])), out], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dist, one = np.load(out), single_report["probs"]
+    assert int(dist["replicas"]) == 2
+    assert sorted(dist["media_ids"].tolist()) == sorted(one["media_ids"].tolist())
+    order = [dist["media_ids"].tolist().index(m) for m in one["media_ids"]]
+    np.testing.assert_array_equal(dist["rows"][order], one["view_rows"])
+    assert int(dist["clips"]) == single_report["metrics"]["clips"]
+    np.testing.assert_allclose(dist["probs"][order], one["member_probs"], atol=1e-5)
+    assert float(dist["clip_hits"][-1]) == pytest.approx(
+        single_report["metrics"]["clip_hit_at_1"])
