@@ -1,0 +1,377 @@
+"""The converter on real video files: records, frames, bad inputs, determinism, resume."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrecord_tools import clip_encoding, schema, testvideos as tv
+from tfrecord_tools.convert import convert
+from tfrecord_tools.manifest import VideoEntry
+from tfrecord_tools.video_clips import (ClipSettings, choose_clip_starts, convert_video,
+                                        video_seed)
+
+SMALL = dict(clips_per_video=3, frame_size=48, num_shards=3)
+
+
+def read_records_of(path: str) -> list[bytes]:
+    comp = "GZIP" if path.endswith(".gz") else ""
+    return [r.numpy() for r in tf.data.TFRecordDataset(path, compression_type=comp)]
+
+
+def read_records(output_dir: str) -> list[bytes]:
+    """Every record of every shard in a folder (compression from the file name)."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(output_dir, "*.tfrecord*"))):
+        out += read_records_of(path)
+    return out
+
+
+def clip_key(record: bytes) -> tuple[str, int]:
+    ex = tf.train.SequenceExample.FromString(record)
+    return (ex.context.feature[schema.MEDIA_ID].bytes_list.value[0].decode(),
+            ex.context.feature[schema.START_TIMESTAMP].int64_list.value[0])
+
+
+def make_video_set(folder: str) -> tuple[str, dict]:
+    """Good videos (OpenCV mp4v/MJPG of several sizes and rates, two sample videos) and
+    one of every bad input; returns (csv manifest, {video id: expected failure or None})."""
+    v = os.path.join(folder, "v")
+    os.makedirs(v, exist_ok=True)
+    tv.write_video(f"{v}/wide.mp4", width=120, height=72, fps=25, num_frames=52, seed=1)
+    tv.write_video(f"{v}/tall.avi", width=64, height=96, fps=15, num_frames=40, seed=2)
+    tv.write_video(f"{v}/square.mp4", width=80, height=80, fps=30, num_frames=60, seed=3)
+    tv.write_video(f"{v}/small.avi", width=72, height=64, fps=12.5, num_frames=44, seed=4)
+    tv.copy_sample("carphone_distorted.mp4", f"{v}/carphone.mp4")
+    tv.copy_sample("bikes.mp4", f"{v}/bikes.mp4")
+    tv.write_truncated(f"{v}/wide.mp4", f"{v}/cut.mp4")
+    tv.write_empty(f"{v}/empty.mp4")
+    tv.write_not_a_video(f"{v}/text.mp4")
+    tv.write_unknown_codec(f"{v}/tall.avi", f"{v}/codec.avi")
+    tv.write_video(f"{v}/short.mp4", num_frames=12, seed=5)
+    lines = ["path,label", "v/wide.mp4,walk", "v/tall.avi,run", "v/square.mp4,walk;swim",
+             "v/small.avi,swim", "v/carphone.mp4,talk", "v/bikes.mp4,run", "v/cut.mp4,walk",
+             "v/empty.mp4,run", "v/text.mp4,swim", "v/codec.avi,walk", "v/short.mp4,talk",
+             "v/gone.mp4,run", "v/wide.avi,dance", "not a manifest line"]
+    manifest = os.path.join(folder, "list.csv")
+    with open(manifest, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    expected = {"wide": None, "tall": None, "square": None, "small": None, "carphone": None,
+                "bikes": None, "cut": "truncated MP4", "empty": "empty file",
+                "text": "not a video", "codec": "cannot open AVI", "short": "too short",
+                "gone": "missing file"}
+    return manifest, expected
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("videos"))
+    manifest, expected = make_video_set(folder)
+    labels = os.path.join(folder, "classes.txt")
+    with open(labels, "w") as f:
+        f.write("walk\nrun\nswim\ntalk\n")  # no "dance": v/wide.avi has an unknown label
+    return {"folder": folder, "manifest": manifest, "labels": labels, "expected": expected}
+
+
+@pytest.fixture(scope="module")
+def clean_run(videos, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("clean"))
+    summary = convert(videos["manifest"], output_dir=out, labels=videos["labels"], workers=2,
+                      compression="GZIP", progress=False, **SMALL)
+    return {"out": out, "summary": summary, "records": read_records(out)}
+
+
+# --- records -----------------------------------------------------------------------------
+
+def test_encoder_without_tensorflow_matches_schema_make_clip_example():
+    kw = dict(media_id="vid/ü", label_indices=[3, 486], label_strings=["a", "b c"],
+              encoded_frames=[b"\xff\xd8" * 300, b"x"], frame_timestamps_us=[0, 2 ** 40],
+              frame_rate=29.97, height=200, width=200)
+    ours = tf.train.SequenceExample.FromString(clip_encoding.encode_clip(**kw))
+    assert ours == tf.train.SequenceExample.FromString(schema.make_clip_example(**kw))
+
+
+def test_clip_windows_are_disjoint_inside_the_video_and_seeded_by_video_id():
+    for n, k in [(16, 5), (40, 2), (1000, 100), (1600, 100), (33, 100)]:
+        starts = choose_clip_starts(n, 16, k, video_seed(7, "v1"))
+        assert len(starts) == min(k, n // 16)
+        assert all(b - a >= 16 for a, b in zip(starts, starts[1:]))
+        assert starts[0] >= 0 and starts[-1] + 16 <= n
+    assert choose_clip_starts(15, 16, 3, video_seed(0, "v")) == []
+    a = choose_clip_starts(5000, 16, 10, video_seed(0, "video"))
+    assert a == choose_clip_starts(5000, 16, 10, video_seed(0, "video"))
+    assert a != choose_clip_starts(5000, 16, 10, video_seed(1, "video"))
+    assert a != choose_clip_starts(5000, 16, 10, video_seed(0, "other"))
+
+
+def test_every_bad_input_is_a_reason_not_an_exception(videos):
+    settings = ClipSettings(clips_per_video=2, frame_size=32)
+    for vid, want in videos["expected"].items():
+        path = glob.glob(os.path.join(videos["folder"], "v", vid + ".*")) or [f"/nope/{vid}.mp4"]
+        result = convert_video(VideoEntry(vid, path[0], (0,), ("walk",), "m:1"), settings)
+        if want is None:
+            assert result.failure is None and len(result.records) == 2, (vid, result.failure)
+        else:
+            assert result.records == [] and want in result.failure, (vid, result.failure)
+
+
+def test_truncated_avi_gives_clips_from_the_frames_that_decode(videos, tmp_path):
+    cut = tv.write_truncated(os.path.join(videos["folder"], "v", "tall.avi"),
+                             str(tmp_path / "cut.avi"), 0.6)
+    result = convert_video(VideoEntry("cut", cut, (0,), ("walk",), "m:1"),
+                           ClipSettings(clips_per_video=5, frame_size=32))
+    assert result.failure is None and 1 <= len(result.records) < 40 // 16 + 1
+    assert "truncated or corrupt" in result.warnings[0]
+    assert result.clip_starts[-1] + 16 <= result.frames_decoded
+
+
+def test_clean_run_counts_failures_and_model_garden_keys(clean_run, videos):
+    s, records = clean_run["summary"], clean_run["records"]
+    with open(os.path.join(clean_run["out"], "dataset.json")) as f:
+        on_disk = json.load(f)
+    assert on_disk["classes"] == ["walk", "run", "swim", "talk"]
+    section = on_disk["splits"]["train"]
+    # 3 clips a video, except tall.avi and small.avi (40 and 44 frames: 2 clips of 16).
+    assert section["clips"] == len(records) == s["clips"] == 4 * 3 + 2 * 2
+    assert section["videos_converted"] == 6
+    assert section["clips_per_class"] == {"walk": 6, "run": 5, "swim": 5, "talk": 3}
+    assert section["videos_per_class"] == {"walk": 2, "run": 2, "swim": 2, "talk": 1}
+    assert sorted(os.listdir(clean_run["out"])) == [
+        "dataset.json"] + [f"train-0000{i}-of-00003.tfrecord.gz" for i in range(3)]
+    failed = {f["video"] or f["source"]: f["reason"] for f in section["failed"]}
+    for vid, want in videos["expected"].items():
+        if want:
+            assert want in failed[vid]
+    assert "label 'dance' not in the class list" in failed["wide"]  # wide.avi, line 14
+    assert "malformed line" in failed[f"{videos['manifest']}:15"]
+    assert section["videos_failed"] == 8
+    # Every shard mixes videos and classes.
+    for path in sorted(glob.glob(os.path.join(clean_run["out"], "*.gz"))):
+        assert len({clip_key(r)[0] for r in read_records_of(path)}) >= 4
+    # Read back with plain TF and the Model Garden video reader's key names.
+    parsed_ctx, parsed_seq = tf.io.parse_single_sequence_example(
+        records[0],
+        context_features={"clip/label/index": tf.io.VarLenFeature(tf.int64),
+                          "clip/media_id": tf.io.FixedLenFeature([], tf.string)},
+        sequence_features={"image/encoded": tf.io.FixedLenSequenceFeature([], tf.string)})
+    frames = tf.io.decode_jpeg(parsed_seq["image/encoded"][0])
+    assert parsed_seq["image/encoded"].shape == (16,) and frames.shape == (48, 48, 3)
+    assert parsed_ctx["clip/label/index"].values.shape[0] >= 1
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
+
+
+def test_stored_frames_match_source_frames(videos, tmp_path):
+    v = os.path.join(videos["folder"], "v")
+    manifest = tmp_path / "m.csv"
+    # wide: 72x72 centre crop stored as is; square: 80x80 shrunk to 72 (INTER_AREA).
+    manifest.write_text("v/wide.mp4,a\nv/square.mp4,b\nv/carphone.mp4,c\n")
+    out = str(tmp_path / "out")
+    convert(str(manifest), output_dir=out, video_root=videos["folder"], clips_per_video=2,
+            frame_size=72, num_shards=1, progress=False)
+    sources = {vid: tv.read_frames(os.path.join(v, vid + ".mp4"))
+               for vid in ("wide", "square", "carphone")}
+    fps = {vid: cv2.VideoCapture(os.path.join(v, vid + ".mp4")).get(cv2.CAP_PROP_FPS)
+           for vid in sources}
+    checked = 0
+    psnrs = {}
+    for record in read_records(out):
+        ctx, seq = tf.io.parse_single_sequence_example(
+            record, context_features={schema.MEDIA_ID: tf.io.FixedLenFeature([], tf.string)},
+            sequence_features={schema.IMAGE_ENCODED: tf.io.FixedLenSequenceFeature([], tf.string),
+                               schema.IMAGE_TIMESTAMP: tf.io.FixedLenSequenceFeature([], tf.int64)})
+        vid = ctx[schema.MEDIA_ID].numpy().decode()
+        for jpeg, ts in zip(seq[schema.IMAGE_ENCODED].numpy(), seq[schema.IMAGE_TIMESTAMP].numpy()):
+            stored = tf.io.decode_jpeg(jpeg).numpy()[..., ::-1]  # RGB -> BGR like OpenCV
+            src = sources[vid][round(ts * fps[vid] / 1e6)]
+            h, w = src.shape[:2]
+            s = min(h, w)
+            crop = src[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+            crop = cv2.resize(crop, (72, 72), interpolation=cv2.INTER_AREA) if s != 72 else crop
+            psnrs.setdefault(vid, []).append(_psnr(stored, crop))
+            checked += 1
+        # The neighbouring frame is measurably further: the index is right, not just close.
+        idx = round(seq[schema.IMAGE_TIMESTAMP].numpy()[0] * fps[vid] / 1e6)
+        if vid == "wide" and idx + 1 < len(sources[vid]):
+            first = tf.io.decode_jpeg(seq[schema.IMAGE_ENCODED][0]).numpy()[..., ::-1]
+            nxt = sources[vid][idx + 1][:, 24:96]
+            assert _psnr(first, nxt) < _psnr(first, sources[vid][idx][:, 24:96]) - 6
+    assert checked == 3 * 2 * 16
+    # JPEG q90 with 4:2:0 chroma: ≈38 dB on the natural sample video, ≈29 dB at worst on
+    # the synthetic frames' saturated colour edges.
+    assert min(psnrs["carphone"]) > 35
+    assert min(min(v) for v in psnrs.values()) > 27
+
+
+# --- determinism and resume ----------------------------------------------------------------
+
+def test_same_inputs_give_identical_shards_whatever_the_worker_count(clean_run, videos, tmp_path):
+    out = str(tmp_path / "again")
+    convert(videos["manifest"], output_dir=out, labels=videos["labels"], workers=1,
+            compression="GZIP", progress=False, **SMALL)
+    # Same clips in the same shards in the same order.
+    assert sorted(os.listdir(out)) == sorted(os.listdir(clean_run["out"]))
+    for name in os.listdir(out):
+        if name.endswith(".gz"):
+            assert read_records_of(os.path.join(out, name)) == read_records_of(
+                os.path.join(clean_run["out"], name))
+    assert not os.path.exists(os.path.join(out, ".work"))
+    other = str(tmp_path / "seed1")
+    convert(videos["manifest"], output_dir=other, labels=videos["labels"], seed=1,
+            progress=False, **SMALL)
+    assert {clip_key(r) for r in read_records(other)} != {clip_key(r) for r in
+                                                           clean_run["records"]}
+
+
+def test_rerun_of_a_finished_conversion_does_nothing(clean_run, videos):
+    before = {n: os.stat(os.path.join(clean_run["out"], n)).st_mtime_ns
+              for n in os.listdir(clean_run["out"])}
+    summary = convert(videos["manifest"], output_dir=clean_run["out"], labels=videos["labels"],
+                      workers=2, compression="GZIP", progress=False, **SMALL)
+    assert summary["clips"] == clean_run["summary"]["clips"]
+    assert before == {n: os.stat(os.path.join(clean_run["out"], n)).st_mtime_ns
+                      for n in os.listdir(clean_run["out"])}
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tfrecord_tools.convert_main", *args]
+
+
+def test_sigkill_mid_run_then_rerun_gives_exactly_the_clean_clips(tmp_path):
+    # Slow enough videos (the 1280x720 sample, copied under several names) that the
+    # process is still converting when it is killed.
+    v = tmp_path / "v"
+    v.mkdir()
+    lines = []
+    for i in range(6):
+        tv.copy_sample("bigbuckbunny.mp4", str(v / f"bunny{i}.mp4"))
+        tv.write_video(str(v / f"synth{i}.avi"), width=96, height=64, num_frames=48, seed=i)
+        lines += [f"v/bunny{i}.mp4,cartoon", f"v/synth{i}.avi,synthetic"]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    flags = [f"--manifest={manifest}", "--clips_per_video=2", "--frame_size=40",
+             "--num_shards=2", "--workers=1", "--noprogress"]
+    out = tmp_path / "out"
+    work = out / ".work" / "train" / "videos"
+    proc = subprocess.Popen(_cli(*flags, f"--output_dir={out}"), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if work.is_dir() and len([n for n in os.listdir(work) if n.endswith(".video")]) >= 3:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the conversion ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group, as a crash would
+    proc.wait()
+    done = [n for n in os.listdir(work) if n.endswith(".video")]
+    assert 3 <= len(done) < 12 and not glob.glob(str(out / "train-*"))
+    # A shard temp file as a kill during assembly would leave it.
+    (out / ".tmp-999-train-00000-of-00002.tfrecord").write_bytes(b"partial")
+
+    rerun = subprocess.run(_cli(*flags, f"--output_dir={out}"), capture_output=True, text=True,
+                           timeout=120)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"resuming: {len(done)} of 12 videos already converted" in rerun.stderr
+    clean = tmp_path / "clean"
+    convert(str(manifest), output_dir=str(clean), clips_per_video=2, frame_size=40,
+            num_shards=2, progress=False)
+    resumed = sorted(read_records(str(out)))
+    assert len(resumed) == 24 and resumed == sorted(read_records(str(clean)))
+    assert sorted(os.listdir(out)) == ["dataset.json", "train-00000-of-00002.tfrecord",
+                                       "train-00001-of-00002.tfrecord"]
+
+
+def _main(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(_cli(*args), capture_output=True, text=True, timeout=120)
+
+
+def test_cli_exit_status_nothing_converted_strict_and_usage(tmp_path, videos):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"{videos['folder']}/v/empty.mp4,a\n{videos['folder']}/v/text.mp4,b\n")
+    r = _main(f"--manifest={bad}", f"--output_dir={tmp_path / 'o1'}", "--noprogress")
+    assert r.returncode == 1
+    assert "empty file (0 bytes)" in r.stderr and "not a video" in r.stderr
+    with open(tmp_path / "o1" / "dataset.json") as f:
+        assert len(json.load(f)["splits"]["train"]["failed"]) == 2
+
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(f"{videos['folder']}/v/small.avi,a\n{videos['folder']}/v/gone.mp4,b\n")
+    r = _main(f"--manifest={mixed}", "--clips_per_video=1", "--frame_size=32", "--num_shards=1",
+              "--noprogress", "--split=val", f"--output_dir={tmp_path / 'o2'}", "--strict")
+    assert r.returncode == 1 and "missing file" in r.stderr
+    assert os.path.exists(tmp_path / "o2" / "val-00000-of-00001.tfrecord")  # still written
+
+    r = _main(f"--manifest={tmp_path / 'nope.csv'}", f"--output_dir={tmp_path}")
+    assert r.returncode == 2 and "nope.csv does not exist" in r.stderr
+
+
+# --- the other manifest formats, end to end ------------------------------------------------
+
+def test_ucf101_and_sports1m_layouts_convert_into_one_folder(tmp_path):
+    root = tmp_path / "UCF-101"
+    tv.write_video(str(root / "HandstandPushups" / "v_HandStandPushups_g08_c01.avi"), seed=1)
+    tv.write_video(str(root / "YoYo" / "v_YoYo_g01_c01.avi"), seed=2)
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "classInd.txt").write_text("1 HandstandPushups\n2 YoYo\n")
+    (lists / "trainlist01.txt").write_text("HandstandPushups/v_HandStandPushups_g08_c01.avi 1\n")
+    (lists / "testlist01.txt").write_text("YoYo/v_YoYo_g01_c01.avi\n")
+    out = str(tmp_path / "ucf")
+    for name in ("trainlist01.txt", "testlist01.txt"):
+        convert(str(lists / name), output_dir=out, manifest_format="ucf101",
+                video_root=str(root), clips_per_video=2, frame_size=32, num_shards=1,
+                progress=False)
+    with open(os.path.join(out, "dataset.json")) as f:
+        data = json.load(f)
+    assert data["classes"] == ["HandstandPushups", "YoYo"]
+    assert data["splits"]["train"]["clips_per_class"] == {"HandstandPushups": 2, "YoYo": 0}
+    assert data["splits"]["test"]["clips_per_class"] == {"HandstandPushups": 0, "YoYo": 2}
+    test_labels = {tf.train.SequenceExample.FromString(r).context.feature[
+        schema.LABEL_INDEX].int64_list.value[0] for r in read_records(out) if b"YoYo" in r}
+    assert test_labels == {1}
+
+    videos = tmp_path / "s1m"
+    tv.write_video(str(videos / "UDqivjS-lpI.mp4"), seed=3)
+    (tmp_path / "labels.txt").write_text("boomerang\ncycling\nskiing\n")
+    (tmp_path / "test_partition.txt").write_text(
+        "https://www.youtube.com/watch?v=UDqivjS-lpI 1,2\n"
+        "https://www.youtube.com/watch?v=missingVid0 0\n")
+    s = convert(str(tmp_path / "test_partition.txt"), output_dir=str(tmp_path / "s1m_out"),
+                manifest_format="sports1m", video_root=str(videos),
+                labels=str(tmp_path / "labels.txt"), clips_per_video=2, frame_size=32,
+                num_shards=2, progress=False)
+    assert s["clips_per_class"] == {"boomerang": 0, "cycling": 2, "skiing": 2}
+    assert [f["reason"] for f in s["failed"]] == ["missing file"]
+    ex = tf.train.SequenceExample.FromString(read_records(str(tmp_path / "s1m_out"))[0])
+    assert list(ex.context.feature[schema.LABEL_INDEX].int64_list.value) == [1, 2]
+    assert list(ex.context.feature[schema.LABEL_STRING].bytes_list.value) == [b"cycling",
+                                                                             b"skiing"]
+
+
+def test_changed_settings_start_over_instead_of_mixing(videos, tmp_path):
+    out = str(tmp_path / "o")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"{videos['folder']}/v/square.mp4,a\n")
+    first = convert(str(manifest), output_dir=out, clips_per_video=1, frame_size=32,
+                    num_shards=2, keep_work=True, progress=False)
+    second = convert(str(manifest), output_dir=out, clips_per_video=3, frame_size=32,
+                     num_shards=1, progress=False)
+    assert (first["clips"], second["clips"]) == (1, 3)
+    # The old 2-shard files are gone; only the new set is left.
+    assert sorted(n for n in os.listdir(out) if "tfrecord" in n) == [
+        "train-00000-of-00001.tfrecord"]
+    assert len(read_records(out)) == 3
+    shutil.rmtree(out)

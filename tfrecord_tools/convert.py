@@ -1,0 +1,292 @@
+"""Local conversion: a manifest of videos → clip TFRecord shards + dataset.json (SPEC §2).
+
+Resumable by construction. Worker processes convert one video at a time with
+`video_clips.convert_video` and store each result (records, or the failure) as one
+work file `OUTPUT_DIR/.work/SPLIT/videos/<id>.video`, written under a temporary
+name and renamed, so it exists whole or not at all. A rerun after a kill skips the
+videos whose work file exists. When every video has one, the shards are assembled
+from the work files in an order fixed by (seed, video ids) alone, written
+atomically, `dataset.json` is updated, and `.work/SPLIT` is removed. The result is
+therefore the same whatever the number of workers, the completion order or the
+number of interruptions.
+
+Example:
+  from tfrecord_tools.convert import convert
+  summary = convert("videos.csv", output_dir="/data/clips", workers=2, num_shards=8)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import struct
+import time
+from typing import Iterator
+
+from absl import logging
+
+from tfrecord_tools import fileio, manifest as manifest_lib, shards, summary
+from tfrecord_tools.video_clips import ClipSettings, convert_video
+
+WORK_DIR = ".work"
+_LEN = struct.Struct("<Q")
+
+
+# --- work files: one per video, [len][outcome JSON] then [len][record] ... -------------
+
+def work_key(video_id: str) -> str:
+    """A file-name-safe, collision-free name for a video's work file."""
+    safe = re.sub(r"[^\w.-]", "_", video_id)[:80]
+    return f"{safe}-{hashlib.sha1(video_id.encode()).hexdigest()[:10]}"
+
+
+def _work_path(videos_dir: str, video_id: str) -> str:
+    return fileio.join(videos_dir, work_key(video_id) + ".video")
+
+
+def _pack(outcome: dict, records: list[bytes]) -> bytes:
+    head = json.dumps(outcome).encode()
+    parts = [_LEN.pack(len(head)), head]
+    for r in records:
+        parts += [_LEN.pack(len(r)), r]
+    return b"".join(parts)
+
+
+def _unpack(data: bytes) -> tuple[dict, list[bytes]]:
+    (n,), pos = _LEN.unpack_from(data, 0), _LEN.size
+    outcome = json.loads(data[pos:pos + n])
+    pos += n
+    records = []
+    while pos < len(data):
+        (n,) = _LEN.unpack_from(data, pos)
+        pos += _LEN.size
+        records.append(data[pos:pos + n])
+        pos += n
+    if len(records) != outcome["num_clips"]:
+        raise ValueError(f"work file has {len(records)} records, its header says "
+                         f"{outcome['num_clips']}")
+    return outcome, records
+
+
+def _convert_and_store(task: tuple) -> dict:
+    """Pool task: convert one video, store its work file, return its outcome."""
+    entry, settings, videos_dir, threads = task
+    result = convert_video(entry, settings, decoder_threads=threads)
+    outcome = result.outcome()
+    fileio.write_bytes_atomic(_work_path(videos_dir, entry.video_id), _pack(outcome, result.records))
+    return outcome
+
+
+# --- the run ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Everything that determines a conversion's output (its fingerprint)."""
+
+    manifest: manifest_lib.Manifest
+    settings: ClipSettings
+    split: str
+    num_shards: int
+    compression: str
+
+    def fingerprint(self) -> str:
+        blob = json.dumps({
+            "classes": self.manifest.classes,
+            "entries": [e.to_json() for e in self.manifest.entries],
+            "problems": [p.to_json() for p in self.manifest.problems],
+            "settings": dataclasses.asdict(self.settings),
+            "split": self.split, "num_shards": self.num_shards, "compression": self.compression,
+        }, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def prepare_job(manifest: str, *, manifest_format: str = "csv", video_root: str | None = None,
+                labels: str | None = None, split: str | None = None, num_shards: int = 16,
+                compression: str | None = "none", settings: ClipSettings = ClipSettings()
+                ) -> Job:
+    """Reads the manifest and fixes every choice that determines the output."""
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be at least 1, got {num_shards}")
+    m = manifest_lib.read_manifest(manifest, manifest_format, video_root=video_root, labels=labels)
+    for p in m.problems:
+        logging.warning("%s: %s", p.source, p.reason)
+    return Job(m, settings, split or manifest_lib.guess_split(manifest), num_shards,
+               shards.normalise_compression(compression))
+
+
+def shard_order(video_ids: list[str], seed: int) -> list[str]:
+    """The order in which videos' clips are dealt over shards: a seeded shuffle that
+    depends only on the ids (not on which process finished first)."""
+    return sorted(video_ids, key=lambda v: hashlib.sha256(f"{seed}/{v}".encode()).digest())
+
+
+def recorded_settings(job: Job, *, manifest: str, manifest_format: str, video_root, labels) -> dict:
+    return {**dataclasses.asdict(job.settings), "manifest": manifest,
+            "manifest_format": manifest_format, "video_root": video_root, "labels": labels}
+
+
+def convert(manifest: str, *, output_dir: str, manifest_format: str = "csv",
+            video_root: str | None = None, labels: str | None = None, split: str | None = None,
+            num_shards: int = 16, workers: int = 1, clips_per_video: int = 100,
+            clip_frames: int = 16, frame_size: int = 200, jpeg_quality: int = 90, seed: int = 0,
+            compression: str | None = "none", keep_work: bool = False,
+            progress: bool = True) -> dict:
+    """Converts the videos of a manifest into clip shards and `dataset.json`.
+
+    Args:
+      manifest: str. Manifest file (see `manifest.py` for the formats).
+      output_dir: str. Where shards and dataset.json go (local or gs://).
+      manifest_format: str. `csv`, `sports1m` or `ucf101`.
+      video_root: str or None. Folder the manifest's paths are relative to.
+      labels: str or None. Class-name file.
+      split: str or None. Shard name prefix; default `train`, or `test` when the
+        manifest's name says so.
+      num_shards: int. Shards for this split.
+      workers: int. Processes converting videos (0 = one per core).
+      clips_per_video, clip_frames, frame_size, jpeg_quality, seed: see `ClipSettings`.
+      compression: str. `none` or `GZIP`.
+      keep_work: bool. Keep `.work/SPLIT` (per-video results) after success.
+      progress: bool. Show a progress bar.
+
+    Returns:
+      This split's `dataset.json` section plus `classes` and `dataset_json` (its path).
+    """
+    settings = ClipSettings(clips_per_video, clip_frames, frame_size, jpeg_quality, seed)
+    job = prepare_job(manifest, manifest_format=manifest_format, video_root=video_root,
+                      labels=labels, split=split, num_shards=num_shards,
+                      compression=compression, settings=settings)
+    recorded = recorded_settings(job, manifest=manifest, manifest_format=manifest_format,
+                                 video_root=video_root, labels=labels)
+    return run_local(job, output_dir, recorded, workers=workers, keep_work=keep_work,
+                     progress=progress)
+
+
+def _already_done(job: Job, output_dir: str, fingerprint: str) -> dict | None:
+    existing = summary.read(output_dir)
+    section = existing and existing["splits"].get(job.split)
+    if not section or section.get("fingerprint") != fingerprint:
+        return None
+    names = [fileio.join(output_dir, n) for n in section["shards"]]
+    return section if all(fileio.exists(p) for p in names) else None
+
+
+def run_local(job: Job, output_dir: str, recorded: dict, *, workers: int = 1,
+              keep_work: bool = False, progress: bool = True) -> dict:
+    """Runs a prepared job with local processes. See `convert`."""
+    fingerprint = job.fingerprint()
+    summary.check_classes(output_dir, job.manifest.classes)
+    done = _already_done(job, output_dir, fingerprint)
+    if done is not None:
+        logging.info("%s: split %r already converted with these inputs and settings",
+                     output_dir, job.split)
+        return {**done, "classes": job.manifest.classes,
+                "dataset_json": fileio.join(output_dir, summary.FILE_NAME)}
+
+    work = fileio.join(output_dir, WORK_DIR, job.split)
+    videos_dir = fileio.join(work, "videos")
+    stamp = fileio.join(work, "fingerprint")
+    if fileio.exists(work) and (not fileio.exists(stamp) or fileio.read_text(stamp) != fingerprint):
+        logging.info("%s: work from other inputs or settings; starting over", work)
+        fileio.rmtree(work)
+    fileio.makedirs(videos_dir)
+    fileio.write_text_atomic(stamp, fingerprint)
+
+    entries = job.manifest.entries
+    have = set(fileio.listdir(videos_dir))
+    pending = [e for e in entries if work_key(e.video_id) + ".video" not in have]
+    if len(pending) < len(entries):
+        logging.info("resuming: %d of %d videos already converted", len(entries) - len(pending),
+                     len(entries))
+    _run_pending(pending, job.settings, videos_dir, workers, progress)
+
+    # Assembly: read each work file twice (outcomes first, then records in shard
+    # order) rather than holding every record in memory.
+    outcomes = {}
+    for e in entries:
+        outcome, _ = _unpack(fileio.read_bytes(_work_path(videos_dir, e.video_id)))
+        outcomes[e.video_id] = outcome
+    order = shard_order([e.video_id for e in entries if outcomes[e.video_id]["num_clips"]],
+                        job.settings.seed)
+
+    def records() -> Iterator[bytes]:
+        for vid in order:
+            yield from _unpack(fileio.read_bytes(_work_path(videos_dir, vid)))[1]
+
+    counts = shards.write_shards(output_dir, job.split, job.num_shards, job.compression,
+                                 records())
+    section = summary.split_section(
+        classes=job.manifest.classes, outcomes=outcomes.values(),
+        problems=[p.to_json() for p in job.manifest.problems], split=job.split,
+        num_shards=job.num_shards, compression=job.compression, runner="local",
+        settings=recorded, fingerprint=fingerprint)
+    section["clips_per_shard"] = counts
+    path = summary.write_split(output_dir, job.manifest.classes, job.split, section)
+    if not keep_work:
+        fileio.rmtree(work)
+        if fileio.exists(fileio.join(output_dir, WORK_DIR)) and \
+                not fileio.listdir(fileio.join(output_dir, WORK_DIR)):
+            fileio.rmtree(fileio.join(output_dir, WORK_DIR))
+    logging.info("%s: %d clips from %d videos in %d shards; %d videos failed (see %s)",
+                 job.split, section["clips"], section["videos_converted"], job.num_shards,
+                 section["videos_failed"], path)
+    return {**section, "classes": job.manifest.classes, "dataset_json": path}
+
+
+class _Progress:
+    """A tqdm bar with clips/s, plus an absl log line every `every` seconds (for logs
+    that are not terminals)."""
+
+    def __init__(self, total: int, enabled: bool, every: float = 30.0):
+        self.total, self.every = total, every
+        self.videos = self.clips = self.failed = 0
+        self.start = self.last_log = time.monotonic()
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit="video", dynamic_ncols=True, smoothing=0.1)
+
+    def update(self, outcome: dict) -> None:
+        self.videos += 1
+        self.clips += outcome["num_clips"]
+        self.failed += bool(outcome["failure"])
+        now = time.monotonic()
+        rate = self.clips / max(now - self.start, 1e-9)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(clips=self.clips, clips_per_s=f"{rate:.1f}", failed=self.failed,
+                                 refresh=False)
+        if now - self.last_log >= self.every or self.videos == self.total:
+            self.last_log = now
+            logging.info("%d/%d videos (%.2f videos/s), %d clips (%.1f clips/s), %d failed",
+                         self.videos, self.total, self.videos / max(now - self.start, 1e-9),
+                         self.clips, rate, self.failed)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_pending(pending, settings: ClipSettings, videos_dir: str, workers: int,
+                 progress: bool) -> None:
+    if not pending:
+        return
+    workers = workers or os.cpu_count() or 1
+    workers = min(workers, len(pending))
+    bar = _Progress(len(pending), progress)
+    try:
+        if workers == 1:
+            for e in pending:
+                bar.update(_convert_and_store((e, settings, videos_dir, 0)))
+            return
+        # spawn: the parent may have imported TensorFlow, after which fork is unsafe;
+        # the workers import only OpenCV and numpy.
+        ctx = multiprocessing.get_context("spawn")
+        tasks = [(e, settings, videos_dir, 1) for e in pending]
+        with ctx.Pool(workers, maxtasksperchild=200) as pool:
+            for outcome in pool.imap_unordered(_convert_and_store, tasks, chunksize=1):
+                bar.update(outcome)
+    finally:
+        bar.close()

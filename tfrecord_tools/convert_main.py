@@ -1,0 +1,108 @@
+"""sports1m-convert: videos listed in a manifest → clip TFRecord shards + dataset.json.
+
+Examples:
+  # A CSV of `path,label[;label...]` (classes inferred), 2 processes:
+  sports1m-convert --manifest=videos.csv --output_dir=/data/clips --workers=2
+
+  # Sports-1M partition file, videos named <youtube id>.* under --video_root:
+  sports1m-convert --manifest_format=sports1m --manifest=train_partition.txt \
+      --labels=labels.txt --video_root=/data/sports1m/videos --output_dir=/data/s1m \
+      --split=train --num_shards=1024 --compression=GZIP --workers=0
+
+  # UCF-101 split 1 (classInd.txt beside the list), 50 clips per video:
+  sports1m-convert --manifest_format=ucf101 --manifest=ucfTrainTestlist/trainlist01.txt \
+      --video_root=UCF-101 --output_dir=/data/ucf1 --clips_per_video=50
+
+  # The same conversion as an Apache Beam pipeline (pip install .[beam]):
+  sports1m-convert ... --runner=beam --beam_runner=DirectRunner \
+      --beam_options="--direct_num_workers=2 --direct_running_mode=multi_processing"
+
+Killed runs resume: rerun the same command. Exits 1 if no clip was converted, or if
+any video failed and --strict is set; every failure is listed in dataset.json.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+
+from absl import app, flags, logging
+
+from tfrecord_tools import manifest as manifest_lib, schema, shards
+
+_MANIFEST = flags.DEFINE_string("manifest", None, "Manifest file (csv, sports1m or ucf101).")
+_FORMAT = flags.DEFINE_enum("manifest_format", "csv", list(manifest_lib.FORMATS),
+                            "Manifest format.")
+_VIDEO_ROOT = flags.DEFINE_string("video_root", None,
+                                  "Folder of the videos (default: the manifest's folder).")
+_LABELS = flags.DEFINE_string("labels", None, "Class-name file: Sports-1M labels.txt, UCF-101 "
+                              "classInd.txt, or one name a line. Inferred from a csv if unset.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where shards and dataset.json go.")
+_SPLIT = flags.DEFINE_string("split", None, "Shard name prefix (default: train, or test when "
+                             "the manifest's name contains 'test').")
+_NUM_SHARDS = flags.DEFINE_integer("num_shards", 16, "Shards for this split.")
+_WORKERS = flags.DEFINE_integer("workers", 1, "Processes converting videos (0 = one per core).")
+_CLIPS = flags.DEFINE_integer("clips_per_video", 100, "Most clips per video.")
+_CLIP_FRAMES = flags.DEFINE_integer("clip_frames", schema.CLIP_FRAMES, "Frames per clip.")
+_FRAME_SIZE = flags.DEFINE_integer("frame_size", schema.FRAME_SIZE,
+                                   "Stored frames are FRAME_SIZE x FRAME_SIZE (centre crop).")
+_QUALITY = flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of stored frames.")
+_SEED = flags.DEFINE_integer("seed", 0, "Clip sampling seed (combined with each video id).")
+_COMPRESSION = flags.DEFINE_enum("compression", "none", list(shards.COMPRESSIONS),
+                                 "Shard compression.")
+_STRICT = flags.DEFINE_bool("strict", False, "Exit non-zero if any video or line failed.")
+_KEEP_WORK = flags.DEFINE_bool("keep_work", False, "Keep OUTPUT_DIR/.work after success.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+_RUNNER = flags.DEFINE_enum("runner", "local", ["local", "beam"],
+                            "local: processes on this machine; beam: an Apache Beam pipeline.")
+_BEAM_RUNNER = flags.DEFINE_string("beam_runner", "DirectRunner",
+                                   "Beam runner: DirectRunner, DataflowRunner, FlinkRunner, ...")
+_BEAM_OPTIONS = flags.DEFINE_string("beam_options", "",
+                                    "More Beam pipeline options, one shell-quoted string, e.g. "
+                                    "'--project=P --region=R --temp_location=gs://B/tmp'.")
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    if not _MANIFEST.value or not _OUTPUT_DIR.value:
+        raise app.UsageError("--manifest and --output_dir are required")
+    kwargs = dict(
+        manifest_format=_FORMAT.value, video_root=_VIDEO_ROOT.value, labels=_LABELS.value,
+        split=_SPLIT.value, num_shards=_NUM_SHARDS.value, clips_per_video=_CLIPS.value,
+        clip_frames=_CLIP_FRAMES.value, frame_size=_FRAME_SIZE.value,
+        jpeg_quality=_QUALITY.value, seed=_SEED.value, compression=_COMPRESSION.value)
+    try:
+        if _RUNNER.value == "beam":
+            from tfrecord_tools import beam_pipeline
+            result = beam_pipeline.convert_beam(
+                _MANIFEST.value, output_dir=_OUTPUT_DIR.value, beam_runner=_BEAM_RUNNER.value,
+                beam_options=shlex.split(_BEAM_OPTIONS.value), **kwargs)
+        else:
+            from tfrecord_tools.convert import convert
+            result = convert(_MANIFEST.value, output_dir=_OUTPUT_DIR.value,
+                             workers=_WORKERS.value, keep_work=_KEEP_WORK.value,
+                             progress=_PROGRESS.value, **kwargs)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f"sports1m-convert: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{result['clips']} clips from {result['videos_converted']} videos into "
+          f"{result['num_shards']} shards; {result['videos_failed']} failed; "
+          f"see {result['dataset_json']}")
+    for f in result["failed"][:20]:
+        print(f"  failed: {f['source']}: {f['path'] or f['video']}: {f['reason']}", file=sys.stderr)
+    if len(result["failed"]) > 20:
+        print(f"  ... and {len(result['failed']) - 20} more (dataset.json)", file=sys.stderr)
+    if result["clips"] == 0:
+        logging.error("no clip was converted")
+        return 1
+    if _STRICT.value and result["failed"]:
+        logging.error("--strict: %d videos or lines failed", len(result["failed"]))
+        return 1
+    return 0
+
+
+def run() -> None:
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

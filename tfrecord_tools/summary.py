@@ -1,0 +1,113 @@
+"""`dataset.json`: what a conversion produced, built from per-video outcomes (SPEC §2).
+
+One file per output folder. It holds the class list and one section per split, so
+converting `train` then `test` into the same folder keeps both. Local and Beam
+runs build the section with the same function from the same per-video outcomes.
+
+Layout:
+  {"format": "sports1m_tf.clips/1", "classes": [...], "num_classes": N,
+   "splits": {"train": {
+       "shard_pattern": "train-?????-of-00016.tfrecord", "shards": [...],
+       "num_shards", "compression", "runner",
+       "videos_listed", "videos_converted", "videos_failed", "clips",
+       "clips_per_class": {name: n}, "videos_per_class": {name: n},
+       "failed": [{"video", "path", "source", "reason"}],
+       "warnings": [{"video", "path", "source", "warning"}],
+       "settings": {...}, "fingerprint": "..."}}}
+A multi-label clip counts once for each of its classes in `clips_per_class`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable
+
+from tfrecord_tools import fileio, shards
+
+FORMAT = "sports1m_tf.clips/1"
+FILE_NAME = "dataset.json"
+
+
+def split_section(*, classes: list[str], outcomes: Iterable[dict], problems: Iterable[dict],
+                  split: str, num_shards: int, compression: str, runner: str,
+                  settings: dict, fingerprint: str) -> dict:
+    """Builds one split's section of `dataset.json`.
+
+    Args:
+      classes: class names, index order.
+      outcomes: `VideoResult.outcome()` dicts, one per video tried (any order).
+      problems: `ManifestProblem.to_json()` dicts (lines that gave no video).
+      split, num_shards, compression, runner: how the shards were written.
+      settings: the conversion settings to record.
+      fingerprint: identifies inputs + settings (for resuming).
+
+    Returns:
+      The section dict (JSON-able).
+    """
+    outcomes = sorted(outcomes, key=lambda o: _source_key(o["source"]))
+    problems = sorted(problems, key=lambda p: _source_key(p["source"]))
+    clips_per_class = dict.fromkeys(classes, 0)
+    videos_per_class = dict.fromkeys(classes, 0)
+    failed = [{k: p[k] for k in ("video", "path", "source", "reason")} for p in problems]
+    warnings = []
+    for o in outcomes:
+        for w in o["warnings"]:
+            warnings.append({"video": o["video"], "path": o["path"], "source": o["source"],
+                             "warning": w})
+        if o["failure"]:
+            failed.append({"video": o["video"], "path": o["path"], "source": o["source"],
+                           "reason": o["failure"]})
+            continue
+        for i in o["label_indices"]:
+            clips_per_class[classes[i]] += o["num_clips"]
+            videos_per_class[classes[i]] += 1
+    failed.sort(key=lambda f: _source_key(f["source"]))
+    names = [os.path.basename(p) for p in shards.shard_paths("", split, num_shards, compression)]
+    return {
+        "shard_pattern": os.path.basename(shards.shard_pattern("", split, num_shards, compression)),
+        "shards": names,
+        "num_shards": num_shards,
+        "compression": shards.normalise_compression(compression),
+        "runner": runner,
+        "videos_listed": len(outcomes) + len(problems),
+        "videos_converted": sum(1 for o in outcomes if not o["failure"]),
+        "videos_failed": len(failed),
+        "clips": sum(o["num_clips"] for o in outcomes),
+        "clips_per_class": clips_per_class,
+        "videos_per_class": videos_per_class,
+        "failed": failed,
+        "warnings": warnings,
+        "settings": settings,
+        "fingerprint": fingerprint,
+    }
+
+
+def _source_key(source: str) -> tuple[str, int]:
+    name, _, line = source.rpartition(":")
+    return (name, int(line)) if line.isdigit() else (source, 0)
+
+
+def read(output_dir: str) -> dict | None:
+    """The folder's `dataset.json`, or None."""
+    path = fileio.join(output_dir, FILE_NAME)
+    return json.loads(fileio.read_text(path)) if fileio.exists(path) else None
+
+
+def check_classes(output_dir: str, classes: list[str]) -> None:
+    """Raises ValueError if the folder already holds a conversion with other classes
+    (its label indices would mean other classes)."""
+    existing = read(output_dir)
+    if existing and existing["classes"] != classes:
+        raise ValueError(
+            f"{fileio.join(output_dir, FILE_NAME)} lists {len(existing['classes'])} other classes "
+            f"than this manifest's {len(classes)}: convert into another --output_dir")
+
+
+def write_split(output_dir: str, classes: list[str], split: str, section: dict) -> str:
+    """Writes (atomically) `dataset.json` with this split's section replaced. Returns its path."""
+    data = read(output_dir) or {"format": FORMAT, "classes": classes, "splits": {}}
+    data.update(classes=classes, num_classes=len(classes))
+    data["splits"][split] = section
+    path = fileio.join(output_dir, FILE_NAME)
+    fileio.write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
+    return path

