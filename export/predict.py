@@ -134,18 +134,20 @@ def read_clips(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES) -
         raise VideoError("no such file")
     if os.path.getsize(path) == 0:
         raise VideoError("empty file (0 bytes)")
-    claimed = _frame_count(path)
-    starts = clip_starts(claimed, max_clips, clip_frames)
-    clips, decoded = _grab_clips(path, starts, clip_frames)
-    if len(clips) < len(starts):
-        # Fewer frames decode than the container claims: spread the clips over those.
-        starts = clip_starts(decoded, max_clips, clip_frames)
+    num_frames = _frame_count(path)
+    for _ in range(2):
+        if num_frames == 0:
+            raise VideoError("no frame decodes (unsupported codec or corrupt stream)")
+        starts = clip_starts(num_frames, max_clips, clip_frames)
+        if not starts:
+            raise VideoError(f"too short: {num_frames} frames, a clip needs {clip_frames}")
         clips, decoded = _grab_clips(path, starts, clip_frames)
-    if decoded == 0:
-        raise VideoError("no frame decodes (unsupported codec or corrupt stream)")
-    if len(clips) == 0:
-        raise VideoError(f"too short: {decoded} frames decode, a clip needs {clip_frames}")
-    return clips
+        if len(clips) == len(starts):
+            return clips
+        # Fewer frames decode than the container claims: spread the clips over those.
+        num_frames = decoded
+    raise VideoError(f"frames stop decoding before frame {num_frames} on a second pass "
+                     "(corrupt stream)")
 
 
 def predict_videos(saved_model: str, paths: list[str], max_clips: int = 20) -> list[dict]:

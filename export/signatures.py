@@ -85,8 +85,9 @@ def check_input(values: tf.Tensor, *, signature: str, layout: str, rank: int,
 def to_stored_frames(frames: tf.Tensor, size: int = schema.FRAME_SIZE) -> tf.Tensor:
     """What the converter stores: the centre square of each frame resized to `size`.
 
-    Area averaging when shrinking (as `cv2.INTER_AREA`), bilinear when
-    enlarging; frames already `size`×`size` pass through untouched.
+    TF's area resize matches the converter's `cv2.INTER_AREA` within 1 grey
+    level, shrinking and enlarging (measured; bilinear differs by up to 37 when
+    enlarging); frames already `size`×`size` pass through untouched.
 
     Args:
       frames: uint8 [N, H, W, 3].
@@ -102,9 +103,7 @@ def to_stored_frames(frames: tf.Tensor, size: int = schema.FRAME_SIZE) -> tf.Ten
     square = frames[:, top:top + side, left:left + side]
 
     def resize():
-        resized = tf.cond(side > size,
-                          lambda: tf.image.resize(square, [size, size], method="area"),
-                          lambda: tf.image.resize(square, [size, size], method="bilinear"))
+        resized = tf.image.resize(square, [size, size], method="area")
         return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
     out = tf.cond(tf.equal(side, size), lambda: square, resize)

@@ -1,0 +1,395 @@
+"""export/: a small trained model exported by `sports1m-export`, checked in FRESH processes.
+
+The fixture trains a tiny slow-fusion model for two steps, exports it with the
+command, then starts (concurrently, to share the TF start-up cost) the fresh-process
+checks: a script that loads the SavedModel and calls every signature and the
+warmup requests, `saved_model_cli show` and `run`, and `sports1m-predict` on real
+video files. Expected values come from the Keras model in this process, on frames
+preprocessed here independently (NumPy crops, OpenCV INTER_AREA as the converter).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+import keras  # noqa: E402
+
+from export import predict, saved_model, signatures  # noqa: E402
+from sports1m_tf.models import build_model, frames_needed  # noqa: E402
+
+MODEL = "slow_fusion"
+SIZE = 32
+CLASSES = ["archery", "bowling", "curling", "diving", "fencing", "golf", "hurling"]
+FRAMES = frames_needed(MODEL)
+STORED = 200
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+# SavedModel vs Keras on identical uint8 input; and where the reference frames were
+# resized by OpenCV instead of TF (±1 grey level on some pixels).
+EXACT, RESIZED = 1e-5, 2e-3
+
+# Runs in a fresh process: load, call every signature, replay the warmup file,
+# collect the errors of bad inputs.
+CHECK_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    version_dir, inputs_path, out_dir = sys.argv[1:]
+    loaded = tf.saved_model.load(version_dir)
+    inputs = np.load(inputs_path, allow_pickle=True)
+    calls = {"default_small": ("serving_default", "clips", "small"),
+             "default_stored": ("serving_default", "clips", "stored"),
+             "default_large": ("serving_default", "clips", "large"),
+             "video": ("predict_video", "clips", "stored"),
+             "jpeg": ("predict_jpeg", "jpeg_frames", "jpeg")}
+    outputs = {}
+    for key, (signature, arg, name) in calls.items():
+        result = loaded.signatures[signature](**{arg: tf.constant(inputs[name])})
+        for out, value in result.items():
+            outputs[f"{key}/{out}"] = value.numpy()
+    np.savez(out_dir + "/outputs.npz", **outputs)
+
+    small, jpeg = inputs["small"], inputs["jpeg"]
+    bad = {"rank": ("serving_default", "clips", small[0]),
+           "frames": ("serving_default", "clips", small[:, :8]),
+           "empty": ("serving_default", "clips", small[:0]),
+           "channels": ("serving_default", "clips", small[..., :1]),
+           "video_frames": ("predict_video", "clips", small[:, :15]),
+           "jpeg_rank": ("predict_jpeg", "jpeg_frames", jpeg[0]),
+           "jpeg_empty": ("predict_jpeg", "jpeg_frames", jpeg[:0])}
+    errors = {}
+    for key, (signature, arg, value) in bad.items():
+        try:
+            loaded.signatures[signature](**{arg: tf.constant(value)})
+            errors[key] = None
+        except tf.errors.InvalidArgumentError as e:
+            errors[key] = e.message
+
+    warmup = []
+    path = version_dir + "/assets.extra/tf_serving_warmup_requests"
+    for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+        feed = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+        result = loaded.signatures[request.model_spec.signature_name](**feed)
+        warmup.append({"model": request.model_spec.name,
+                       "signature": request.model_spec.signature_name,
+                       "shapes": {k: list(v.shape) for k, v in result.items()}})
+    with open(out_dir + "/report.json", "w") as f:
+        json.dump({"errors": errors, "warmup": warmup}, f)
+""")
+
+
+# ----------------------------------------------------------------------------
+# Reference preprocessing, written independently of export.signatures.
+
+def stored_frames(clips: np.ndarray) -> np.ndarray:
+    """The converter's frames: centre square + cv2.INTER_AREA to 200 (RGB in, RGB out)."""
+    out = np.empty(clips.shape[:2] + (STORED, STORED, 3), np.uint8)
+    h, w = clips.shape[2:4]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    for b in range(clips.shape[0]):
+        for t in range(clips.shape[1]):
+            square = clips[b, t, top:top + side, left:left + side]
+            out[b, t] = square if side == STORED else cv2.resize(
+                square, (STORED, STORED), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def view(clips: np.ndarray, corner: str, flipped: bool) -> np.ndarray:
+    """One evaluation view of stored clips [B, T, 200, 200, 3] → [B, T, SIZE, SIZE, 3]."""
+    y = x = {"centre": (STORED - SIZE) // 2, "top_left": 0, "bottom_right": STORED - SIZE}[corner]
+    out = clips[:, :, y:y + SIZE, x:x + SIZE]
+    return out[:, :, :, ::-1] if flipped else out
+
+
+VIEWS = [("centre", False), ("centre", True), ("top_left", False), ("bottom_right", True)]
+
+
+def keras_clip_probs(model, clips: np.ndarray) -> np.ndarray:
+    """What serving_default should give: the centre view of the model's frames."""
+    stored = stored_frames(clips[:, FRAMES])
+    return model.predict_on_batch(view(stored, "centre", False))
+
+
+def keras_video_probs(model, clips: np.ndarray) -> np.ndarray:
+    """What predict_video should give: the mean over the 4 views of every clip."""
+    stored = stored_frames(clips[:, FRAMES])
+    per_view = [model.predict_on_batch(np.ascontiguousarray(view(stored, c, f)))
+                for c, f in VIEWS]
+    return np.mean(np.concatenate(per_view), axis=0)
+
+
+# ----------------------------------------------------------------------------
+# Fixtures.
+
+def smooth_clips(rng, batch: int, height: int, width: int) -> np.ndarray:
+    """Random clips with spatial structure (noise is upsampled), uint8 [B, 16, H, W, 3]."""
+    coarse = rng.integers(0, 256, (batch * 16, height // 4 + 1, width // 4 + 1, 3), np.uint8)
+    frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) for f in coarse]
+    return np.stack(frames).reshape(batch, 16, height, width, 3)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, write_video, sample_videos):
+    """Trains and exports the model, writes inputs and videos, runs the fresh processes."""
+    tmp = tmp_path_factory.mktemp("export")
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    model = build_model(MODEL, len(CLASSES), width=0.0625, input_size=SIZE)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="categorical_crossentropy")
+    x = rng.integers(0, 256, (8, len(FRAMES), SIZE, SIZE, 3), np.uint8)
+    y = keras.utils.to_categorical(rng.integers(0, len(CLASSES), 8), len(CLASSES))
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+
+    export_dir = tmp / "serving"
+    version_dir = pathlib.Path(saved_model.export_model(model, str(export_dir), "tiny",
+                                                        class_names=CLASSES))
+    # A run's final model beside its run_config.json: the command takes the names from it.
+    run_dir = tmp / "run"
+    run_dir.mkdir()
+    model.save(run_dir / "model.keras")
+    (run_dir / "run_config.json").write_text(json.dumps({"model": MODEL, "class_names": CLASSES}))
+
+    small = smooth_clips(rng, 2, 48, 64)        # enlarged in the graph
+    stored = smooth_clips(rng, 3, STORED, STORED)  # already the stored size
+    large = smooth_clips(rng, 2, 240, 320)      # shrunk in the graph
+    # JPEG clips of different frame sizes in one batch.
+    jpeg_clips = [stored[0], large[1]]
+    jpeg = np.array([[tf.io.encode_jpeg(f, quality=95).numpy() for f in clip]
+                     for clip in jpeg_clips], dtype=object)
+    inputs = tmp / "inputs.npz"
+    np.savez(inputs, small=small, stored=stored, large=large, jpeg=jpeg)
+    np.save(tmp / "cli_input.npy", stored[:2])
+
+    videos = {"moving": write_video(str(tmp / "moving.mp4"), moving_frames(50, 96, 128)),
+              "square": write_video(str(tmp / "square.avi"), moving_frames(24, 64, 64),
+                                    fourcc="MJPG"),
+              "carphone": sample_videos["carphone_pristine"]}
+    corrupt = tmp / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + rng.bytes(4000))
+    video_args = [videos["moving"], str(corrupt), videos["square"], videos["carphone"]]
+
+    # The fresh processes, concurrently.
+    (tmp / "check").mkdir()
+    (tmp / "cli_out").mkdir()
+    commands = {
+        "check": [sys.executable, "-c", CHECK_SCRIPT, str(version_dir), str(inputs),
+                  str(tmp / "check")],
+        "show": ["saved_model_cli", "show", "--dir", str(version_dir), "--all"],
+        "cli_run": ["saved_model_cli", "run", "--dir", str(version_dir), "--tag_set", "serve",
+                    "--signature_def", "serving_default",
+                    "--inputs", f"clips={tmp / 'cli_input.npy'}",
+                    "--outdir", str(tmp / "cli_out"), "--overwrite"],
+        "export": ["sports1m-export", f"--keras_model={run_dir / 'model.keras'}",
+                   f"--export_dir={tmp / 'cli_serving'}"],
+        "predict": ["sports1m-predict", f"--saved_model={export_dir / 'tiny'}", "--json",
+                    *video_args],
+    }
+    procs = {k: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=ENV) for k, c in commands.items()}
+    results = {}
+    for key, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        results[key] = subprocess.CompletedProcess(commands[key], proc.returncode, out, err)
+    assert results["check"].returncode == 0, results["check"].stderr[-3000:]
+    return dict(model=model, tmp=tmp, export_dir=export_dir, version_dir=version_dir,
+                inputs=dict(np.load(inputs, allow_pickle=True)), results=results,
+                outputs=dict(np.load(tmp / "check" / "outputs.npz", allow_pickle=True)),
+                report=json.loads((tmp / "check" / "report.json").read_text()),
+                videos=videos, video_args=video_args, corrupt=str(corrupt))
+
+
+def moving_frames(count: int, height: int, width: int) -> np.ndarray:
+    """A bright square sliding over a gradient: BGR [count, H, W, 3]."""
+    yy, xx = np.mgrid[:height, :width]
+    frames = np.empty((count, height, width, 3), np.uint8)
+    for t in range(count):
+        frames[t] = np.stack([(xx * 255 // width), (yy * 255 // height),
+                              np.full_like(xx, 40 + 4 * t)], -1)
+        x0 = (t * 3) % (width - 16)
+        frames[t, height // 3:height // 3 + 16, x0:x0 + 16] = (250, 250, 250)
+    return frames
+
+
+# ----------------------------------------------------------------------------
+# Tests.
+
+def check_outputs(outputs: dict, key: str, expected: np.ndarray, atol: float):
+    probs = outputs[f"{key}/probabilities"]
+    np.testing.assert_allclose(probs, expected, atol=atol)
+    order = np.argsort(-expected, axis=-1)[..., :5]
+    scores = outputs[f"{key}/top_k_scores"]
+    np.testing.assert_allclose(scores, np.take_along_axis(probs, outputs[f"{key}/top_k_ids"],
+                                                          -1), rtol=0, atol=0)
+    assert (np.diff(scores, axis=-1) <= 0).all()
+    # Ties aside, the ranking is the reference's.
+    assert (outputs[f"{key}/top_k_ids"] == order).mean() > 0.8
+    names = np.vectorize(lambda b: b.decode())(outputs[f"{key}/top_k_names"])
+    np.testing.assert_array_equal(names, np.array(CLASSES)[outputs[f"{key}/top_k_ids"]])
+
+
+def test_serving_default_matches_keras(exported):
+    model, inputs, outputs = exported["model"], exported["inputs"], exported["outputs"]
+    stored = keras_clip_probs(model, inputs["stored"])
+    check_outputs(outputs, "default_stored", stored, EXACT)
+    check_outputs(outputs, "default_small", keras_clip_probs(model, inputs["small"]), RESIZED)
+    check_outputs(outputs, "default_large", keras_clip_probs(model, inputs["large"]), RESIZED)
+    assert outputs["default_stored/top_k_ids"].shape == (3, 5)
+    # A trained model that ignored its input would pass the above: outputs must differ.
+    assert np.abs(stored[0] - stored[1]).max() > 1e-3
+
+
+def test_predict_video_is_mean_of_views(exported):
+    model, inputs, outputs = exported["model"], exported["inputs"], exported["outputs"]
+    expected = keras_video_probs(model, inputs["stored"])
+    assert outputs["video/probabilities"].shape == (1, len(CLASSES))
+    check_outputs(outputs, "video", expected[None], EXACT)
+    # Not just the centre view of the first clip.
+    assert np.abs(expected - keras_clip_probs(model, inputs["stored"][:1])[0]).max() > 1e-4
+
+
+def test_predict_jpeg_matches_keras(exported):
+    model, inputs, outputs = exported["model"], exported["inputs"], exported["outputs"]
+    decoded = np.stack([np.stack([tf.io.decode_jpeg(f).numpy() for f in clip])
+                        for clip in inputs["jpeg"][:1]])
+    expected = [keras_clip_probs(model, decoded)[0]]
+    decoded = np.stack([np.stack([tf.io.decode_jpeg(f).numpy() for f in clip])
+                        for clip in inputs["jpeg"][1:]])
+    expected.append(keras_clip_probs(model, decoded)[0])
+    check_outputs(outputs, "jpeg", np.stack(expected), RESIZED)
+
+
+def test_bad_inputs_fail_with_expected_layout(exported):
+    errors = exported["report"]["errors"]
+    frames = "uint8 [batch, 16, height, width, 3]"
+    video = "uint8 [clips of one video, 16, height, width, 3]"
+    jpeg = "string [batch, 16] of JPEG-encoded frames"
+    expected = {
+        "rank": (signatures.RANK_MESSAGE, "serving_default", frames, "[16 48 64 3]"),
+        "frames": (signatures.FRAMES_MESSAGE, "serving_default", frames, "[2 8 48 64 3]"),
+        "empty": (signatures.EMPTY_MESSAGE, "serving_default", frames, "[0 16 48 64 3]"),
+        "channels": (signatures.CHANNELS_MESSAGE, "serving_default", frames, "[2 16 48 64 1]"),
+        "video_frames": (signatures.FRAMES_MESSAGE, "predict_video", video, "[2 15 48 64 3]"),
+        "jpeg_rank": (signatures.RANK_MESSAGE, "predict_jpeg", jpeg, "[16]"),
+        "jpeg_empty": (signatures.EMPTY_MESSAGE, "predict_jpeg", jpeg, "[0 16]"),
+    }
+    for key, (message, signature, layout, shape) in expected.items():
+        assert errors[key] is not None, f"{key}: no error raised"
+        text = message.format(signature=signature, layout=layout, frames=16)
+        assert text in errors[key], (key, errors[key])
+        assert shape in errors[key], (key, errors[key])
+
+
+def test_warmup_requests_replay(exported):
+    warmup = exported["report"]["warmup"]
+    assert [w["signature"] for w in warmup] == ["serving_default", "predict_video",
+                                                 "predict_jpeg"]
+    assert {w["model"] for w in warmup} == {"tiny"}
+    for w in warmup:
+        assert w["shapes"]["probabilities"] == [1, len(CLASSES)]
+        assert w["shapes"]["top_k_names"] == [1, 5]
+
+
+def test_class_names_asset(exported):
+    vocab = exported["version_dir"] / "assets" / saved_model.CLASS_NAMES_FILE
+    assert vocab.read_text().split("\n")[:-1] == CLASSES
+
+
+def test_saved_model_cli(exported):
+    show = exported["results"]["show"]
+    assert show.returncode == 0, show.stderr[-2000:]
+    for name in ("serving_default", "predict_video", "predict_jpeg"):
+        assert f"signature_def['{name}']" in show.stdout
+    for key in ("inputs['clips']", "inputs['jpeg_frames']", "outputs['top_k_names']",
+                "outputs['probabilities']"):
+        assert key in show.stdout
+    cli = exported["results"]["cli_run"]
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    probs = np.load(exported["tmp"] / "cli_out" / "probabilities.npy")
+    np.testing.assert_allclose(probs, exported["outputs"]["default_stored/probabilities"][:2],
+                               atol=EXACT)
+
+
+def test_predict_command(exported):
+    result = exported["results"]["predict"]
+    assert result.returncode == 1, result.stderr[-2000:]  # one video failed
+    report = {r["video"]: r for r in json.loads(result.stdout)}
+    assert list(report) == exported["video_args"]
+    assert "cannot open" in report[exported["corrupt"]]["error"]
+    model = exported["model"]
+    for name, path in exported["videos"].items():
+        entry = report[path]
+        clips = predict.read_clips(path)            # what the command sent (RGB, 200×200)
+        assert entry["clips"] == len(clips)
+        expected = keras_video_probs(model, clips)
+        assert [p["name"] for p in entry["top_k"]] == [CLASSES[i] for i in
+                                                        [p["id"] for p in entry["top_k"]]]
+        np.testing.assert_allclose([p["probability"] for p in entry["top_k"]],
+                                   expected[[p["id"] for p in entry["top_k"]]], atol=EXACT)
+    assert report[exported["videos"]["moving"]]["clips"] == 3      # 50 frames
+    assert report[exported["videos"]["square"]]["clips"] == 1      # 24 frames
+    text = predict.format_text(report[exported["videos"]["square"]])
+    assert text.splitlines()[1].split()[2] == report[exported["videos"]["square"]][
+        "top_k"][0]["name"]
+
+
+def test_read_clips_errors(tmp_path, write_video):
+    short = write_video(str(tmp_path / "short.mp4"), moving_frames(10, 32, 32))
+    with pytest.raises(predict.VideoError, match="too short: 10 frames"):
+        predict.read_clips(short)
+    with pytest.raises(predict.VideoError, match="no such file"):
+        predict.read_clips(str(tmp_path / "missing.mp4"))
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(predict.VideoError, match="empty file"):
+        predict.read_clips(str(tmp_path / "empty.mp4"))
+    assert predict.clip_starts(50, 20) == [0, 17, 34]
+    assert predict.clip_starts(1000, 20)[-1] == 1000 - 16
+
+
+def test_export_command(exported):
+    result, root = exported["results"]["export"], exported["tmp"] / "cli_serving"
+    assert result.returncode == 0, result.stderr[-3000:]
+    version_dir = root / MODEL / "1"                  # named after the model by default
+    assert result.stdout.strip().splitlines()[-1] == str(version_dir)
+    assert (version_dir / "saved_model.pb").is_file()
+    assert (version_dir / saved_model.WARMUP_FILE).is_file()
+    # Class names from the run's run_config.json beside model.keras.
+    assert (version_dir / "assets" / "class_names.txt").read_text().split("\n")[:-1] == CLASSES
+    # Absolute base paths by default.
+    assert f'base_path: "{root / MODEL}"' in (root / "models.config").read_text()
+
+
+def test_versions_and_models_config(exported):
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    export_dir, model = exported["export_dir"], exported["model"]
+    names = [n.upper() for n in CLASSES]
+    second = saved_model.export_model(model, str(export_dir), "tiny", class_names=names,
+                                      warmup=False)
+    assert second == str(export_dir / "tiny" / "2")              # the next free integer
+    assert (export_dir / "tiny" / "2" / "assets" / "class_names.txt").read_text().split() == names
+    with pytest.raises(FileExistsError, match="already exists"):
+        saved_model.export_model(model, str(export_dir), "tiny", 1, class_names=CLASSES)
+    with pytest.raises(ValueError, match="3 class names for a model with 7 classes"):
+        saved_model.export_model(model, str(export_dir), "other", class_names=CLASSES[:3])
+    saved_model.export_model(model, str(export_dir), "other", 5, class_names=CLASSES,
+                             warmup=False, serving_root="/models")
+    config = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse((export_dir / "models.config").read_text(), config)
+    entries = {c.name: (c.base_path, c.model_platform)
+               for c in config.model_config_list.config}
+    assert entries == {"other": ("/models/other", "tensorflow"),
+                       "tiny": ("/models/tiny", "tensorflow")}
+    assert not any(p.name.startswith(".tmp") for p in (export_dir / "tiny").iterdir())
