@@ -16,7 +16,7 @@ Usage:
   # a saved model file, and the per-class ΔAP against another report (paper Table 2)
   sports1m-eval --keras_model=runs/slow/model.keras --eval_files='records/test-*' \
       --output_dir=reports/slow_vs_single --compare_with=reports/single/metrics.json
-  # all local GPUs
+  # all local GPUs (or, to try the distributed path without one, --cpu_devices=2)
   sports1m-eval --model_dir=runs/slow --eval_files=... --output_dir=... --strategy=mirrored
 
 Writes to --output_dir: metrics.json, predictions.csv, video_probs.npz,
@@ -104,8 +104,12 @@ def load_members(model_dirs: Sequence[str] = (), checkpoints: Sequence[str] = ()
         if not os.path.exists(path):
             raise FileNotFoundError(f"--keras_model {path}: no such file")
         model = keras.saving.load_model(path, compile=False)
-        members.append(Member(model, dict(source="keras_model", path=path, step=None,
-                                          model_dir=None)))
+        # A training run's final model.keras still belongs to that run (TensorBoard).
+        folder = os.path.dirname(os.path.abspath(path))
+        run_dir = folder if os.path.exists(os.path.join(folder, "run_config.json")) else None
+        step = _checkpoint_step(tf.train.latest_checkpoint(run_dir)) if run_dir else None
+        members.append(Member(model, dict(source="keras_model", path=path, step=step,
+                                          model_dir=run_dir)))
     for member in members:
         member.identity["describe"] = models.describe(member.model)
     return members
@@ -632,6 +636,8 @@ def define_flags() -> None:
     flags.DEFINE_string("compare_with", None, "Another report's metrics.json: per-class ΔAP.")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
                       "default: one device; mirrored: all local GPUs (MirroredStrategy).")
+    flags.DEFINE_integer("cpu_devices", 1, "With --strategy=mirrored and no GPU: split the CPU "
+                         "into this many logical devices (exercises the distributed path).")
     flags.DEFINE_integer("montage_videos", 12, "Videos in predictions_montage.png.")
     flags.DEFINE_integer("confusion_classes", 30, "Classes in confusion_matrix.png.")
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
@@ -646,7 +652,15 @@ def main(argv: Sequence[str]) -> None:
             raise app.UsageError(f"--{name} is required")
     if not (FLAGS.model_dir or FLAGS.checkpoint or FLAGS.keras_model):
         raise app.UsageError("give at least one --model_dir, --checkpoint or --keras_model")
-    strategy = tf.distribute.MirroredStrategy() if FLAGS.strategy == "mirrored" else None
+    strategy = None
+    if FLAGS.strategy == "mirrored":
+        devices = None
+        if FLAGS.cpu_devices > 1 and not tf.config.list_physical_devices("GPU"):
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
+            devices = [f"/cpu:{i}" for i in range(FLAGS.cpu_devices)]
+        strategy = tf.distribute.MirroredStrategy(devices)
     with (strategy.scope() if strategy else tf.distribute.get_strategy().scope()):
         members = load_members(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.keras_model)
     evaluate(members, FLAGS.eval_files, output_dir=FLAGS.output_dir,

@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 LabelLists = Sequence[Sequence[int]] | np.ndarray
+_ROW_BLOCK = 8192  # rows per block where [N, C] temporaries would otherwise be made
 
 
 # ---------------------------------------------------------------------------
@@ -90,9 +91,13 @@ def hits_at_k(probs: np.ndarray, label_lists: LabelLists, k: int) -> np.ndarray:
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     probs, truth = _checked(probs, label_lists, require_labels=True)
-    best_label_score = np.where(truth, probs, -np.inf).max(axis=1, keepdims=True)  # [N, 1]
-    rivals = (~truth) & (probs >= best_label_score)                                # [N, C]
-    return rivals.sum(axis=1) < k
+    hits = np.empty(probs.shape[0], bool)
+    for start in range(0, probs.shape[0], _ROW_BLOCK):  # bounded temporaries
+        p, t = probs[start:start + _ROW_BLOCK], truth[start:start + _ROW_BLOCK]
+        best_label_score = np.where(t, p, -np.inf).max(axis=1, keepdims=True)  # [n, 1]
+        rivals = (~t) & (p >= best_label_score)                                 # [n, C]
+        hits[start:start + _ROW_BLOCK] = rivals.sum(axis=1) < k
+    return hits
 
 
 def hit_at_k(probs: np.ndarray, label_lists: LabelLists, k: int) -> float:

@@ -47,7 +47,8 @@ class VideoAccumulator:
 
     Example:
       >>> acc = VideoAccumulator(num_classes=3)
-      >>> acc.add(["a", "b", "a"], np.eye(3, dtype=np.float32), np.eye(3, dtype=bool))
+      >>> acc.add(["a", "b", "a"], np.eye(3, dtype=np.float32), np.eye(3, dtype=bool))  # new videos
+      2
       >>> acc.result().probs      # a: mean of rows 0 and 2
       array([[0.5, 0. , 0.5],
              [0. , 1. , 0. ]], dtype=float32)

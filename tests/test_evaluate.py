@@ -2,16 +2,17 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
-import textwrap
 
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sports1m_tf import evaluate, models
+from sports1m_tf import evaluate, figures, models
 from sports1m_tf.video_predictions import VideoAccumulator
 from tfrecord_tools import schema
 
@@ -113,6 +114,19 @@ def test_accumulator_groups_interleaved_rows_of_split_videos():
     acc.add(["b"], eye[[1]], eye[[2]])  # a clip of b with another label
     assert acc.label_conflicts == 1
     assert acc.result().labels[1].tolist() == [False, True, True]
+
+
+def test_confusion_figure_for_hundreds_of_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    counts = np.diag(rng.integers(5, 20, 300)) + (rng.random((300, 300)) < 0.01)
+    counts[17, 240] = counts[240, 17] = 30   # a planted, strongly confused pair
+    order = figures.confused_class_order(counts, 25)
+    assert len(order) == 25 and abs(order.index(17) - order.index(240)) == 1
+    path = figures.plot_confusion(counts, [f"class {i}" for i in range(300)],
+                                  str(tmp_path / "confusion.png"), top_n=25)
+    assert open(path, "rb").read(8) == PNG_SIGNATURE
+    image = cv2.imread(path)
+    assert image is not None and 500 < image.shape[0] < 2000
 
 
 def test_video_prediction_is_the_mean_of_its_clips_across_shards(records, keras_models):
@@ -245,39 +259,39 @@ def test_clear_errors(records, keras_models, tmp_path):
                           class_names=records["classes"], show_progress=False)
 
 
-_MIRRORED = textwrap.dedent("""
-    import sys
-    import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from sports1m_tf import evaluate
-    pattern, model_path, num_classes, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
-        member = evaluate.load_members(keras_models=[model_path])[0]
+def test_command_under_mirrored_strategy_counts_every_clip_once(records, keras_models,
+                                                                single_report, tmp_path):
+    """sports1m-eval with MirroredStrategy over 2 logical CPUs, on a training run's model.keras."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(keras_models["single_frame"], run_dir / "model.keras")
+    (run_dir / "run_config.json").write_text(json.dumps(
+        {"model": "single_frame", "num_classes": len(records["classes"]),
+         "class_names": records["classes"], "width": 0.0625, "input_size": SIZE}))
+    out = tmp_path / "report"
     # batch 7: a clip's views straddle batches and replicas; the last batch is ragged
-    result = evaluate.predict_videos([member], pattern, strategy=strategy, num_classes=num_classes,
-                                     views=4, batch_size=7, show_progress=False)
-    videos = result["videos"]
-    np.savez(out, media_ids=videos.media_ids, probs=videos.probs, rows=videos.rows,
-             clips=result["clips"], clip_hits=result["clip_hits"],
-             replicas=strategy.num_replicas_in_sync)
-""")
-
-
-def test_mirrored_strategy_counts_every_clip_once(records, keras_models, single_report, tmp_path):
-    out = str(tmp_path / "mirrored.npz")
     proc = subprocess.run(
-        [sys.executable, "-c", _MIRRORED, records["pattern"], keras_models["single_frame"],
-         str(len(records["classes"])), out], capture_output=True, text=True, timeout=120)
+        [sys.executable, "-m", "sports1m_tf.evaluate", f"--keras_model={run_dir / 'model.keras'}",
+         f"--eval_files={records['pattern']}", f"--output_dir={out}", "--batch_size=7",
+         "--strategy=mirrored", "--cpu_devices=2", "--montage_videos=0", "--noprogress"],
+        capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    dist, one = np.load(out), single_report["probs"]
-    assert int(dist["replicas"]) == 2
+    with open(out / "metrics.json") as f:
+        saved = json.load(f)
+    assert saved["settings"]["replicas"] == 2
+    assert saved["clips"] == single_report["metrics"]["clips"]
+    assert saved["view_rows"] == single_report["metrics"]["view_rows"]
+    assert saved["clip_hit_at_1"] == pytest.approx(single_report["metrics"]["clip_hit_at_1"])
+    dist, one = np.load(out / "video_probs.npz"), single_report["probs"]
     assert sorted(dist["media_ids"].tolist()) == sorted(one["media_ids"].tolist())
     order = [dist["media_ids"].tolist().index(m) for m in one["media_ids"]]
-    np.testing.assert_array_equal(dist["rows"][order], one["view_rows"])
-    assert int(dist["clips"]) == single_report["metrics"]["clips"]
-    np.testing.assert_allclose(dist["probs"][order], one["member_probs"], atol=1e-5)
-    assert float(dist["clip_hits"][-1]) == pytest.approx(
-        single_report["metrics"]["clip_hit_at_1"])
+    np.testing.assert_array_equal(dist["view_rows"][order], one["view_rows"])
+    np.testing.assert_allclose(dist["member_probs"][order], one["member_probs"], atol=1e-5)
+
+    # The run's own scalars went to RUN_DIR/eval/ (TensorBoard).
+    events = EventAccumulator(str(run_dir / "eval"), size_guidance={"tensors": 0})
+    events.Reload()
+    assert {"clip_hit_at_1", "video_hit_at_1", "video_hit_at_5", "mAP"} <= set(
+        events.Tags()["tensors"])
+    logged = tf.make_ndarray(events.Tensors("video_hit_at_1")[0].tensor_proto)
+    assert float(logged) == pytest.approx(saved["video_hit_at_1"])

@@ -114,3 +114,13 @@ def test_top_k_orders_best_first():
     idx, scores = metrics.top_k(np.array([[0.1, 0.5, 0.4], [0.3, 0.3, 0.4]]), 2)
     np.testing.assert_array_equal(idx, [[1, 2], [2, 0]])
     np.testing.assert_allclose(scores, [[0.5, 0.4], [0.4, 0.3]])
+
+
+def test_hits_at_k_over_many_rows_matches_argsort():
+    # > one row block; random float scores have no ties, so argsort is the reference
+    rng = np.random.default_rng(0)
+    probs = rng.random((20000, 7))
+    labels = rng.integers(0, 7, size=(20000, 2))
+    top3 = np.argsort(-probs, axis=1)[:, :3]
+    expected = (top3[:, :, None] == labels[:, None, :]).any(axis=(1, 2))
+    np.testing.assert_array_equal(metrics.hits_at_k(probs, labels, 3), expected)
