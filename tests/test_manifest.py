@@ -51,9 +51,10 @@ def test_csv_reports_malformed_unknown_and_duplicate_lines_with_file_and_line(tm
 
 
 def test_csv_files_sharing_a_stem_get_path_ids(tmp_path):
-    path = _write(tmp_path / "list.csv", "walk/001.mp4,walk\nrun/001.mp4,run\nrun/002.mp4,run\n")
+    path = _write(tmp_path / "list.csv", "walk/001.mp4,walk\nrun/001.mp4,run\nrun/002.mp4,run\n"
+                                         "run/002.avi,run\n")
     ids = [e.video_id for e in m.read_manifest(path, "csv").entries]
-    assert ids == ["walk/001", "run/001", "002"]
+    assert ids == ["walk/001.mp4", "run/001.mp4", "run/002.mp4", "run/002.avi"]
 
 
 def test_sports1m_partition_lines_find_videos_by_youtube_id(tmp_path):

@@ -226,13 +226,16 @@ def run_local(job: Job, output_dir: str, recorded: dict, *, workers: int = 1,
     path = summary.write_split(output_dir, job.manifest.classes, job.split, section)
     if not keep_work:
         fileio.rmtree(work)
-        if fileio.exists(fileio.join(output_dir, WORK_DIR)) and \
-                not fileio.listdir(fileio.join(output_dir, WORK_DIR)):
-            fileio.rmtree(fileio.join(output_dir, WORK_DIR))
+        remove_if_empty(fileio.join(output_dir, WORK_DIR))
     logging.info("%s: %d clips from %d videos in %d shards; %d videos failed (see %s)",
                  job.split, section["clips"], section["videos_converted"], job.num_shards,
                  section["videos_failed"], path)
     return {**section, "classes": job.manifest.classes, "dataset_json": path}
+
+
+def remove_if_empty(folder: str) -> None:
+    if fileio.isdir(folder) and not fileio.listdir(folder):
+        fileio.rmtree(folder)
 
 
 class _Progress:

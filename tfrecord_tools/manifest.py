@@ -220,7 +220,8 @@ def _read_csv(path, lines, root, labels) -> Manifest:
             continue
         parsed.append((stem, full, _dedupe([lookup[n] for n in names]), src))
     # File stems are the ids, unless two different files share a stem (class
-    # folders holding `001.mp4` each): then the manifest path without extension.
+    # folders holding `001.mp4` each, or `a.mp4` beside `a.avi`): then the path as
+    # the manifest writes it.
     stems: dict[str, set[str]] = {}
     for vid, p, _, _ in parsed:
         stems.setdefault(vid, set()).add(p)
@@ -230,7 +231,7 @@ def _read_csv(path, lines, root, labels) -> Manifest:
 
 
 def _path_id(rel: str) -> str:
-    return os.path.splitext(rel.split("://", 1)[-1])[0].lstrip("/")
+    return rel.split("://", 1)[-1].lstrip("/")
 
 
 def _youtube_id(token: str) -> str | None:

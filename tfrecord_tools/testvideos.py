@@ -82,6 +82,36 @@ def write_empty(dst: str) -> str:
     return dst
 
 
+def write_video_set(folder: str) -> tuple[str, dict]:
+    """Good videos (OpenCV mp4v/MJPG of several sizes and rates, two sample videos) and
+    one of every bad input; returns (csv manifest, {video id: expected failure or None})."""
+    v = os.path.join(folder, "v")
+    os.makedirs(v, exist_ok=True)
+    write_video(f"{v}/wide.mp4", width=120, height=72, fps=25, num_frames=52, seed=1)
+    write_video(f"{v}/tall.avi", width=64, height=96, fps=15, num_frames=40, seed=2)
+    write_video(f"{v}/square.mp4", width=80, height=80, fps=30, num_frames=60, seed=3)
+    write_video(f"{v}/small.avi", width=72, height=64, fps=12.5, num_frames=44, seed=4)
+    copy_sample("carphone_distorted.mp4", f"{v}/carphone.mp4")
+    copy_sample("bikes.mp4", f"{v}/bikes.mp4")
+    write_truncated(f"{v}/wide.mp4", f"{v}/cut.mp4")
+    write_empty(f"{v}/empty.mp4")
+    write_not_a_video(f"{v}/text.mp4")
+    write_unknown_codec(f"{v}/tall.avi", f"{v}/codec.avi")
+    write_video(f"{v}/short.mp4", num_frames=12, seed=5)
+    lines = ["path,label", "v/wide.mp4,walk", "v/tall.avi,run", "v/square.mp4,walk;swim",
+             "v/small.avi,swim", "v/carphone.mp4,talk", "v/bikes.mp4,run", "v/cut.mp4,walk",
+             "v/empty.mp4,run", "v/text.mp4,swim", "v/codec.avi,walk", "v/short.mp4,talk",
+             "v/gone.mp4,run", "v/wide.avi,dance", "not a manifest line"]
+    manifest = os.path.join(folder, "list.csv")
+    with open(manifest, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    expected = {"wide": None, "tall": None, "square": None, "small": None, "carphone": None,
+                "bikes": None, "cut": "truncated MP4", "empty": "empty file",
+                "text": "not a video", "codec": "cannot open AVI", "short": "too short",
+                "gone": "missing file"}
+    return manifest, expected
+
+
 def read_frames(path: str) -> list[np.ndarray]:
     """Every frame of a video, BGR, decoded with OpenCV."""
     import cv2
