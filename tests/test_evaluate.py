@@ -240,6 +240,24 @@ def test_ensemble_report_files_and_comparison(records, keras_models, single_repo
     assert not (tmp_path / "early" / "predictions_montage.png").exists()
 
 
+def test_on_records_written_by_the_converter(synthetic_dataset, keras_models, tmp_path):
+    from tfrecord_tools.convert import convert
+
+    out = str(tmp_path / "converted")
+    convert(synthetic_dataset["manifests"]["test"], output_dir=out, split="test",
+            labels=synthetic_dataset["classes_file"], num_shards=2, clips_per_video=2,
+            frame_size=48, workers=1, progress=False)
+    files = sorted(tf.io.gfile.glob(os.path.join(out, "test-*")))
+    info, _ = evaluate.dataset_info(files)
+    n_videos = len(synthetic_dataset["videos"]["test"])
+    assert evaluate.expected_videos(files, info) == n_videos
+    result = evaluate.evaluate([_load(keras_models["single_frame"])], files,
+                               output_dir=str(tmp_path / "report"), views=1, batch_size=8,
+                               show_progress=False, montage_videos=2)
+    assert result["videos"] == n_videos and result["clips"] == 2 * n_videos
+    assert list(result["per_class_ap"]) == synthetic_dataset["classes"]
+
+
 def test_clear_errors(records, keras_models, tmp_path):
     member = _load(keras_models["single_frame"])
     with pytest.raises(ValueError, match="no clip record files match"):
