@@ -345,3 +345,25 @@ def test_changed_settings_start_over_instead_of_mixing(videos, tmp_path):
         "train-00000-of-00001.tfrecord"]
     assert len(read_records(out)) == 3
     shutil.rmtree(out)
+
+
+def test_remote_paths_go_through_tf_io_gfile(videos):
+    # ram:// is TensorFlow's in-memory file system: the same code path as gs://
+    # (tf.io.gfile, videos copied to a local temporary file for OpenCV), no network.
+    root = "ram://convert_test"
+    tf.io.gfile.makedirs(f"{root}/videos/sub")
+    for name, dst in (("small.avi", "sub/AbCdEfGhIjK.avi"), ("empty.mp4", "ZZZZZZZZZZZ.mp4")):
+        tf.io.gfile.copy(os.path.join(videos["folder"], "v", name), f"{root}/videos/{dst}",
+                         overwrite=True)
+    with tf.io.gfile.GFile(f"{root}/part.txt", "w") as f:
+        f.write("https://www.youtube.com/watch?v=AbCdEfGhIjK 1\n"
+                "https://www.youtube.com/watch?v=ZZZZZZZZZZZ 0\n")
+    s = convert(f"{root}/part.txt", output_dir=f"{root}/out", manifest_format="sports1m",
+                video_root=f"{root}/videos", clips_per_video=2, frame_size=32, num_shards=2,
+                progress=False)
+    assert s["clips"] == 2 and [f["reason"] for f in s["failed"]] == ["empty file (0 bytes)"]
+    assert sorted(tf.io.gfile.listdir(f"{root}/out")) == [
+        "dataset.json", "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    records = [r.numpy() for r in tf.data.TFRecordDataset(
+        tf.io.gfile.glob(f"{root}/out/train-*"))]
+    assert [clip_key(r)[0] for r in records] == ["AbCdEfGhIjK"] * 2
