@@ -110,6 +110,12 @@ def to_stored_frames(frames: tf.Tensor, size: int = schema.FRAME_SIZE) -> tf.Ten
     return tf.ensure_shape(out, [None, size, size, 3])
 
 
+def fold_time(clips: tf.Tensor) -> tf.Tensor:
+    """[B, T, H, W, C] → [B*T, H, W, C], for per-frame image ops."""
+    shape = tf.shape(clips)
+    return tf.reshape(clips, tf.concat([[-1], shape[2:]], axis=0))
+
+
 def select_frames(clips: tf.Tensor, indices: list[int]) -> tf.Tensor:
     """The model's frames of each clip: [B, 16, ...] → [B, len(indices), ...] (one gather)."""
     return tf.gather(clips, indices, axis=1)
@@ -125,10 +131,7 @@ def stored_clips(clips: tf.Tensor, indices: list[int]) -> tf.Tensor:
     Returns:
       uint8 [B, T, 200, 200, 3], T = len(indices).
     """
-    picked = select_frames(clips, indices)
-    shape = tf.shape(picked)
-    flat = tf.reshape(picked, tf.concat([[-1], shape[2:]], axis=0))
-    out = to_stored_frames(flat)
+    out = to_stored_frames(fold_time(select_frames(clips, indices)))
     return tf.reshape(out, [-1, len(indices), schema.FRAME_SIZE, schema.FRAME_SIZE, 3])
 
 
@@ -155,12 +158,6 @@ def decode_stored_clips(jpeg_frames: tf.Tensor, indices: list[int]) -> tf.Tensor
     frames = tf.map_fn(decode, picked,
                        fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
     return tf.reshape(frames, [-1, len(indices), size, size, 3])
-
-
-def fold_time(clips: tf.Tensor) -> tf.Tensor:
-    """[B, T, H, W, C] → [B*T, H, W, C], for the per-frame crops of `sports1m_tf.data`."""
-    shape = tf.shape(clips)
-    return tf.reshape(clips, tf.concat([[-1], shape[2:]], axis=0))
 
 
 def centre_view(clips: tf.Tensor, size: int) -> tf.Tensor:
