@@ -76,3 +76,21 @@ def test_beam_records_read_back_with_the_input_pipeline(both):
     assert target.shape == (4, 5)
     ex = tf.train.SequenceExample.FromString(_records(both["beam"])[0])
     assert len(ex.feature_lists.feature_list[schema.IMAGE_ENCODED].feature) == 16
+
+
+def test_cli_runner_beam_uses_workers_for_the_direct_runner(tmp_path):
+    import subprocess
+    import sys
+    tv.write_video(str(tmp_path / "a.avi"), num_frames=40, seed=1)
+    tv.write_empty(str(tmp_path / "b.mp4"))
+    (tmp_path / "m.csv").write_text("a.avi,x\nb.mp4,y\n")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "tfrecord_tools.convert_main",
+                        f"--manifest={tmp_path / 'm.csv'}", f"--output_dir={out}", "--runner=beam",
+                        "--workers=2", "--clips_per_video=2", "--frame_size=32", "--num_shards=3",
+                        "--split=val"], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 clips from 1 videos into 3 shards; 1 failed" in r.stdout
+    assert r.stderr.count("Logging handler created") == 2  # two DirectRunner workers
+    assert sorted(os.listdir(out)) == ["dataset.json"] + [
+        f"val-0000{i}-of-00003.tfrecord" for i in range(3)]

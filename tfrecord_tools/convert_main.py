@@ -40,7 +40,8 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where shards and dataset.
 _SPLIT = flags.DEFINE_string("split", None, "Shard name prefix (default: train, or test when "
                              "the manifest's name contains 'test').")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", 16, "Shards for this split.")
-_WORKERS = flags.DEFINE_integer("workers", 1, "Processes converting videos (0 = one per core).")
+_WORKERS = flags.DEFINE_integer("workers", 1, "Processes converting videos (0 = one per core); "
+                                "with --runner=beam and the DirectRunner, its worker processes.")
 _CLIPS = flags.DEFINE_integer("clips_per_video", 100, "Most clips per video.")
 _CLIP_FRAMES = flags.DEFINE_integer("clip_frames", schema.CLIP_FRAMES, "Frames per clip.")
 _FRAME_SIZE = flags.DEFINE_integer("frame_size", schema.FRAME_SIZE,
@@ -73,9 +74,15 @@ def main(argv: list[str]) -> int:
     try:
         if _RUNNER.value == "beam":
             from tfrecord_tools import beam_pipeline
+            options = shlex.split(_BEAM_OPTIONS.value)
+            if (_BEAM_RUNNER.value == "DirectRunner" and _WORKERS.value != 1
+                    and not any(o.startswith("--direct_num_workers") for o in options)):
+                # --workers means the same on the DirectRunner: that many processes.
+                options += [f"--direct_num_workers={_WORKERS.value}",
+                            "--direct_running_mode=multi_processing"]
             result = beam_pipeline.convert_beam(
                 _MANIFEST.value, output_dir=_OUTPUT_DIR.value, beam_runner=_BEAM_RUNNER.value,
-                beam_options=shlex.split(_BEAM_OPTIONS.value), **kwargs)
+                beam_options=options, **kwargs)
         else:
             from tfrecord_tools.convert import convert
             result = convert(_MANIFEST.value, output_dir=_OUTPUT_DIR.value,
