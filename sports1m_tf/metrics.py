@@ -18,6 +18,8 @@ scores as one threshold, as scikit-learn's `average_precision_score` does.
 """
 from __future__ import annotations
 
+import json
+import os
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -184,25 +186,40 @@ def group_map(ap_per_class: np.ndarray, groups: Mapping[str, Sequence[int]]) -> 
             for name, idx in groups.items()}
 
 
-# The five action groups of UCF-101 (Soomro et al. 2012, Fig. 1), as named in
-# its classInd.txt. "Sports" is whatever the other four do not hold (50 classes).
-UCF101_GROUPS = {
-    "Human-Object Interaction": [
-        "ApplyEyeMakeup", "ApplyLipstick", "BlowDryHair", "BrushingTeeth", "CuttingInKitchen",
-        "Hammering", "HulaHoop", "JugglingBalls", "JumpRope", "Knitting", "Mixing",
-        "MoppingFloor", "Nunchucks", "PizzaTossing", "ShavingBeard", "SkateBoarding",
-        "SoccerJuggling", "Typing", "WritingOnBoard", "YoYo"],
-    "Body-Motion Only": [
-        "BabyCrawling", "BlowingCandles", "BodyWeightSquats", "HandstandPushups",
-        "HandstandWalking", "JumpingJack", "Lunges", "PullUps", "PushUps", "RockClimbingIndoor",
-        "RopeClimbing", "Swing", "TaiChi", "TrampolineJumping", "WalkingWithDog", "WallPushups"],
-    "Human-Human Interaction": [
-        "BandMarching", "Haircut", "HeadMassage", "MilitaryParade", "SalsaSpin"],
-    "Playing Musical Instruments": [
-        "Drumming", "PlayingCello", "PlayingDaf", "PlayingDhol", "PlayingFlute", "PlayingGuitar",
-        "PlayingPiano", "PlayingSitar", "PlayingTabla", "PlayingViolin"],
-}
+# The five action groups of UCF-101 (Soomro et al. 2012), as named in its
+# classInd.txt, are data: resources/ucf101_groups.json (all 101 classes, each in
+# exactly one group). UCF101_GROUPS holds the four named groups; "Sports" is
+# whatever they do not hold (50 classes), so non-UCF names fall there too.
+UCF101_GROUPS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resources",
+                                  "ucf101_groups.json")
 UCF101_REST_GROUP = "Sports"
+
+
+def load_ucf101_groups(path: str = UCF101_GROUPS_FILE) -> tuple[list[str], dict[str, list[str]]]:
+    """Reads the UCF-101 class list and its five groups.
+
+    Returns:
+      (the 101 class names in classInd.txt order, `{group: [class names]}` with
+      the five groups in the paper's order).
+
+    Raises:
+      ValueError: naming the file, when a class is in no group or in several.
+    """
+    with open(path) as f:
+        doc = json.load(f)
+    classes, groups = list(doc["classes"]), {g: list(v) for g, v in doc["groups"].items()}
+    listed = [c for names in groups.values() for c in names]
+    if sorted(listed) != sorted(classes) or len(set(classes)) != len(classes):
+        missing = sorted(set(classes) - set(listed))
+        twice = sorted({c for c in listed if listed.count(c) > 1})
+        unknown = sorted(set(listed) - set(classes))
+        raise ValueError(f"{path}: the groups must hold every class exactly once "
+                         f"(in no group: {missing}; in several: {twice}; unknown: {unknown})")
+    return classes, groups
+
+
+UCF101_CLASSES, UCF101_ALL_GROUPS = load_ucf101_groups()
+UCF101_GROUPS = {g: names for g, names in UCF101_ALL_GROUPS.items() if g != UCF101_REST_GROUP}
 
 
 def ucf101_groups(class_names: Sequence[str]) -> dict[str, list[int]]:
