@@ -1,0 +1,146 @@
+"""A training run's folder: `run_config.json`, `ckpt-STEP` checkpoints, `model.keras`.
+
+Layout of `--model_dir` (the contract between training, evaluation, export and
+transfer learning):
+  run_config.json   how to rebuild the model, the class names, the training flags
+  checkpoint        tf.train.CheckpointManager's index of the ckpt-STEP files
+  ckpt-STEP.*       tf.train.Checkpoint(model=, optimizer=, step=, plateau=)
+  model.keras       the final model
+  train/, validation/   TensorBoard events
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+
+RUN_CONFIG_FILE = "run_config.json"
+FINAL_MODEL_FILE = "model.keras"
+CHECKPOINT_NAME = "ckpt"
+# Keys of run_config.json that `build_model` needs.
+MODEL_KEYS = ("model", "num_classes", "multires", "width", "input_size", "dropout",
+              "clip_frames")
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    folder = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_run_config(model_dir: str, config: dict) -> str:
+    """Writes `run_config.json` (atomically) and returns its path."""
+    missing = [k for k in MODEL_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"run config lacks {missing}")
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, RUN_CONFIG_FILE)
+    _atomic_write_text(path, json.dumps(config, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def load_run_config(model_dir: str) -> dict:
+    """Reads a training run's `run_config.json`.
+
+    Raises:
+      FileNotFoundError: the folder has no run_config.json (names the folder).
+      ValueError: the file is not JSON or lacks the model keys.
+    """
+    path = os.path.join(model_dir, RUN_CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{model_dir}: no {RUN_CONFIG_FILE}; is this a "
+                                "sports1m-train --model_dir?")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    missing = [k for k in MODEL_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"{path}: missing keys {missing}")
+    return config
+
+
+def build_from_run_config(config: dict):
+    """The (untrained) model a run config describes."""
+    from sports1m_tf.models import build_model
+    return build_model(config["model"], config["num_classes"], multires=config["multires"],
+                       width=config["width"], input_size=config["input_size"],
+                       dropout=config["dropout"], clip_frames=config["clip_frames"])
+
+
+def checkpoint_steps(model_dir: str) -> list[int]:
+    """Steps of the complete `ckpt-STEP` checkpoints in `model_dir`, ascending."""
+    if not os.path.isdir(model_dir):
+        return []
+    pattern = re.compile(rf"{CHECKPOINT_NAME}-(\d+)\.index$")
+    return sorted(int(m.group(1)) for f in os.listdir(model_dir)
+                  if (m := pattern.match(f)))
+
+
+def checkpoint_path(model_dir: str, step: int | None = None) -> str | None:
+    """The prefix of checkpoint `step` (default: the latest), or None if there is none.
+
+    Raises:
+      FileNotFoundError: `step` is given but has no checkpoint (lists those there are).
+    """
+    import tensorflow as tf
+    if step is None:
+        return tf.train.latest_checkpoint(model_dir)
+    path = os.path.join(model_dir, f"{CHECKPOINT_NAME}-{int(step)}")
+    if not tf.io.gfile.exists(path + ".index"):
+        raise FileNotFoundError(f"{model_dir}: no checkpoint for step {step}; "
+                                f"steps there: {checkpoint_steps(model_dir)}")
+    return path
+
+
+def restore_model(model_dir: str, step: int | None = None):
+    """Builds a run's model and loads its weights.
+
+    Args:
+      model_dir: str. A `sports1m-train --model_dir`.
+      step: int. Checkpoint to restore; defaults to the latest. Without any
+        checkpoint, `model.keras` is loaded instead.
+
+    Returns:
+      The `keras.Model` (float32 softmax `[batch, num_classes]`).
+
+    Raises:
+      FileNotFoundError: neither a checkpoint nor model.keras (names the folder).
+    """
+    import keras
+    import tensorflow as tf
+
+    import sports1m_tf.models  # noqa: F401  (registers the custom layers for loading)
+
+    path = checkpoint_path(model_dir, step)
+    if path is None:
+        final = os.path.join(model_dir, FINAL_MODEL_FILE)
+        if not os.path.exists(final):
+            raise FileNotFoundError(f"{model_dir}: no checkpoint and no {FINAL_MODEL_FILE}")
+        return keras.saving.load_model(final, compile=False)
+    model = build_from_run_config(load_run_config(model_dir))
+    status = tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    status.assert_existing_objects_matched()
+    return model
+
+
+def write_dir(model_dir: str, is_chief: bool, task_id: int = 0) -> str:
+    """Where this task saves checkpoints: `model_dir` for the chief, else a temporary folder.
+
+    MultiWorkerMirroredStrategy needs every worker to take part in a save; the
+    others write to a private temporary folder that `discard_write_dir` deletes.
+    """
+    if is_chief:
+        return model_dir
+    return tempfile.mkdtemp(prefix=f"sports1m_worker{task_id}_ckpt_")
+
+
+def discard_write_dir(directory: str, model_dir: str) -> None:
+    """Deletes a non-chief task's temporary checkpoint folder."""
+    if os.path.abspath(directory) != os.path.abspath(model_dir):
+        shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,297 @@
+"""The `tf.distribute` strategy of a run, from `--strategy` and `TF_CONFIG` (SPEC §4).
+
+`auto` picks: a `TF_CONFIG` cluster with a `ps` job → parameter servers
+(asynchronous, the paper's Downpour SGD analogue); a cluster with several
+workers → `MultiWorkerMirroredStrategy` (synchronous); several local GPUs (or
+several logical CPUs) → `MirroredStrategy`; else one device.
+
+Distributed start-up hangs by default in TensorFlow when a peer is missing
+(MultiWorkerMirroredStrategy waits for every worker's devices; its SIGTERM is
+caught by TF's preemption notifier). Here `TF_CONFIG` is validated first, and the
+strategy's construction runs under a deadline: when it passes, the peers that do
+not accept TCP connections are named and the process exits with an error.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging as py_logging
+import os
+import socket
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator, Mapping
+
+from absl import logging
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "parameter_server")
+# Exit status of a process whose cluster did not come up in time.
+PEER_TIMEOUT_EXIT = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterTask:
+    """This process's place in a `TF_CONFIG` cluster.
+
+    Attributes:
+      cluster: job name → list of "host:port".
+      task_type: str. "chief", "worker", "ps" (or "evaluator").
+      task_id: int. Index in its job.
+    """
+    cluster: Mapping[str, list]
+    task_type: str
+    task_id: int
+
+    @property
+    def address(self) -> str:
+        return self.cluster[self.task_type][self.task_id]
+
+    def peers(self) -> list[str]:
+        """Every other task's address, in job order."""
+        return [a for job in sorted(self.cluster) for i, a in enumerate(self.cluster[job])
+                if (job, i) != (self.task_type, self.task_id)]
+
+
+def _check_address(address, where: str) -> None:
+    if not isinstance(address, str) or address.count(":") < 1:
+        raise ValueError(f"TF_CONFIG: {where} is {address!r}, expected 'host:port'")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"TF_CONFIG: {where} is {address!r}, expected 'host:port' with a "
+                         "port in 1..65535")
+
+
+def parse_tf_config(text: str | None = None) -> ClusterTask | None:
+    """Validates `TF_CONFIG` (the environment variable unless `text` is given).
+
+    Args:
+      text: str. The JSON text; defaults to `os.environ["TF_CONFIG"]`.
+
+    Returns:
+      A `ClusterTask`, or None when `TF_CONFIG` is unset or has no cluster.
+
+    Raises:
+      ValueError: malformed JSON, a job that is not a list of "host:port", a
+        task type or index that the cluster does not have. The message says which.
+    """
+    text = os.environ.get("TF_CONFIG") if text is None else text
+    if not text or not text.strip():
+        return None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({e}): {text[:200]!r}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"TF_CONFIG must be a JSON object, got {type(config).__name__}")
+    cluster = config.get("cluster")
+    if not cluster:
+        return None
+    if not isinstance(cluster, dict):
+        raise ValueError("TF_CONFIG: 'cluster' must map job names to lists of 'host:port'")
+    for job, addresses in cluster.items():
+        if not isinstance(addresses, list) or not addresses:
+            raise ValueError(f"TF_CONFIG: cluster job {job!r} must be a non-empty list of "
+                             f"'host:port', got {addresses!r}")
+        for i, address in enumerate(addresses):
+            _check_address(address, f"cluster[{job!r}][{i}]")
+    all_addresses = [a for addresses in cluster.values() for a in addresses]
+    duplicates = sorted({a for a in all_addresses if all_addresses.count(a) > 1})
+    if duplicates:
+        raise ValueError(f"TF_CONFIG: addresses used by several tasks: {duplicates}")
+    task = config.get("task")
+    if not isinstance(task, dict) or "type" not in task:
+        raise ValueError("TF_CONFIG: 'task' must be an object with 'type' and 'index', "
+                         f"got {task!r}")
+    task_type, task_id = task["type"], task.get("index", 0)
+    if task_type not in cluster:
+        raise ValueError(f"TF_CONFIG: task type {task_type!r} is not a job of the cluster "
+                         f"{sorted(cluster)}")
+    if not isinstance(task_id, int) or not 0 <= task_id < len(cluster[task_type]):
+        raise ValueError(f"TF_CONFIG: task index {task_id!r} is out of range for job "
+                         f"{task_type!r} ({len(cluster[task_type])} tasks)")
+    return ClusterTask(cluster=cluster, task_type=task_type, task_id=task_id)
+
+
+def unreachable(addresses: list[str], timeout_s: float = 1.0) -> list[str]:
+    """The addresses that do not accept a TCP connection within `timeout_s` each."""
+    missing = []
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+                pass
+        except OSError:
+            missing.append(address)
+    return missing
+
+
+def wait_for_peers(addresses: list[str], timeout_s: float, poll_s: float = 0.5) -> None:
+    """Waits until every address accepts TCP connections.
+
+    Raises:
+      TimeoutError: some are still unreachable after `timeout_s`; names them.
+    """
+    deadline = time.monotonic() + timeout_s
+    missing = list(addresses)
+    while True:
+        missing = unreachable(missing)
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"cluster peers not reachable after {timeout_s:.0f} s: {missing} "
+                "(check TF_CONFIG and that those tasks are running)")
+        time.sleep(poll_s)
+
+
+@contextmanager
+def startup_deadline(task: ClusterTask | None, timeout_s: float, what: str) -> Iterator[None]:
+    """Bounds a blocking cluster start-up (strategy construction, first collective).
+
+    TensorFlow blocks in C++ while it waits for peers, so no exception can
+    reach the caller: when the deadline passes, a watchdog thread logs which
+    peers are unreachable and ends the process with status `PEER_TIMEOUT_EXIT`.
+
+    Args:
+      task: this process's `ClusterTask` (None: nothing to bound).
+      timeout_s: float. Seconds allowed; <= 0 disables the deadline.
+      what: str. What is being waited for, for the message.
+    """
+    if task is None or timeout_s <= 0:
+        yield
+        return
+    done = threading.Event()
+
+    def watchdog():
+        if done.wait(timeout_s):
+            return
+        missing = unreachable(task.peers()) or [
+            "none (they are up but did not join: check their TF_CONFIG)"]
+        message = (f"{what} did not complete within {timeout_s:.0f} s "
+                   f"(--peer_timeout); this task is {task.task_type}:{task.task_id} at "
+                   f"{task.address}; unreachable peers: {', '.join(missing)}")
+        logging.error(message)
+        print(f"ERROR: {message}", file=sys.stderr, flush=True)
+        py_logging.shutdown()
+        os._exit(PEER_TIMEOUT_EXIT)
+
+    thread = threading.Thread(target=watchdog, name="cluster-startup-deadline", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+def resolve_strategy_name(name: str, task: ClusterTask | None, num_gpus: int,
+                          num_cpus: int = 1) -> str:
+    """The concrete strategy for `--strategy=name` given the cluster and local devices.
+
+    Raises:
+      ValueError: the name is unknown or does not fit the cluster.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; expected one of {STRATEGIES}")
+    jobs = set(task.cluster) if task else set()
+    if name == "auto":
+        if "ps" in jobs:
+            name = "parameter_server"
+        elif task and sum(len(task.cluster[j]) for j in jobs & {"chief", "worker"}) > 1:
+            name = "multi_worker"
+        elif num_gpus > 1 or (num_gpus == 0 and num_cpus > 1):
+            name = "mirrored"
+        else:
+            name = "one_device"
+    if name == "parameter_server":
+        if not task or not {"ps", "worker", "chief"} <= jobs:
+            raise ValueError("--strategy=parameter_server needs TF_CONFIG with 'chief', "
+                             f"'worker' and 'ps' jobs; cluster jobs: {sorted(jobs) or 'none'}")
+    if name == "multi_worker" and task and "ps" in jobs:
+        raise ValueError("--strategy=multi_worker with a 'ps' job in TF_CONFIG: use "
+                         "--strategy=parameter_server (or auto)")
+    return name
+
+
+def split_cpu(num_devices: int) -> None:
+    """Splits the CPU into `num_devices` logical devices (before TF initialises them).
+
+    Lets MirroredStrategy's multi-replica path run on a machine without GPUs.
+    """
+    import tensorflow as tf
+    if num_devices > 1 and not tf.config.list_physical_devices("GPU"):
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices)
+
+
+def make_strategy(name: str = "auto", *, peer_timeout: float = 120.0):
+    """Builds the strategy for `--strategy=name`.
+
+    Args:
+      name: one of `STRATEGIES`.
+      peer_timeout: float. Seconds to wait for the cluster's other tasks.
+
+    Returns:
+      `(strategy, task)`: the `tf.distribute.Strategy` and this process's
+      `ClusterTask` (None without `TF_CONFIG`).
+
+    Raises:
+      ValueError: malformed `TF_CONFIG`, a strategy that does not fit it, or a
+        parameter-server ps/worker task (see `is_server_task`).
+      TimeoutError: parameter-server peers unreachable after `peer_timeout`.
+    """
+    import tensorflow as tf
+
+    task = parse_tf_config()
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    concrete = resolve_strategy_name(name, task, len(gpus), len(cpus))
+    logging.info("strategy: %s (requested %s)%s", concrete, name,
+                 f"; task {task.task_type}:{task.task_id}" if task else "")
+    if concrete == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else cpus[0].name), task
+    if concrete == "mirrored":
+        return tf.distribute.MirroredStrategy([d.name for d in (gpus or cpus)]), task
+    if concrete == "multi_worker":
+        # Its constructor blocks until every worker is up.
+        with startup_deadline(task, peer_timeout, "MultiWorkerMirroredStrategy start-up"):
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        return strategy, task
+    # Parameter servers: the ps and worker tasks are plain servers (`serve_forever`)
+    # started on their own, so the chief can wait for them before connecting.
+    if task.task_type != "chief":
+        raise ValueError(f"task {task.task_type}:{task.task_id} of a parameter-server "
+                         "cluster runs `serve_forever`, not a strategy")
+    wait_for_peers(task.peers(), peer_timeout)
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(task.cluster), task_type="chief", task_id=0, rpc_layer="grpc")
+    with startup_deadline(task, peer_timeout, "ParameterServerStrategy start-up"):
+        strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
+    return strategy, task
+
+
+def is_server_task(name: str, task: ClusterTask | None) -> bool:
+    """Whether this process is a ps or worker task of a parameter-server cluster."""
+    if task is None or task.task_type not in ("ps", "worker"):
+        return False
+    return resolve_strategy_name(name, task, num_gpus=0) == "parameter_server"
+
+
+def serve_forever(task: ClusterTask) -> None:
+    """Runs this process as a parameter-server cluster's ps or worker task (never returns)."""
+    import tensorflow as tf
+    logging.info("serving as %s:%d at %s", task.task_type, task.task_id, task.address)
+    server = tf.distribute.Server(tf.train.ClusterSpec(task.cluster), job_name=task.task_type,
+                                  task_index=task.task_id, protocol="grpc", start=True)
+    server.join()
+
+
+def is_chief(task: ClusterTask | None) -> bool:
+    """Whether this process writes checkpoints and summaries (chief, or worker 0 without one)."""
+    if task is None:
+        return True
+    if task.task_type == "chief":
+        return True
+    return task.task_type == "worker" and task.task_id == 0 and "chief" not in task.cluster

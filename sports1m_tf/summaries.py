@@ -1,0 +1,101 @@
+"""TensorBoard images of a training run: conv1 filters (paper Figure 3) and the confusion matrix.
+
+Images are built in NumPy (no plotting library in the training loop) and
+written with `tf.summary.image` inside the caller's writer context.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_PAD = 1  # pixels between filters and between a filter's time slices
+
+
+def _normalise(kernel: np.ndarray) -> np.ndarray:
+    low, high = kernel.min(), kernel.max()
+    return (kernel - low) / (high - low) if high > low else np.full_like(kernel, 0.5)
+
+
+def filter_grid(kernel: np.ndarray, columns: int | None = None) -> np.ndarray:
+    """Tiles a first-layer kernel into one RGB image.
+
+    Each filter is scaled to [0, 1] on its own. A temporal kernel (input
+    channels `extent * 3`, laid out time-major as `TemporalWindows` stacks
+    them) shows its time slices side by side, earliest on the left.
+
+    Args:
+      kernel: float [kh, kw, extent * 3, filters].
+      columns: int. Filters per row; defaults to about a square grid.
+
+    Returns:
+      uint8 [H, W, 3].
+    """
+    kh, kw, channels, count = kernel.shape
+    if channels % 3:
+        raise ValueError(f"conv1 kernel has {channels} input channels, not a multiple of 3")
+    extent = channels // 3
+    # [kh, kw, extent, 3, F] -> [F, kh, extent, kw, 3]: time slices side by side.
+    per_filter = kernel.reshape(kh, kw, extent, 3, count).transpose(4, 0, 2, 1, 3)
+    cell_w = extent * (kw + _PAD)
+    columns = columns or max(1, math.ceil(math.sqrt(count * (kh + _PAD) / cell_w)))
+    rows = math.ceil(count / columns)
+    image = np.ones((rows * (kh + _PAD) + _PAD, columns * cell_w + _PAD, 3), np.float32)
+    for f in range(count):
+        r, c = divmod(f, columns)
+        tile = _normalise(per_filter[f])                               # [kh, extent, kw, 3]
+        tile = np.pad(tile, ((0, 0), (0, 0), (0, _PAD), (0, 0)), constant_values=1.0)
+        tile = tile.reshape(kh, extent * (kw + _PAD), 3)
+        top, left = _PAD + r * (kh + _PAD), _PAD + c * cell_w
+        image[top:top + kh, left:left + tile.shape[1]] = tile
+    return (image * 255).round().astype(np.uint8)
+
+
+def conv1_kernels(model) -> dict[str, np.ndarray]:
+    """The first convolution of each stream: `conv1`, or `fovea_conv1` and `context_conv1`.
+
+    Returns:
+      layer name → kernel as float32 NumPy `[kh, kw, extent * 3, filters]`.
+    """
+    return {layer.name: np.asarray(layer.kernel.numpy(), np.float32)
+            for layer in model.layers if layer.name.endswith("conv1")}
+
+
+def confusion_image(counts: np.ndarray, cell: int | None = None) -> np.ndarray:
+    """A confusion matrix as a heat map, each true-class row scaled to sum 1.
+
+    White = 0, dark blue = the whole row; a red diagonal-free cell shows a
+    confusion. Cells are `cell` pixels wide (default: ~512 pixels in all).
+
+    Args:
+      counts: [C, C], `counts[true, predicted]`.
+      cell: int. Pixels per cell.
+
+    Returns:
+      uint8 [C * cell, C * cell, 3].
+    """
+    counts = np.asarray(counts, np.float64)
+    classes = counts.shape[0]
+    totals = counts.sum(axis=1, keepdims=True)
+    rates = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    cell = cell or max(1, 512 // max(classes, 1))
+    # Correct predictions in blue, confusions in red, intensity = rate.
+    diagonal = np.eye(classes, dtype=bool)
+    rgb = np.ones((classes, classes, 3))
+    rgb[diagonal] = 1 - rates[diagonal][:, None] * np.array([0.9, 0.7, 0.0])
+    rgb[~diagonal] = 1 - rates[~diagonal][:, None] * np.array([0.0, 0.9, 0.9])
+    image = np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)
+    return (image * 255).round().astype(np.uint8)
+
+
+def write_filter_images(model, step: int) -> None:
+    """Writes each stream's conv1 filter grid as `filters/<layer>` (call inside a writer)."""
+    import tensorflow as tf
+    for name, kernel in conv1_kernels(model).items():
+        tf.summary.image(f"filters/{name}", filter_grid(kernel)[None], step=step)
+
+
+def write_confusion_image(counts: np.ndarray, step: int) -> None:
+    """Writes the confusion matrix as `confusion_matrix` (call inside a writer)."""
+    import tensorflow as tf
+    tf.summary.image("confusion_matrix", confusion_image(counts)[None], step=step)
