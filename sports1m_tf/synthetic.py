@@ -458,18 +458,23 @@ def make_dataset(
 # Command
 # ---------------------------------------------------------------------------
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", None, "Folder for videos, manifests and classes.txt.")
-flags.DEFINE_string("classes", "mixed",
-                    "mixed, motion, appearance, or comma-separated class names.")
-flags.DEFINE_integer("videos_per_class", 8, "Videos per class over all splits.")
-flags.DEFINE_list("splits", ["train=0.6", "val=0.2", "test=0.2"],
-                  "split=fraction (floats) or split=count (ints) per class.")
-flags.DEFINE_integer("num_frames", 48, "Frames per video.")
-flags.DEFINE_integer("size", 96, "Frame height and width in pixels (even).")
-flags.DEFINE_float("fps", 24.0, "Frame rate written in the files.")
-flags.DEFINE_boolean("centre_bias", True, "Objects near the centre (else anywhere).")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_list("formats", ["mp4", "avi"], "Containers: mp4 (mp4v) and/or avi (MJPG).")
+
+
+def define_flags() -> None:
+    """Declares the command's flags (at run time, not import: other commands' modules,
+    imported in one process by tests, declare flags of the same names)."""
+    flags.DEFINE_string("output_dir", None, "Folder for videos, manifests and classes.txt.")
+    flags.DEFINE_string("classes", "mixed",
+                        "mixed, motion, appearance, or comma-separated class names.")
+    flags.DEFINE_integer("videos_per_class", 8, "Videos per class over all splits.")
+    flags.DEFINE_list("splits", ["train=0.6", "val=0.2", "test=0.2"],
+                      "split=fraction (floats) or split=count (ints) per class.")
+    flags.DEFINE_integer("num_frames", 48, "Frames per video.")
+    flags.DEFINE_integer("size", 96, "Frame height and width in pixels (even).")
+    flags.DEFINE_float("fps", 24.0, "Frame rate written in the files.")
+    flags.DEFINE_boolean("centre_bias", True, "Objects near the centre (else anywhere).")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_list("formats", ["mp4", "avi"], "Containers: mp4 (mp4v) and/or avi (MJPG).")
 
 
 def _parse_splits(items: Sequence[str]) -> dict[str, float | int]:
@@ -501,6 +506,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
+    define_flags()
     app.run(main)
 
 
