@@ -70,7 +70,12 @@ def warmup_requests(model_name: str, clip_frames: int = schema.CLIP_FRAMES,
     TF Serving replays them at load time so that the first real request does not
     pay for kernel initialisation.
     """
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    try:
+        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    except ImportError as e:
+        raise ImportError("warmup requests need tensorflow-serving-api (pip install "
+                          "'sports1m_tf[serving]'), or export with warmup=False "
+                          "(sports1m-export --nowarmup)") from e
 
     rng = np.random.default_rng(0)
     clip = rng.integers(0, 256, (1, clip_frames, size, size, 3), dtype=np.uint8)
