@@ -63,6 +63,17 @@ def check_class_names(class_names: Sequence[str] | None, num_classes: int) -> li
     return names
 
 
+def serving_apis():
+    """The tensorflow-serving-api protos (model, predict, prediction_log), or a clear error."""
+    try:
+        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    except ImportError as e:
+        raise ImportError("warmup requests need tensorflow-serving-api (pip install "
+                          "'sports1m_tf[serving]'), or export with warmup=False "
+                          "(sports1m-export --nowarmup)") from e
+    return model_pb2, predict_pb2, prediction_log_pb2
+
+
 def warmup_requests(model_name: str, clip_frames: int = schema.CLIP_FRAMES,
                     size: int = schema.FRAME_SIZE) -> list[bytes]:
     """One serialised TF Serving `PredictionLog` per signature, on stored-size frames.
@@ -70,12 +81,7 @@ def warmup_requests(model_name: str, clip_frames: int = schema.CLIP_FRAMES,
     TF Serving replays them at load time so that the first real request does not
     pay for kernel initialisation.
     """
-    try:
-        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-    except ImportError as e:
-        raise ImportError("warmup requests need tensorflow-serving-api (pip install "
-                          "'sports1m_tf[serving]'), or export with warmup=False "
-                          "(sports1m-export --nowarmup)") from e
+    model_pb2, predict_pb2, prediction_log_pb2 = serving_apis()
 
     rng = np.random.default_rng(0)
     clip = rng.integers(0, 256, (1, clip_frames, size, size, 3), dtype=np.uint8)
@@ -161,6 +167,8 @@ def export_model(model: keras.Model, export_dir: str, name: str, version: int | 
     """
     if not _NAME.fullmatch(name):
         raise ValueError(f"model name {name!r} must match {_NAME.pattern}")
+    if warmup:
+        serving_apis()  # fail before the export, not after it
     info = describe(model, clip_frames)
     names = check_class_names(class_names, info["num_classes"])
     model_root = os.path.join(export_dir, name)
