@@ -1,11 +1,14 @@
 """Training / validation batches of clips: records → (uint8 frames, soft target) (SPEC §3).
 
-Composition, per clip in ONE parallel map (a tf.data map costs ≈47 µs per
-element, so parse, select, decode-and-crop and flip are fused):
+Composition:
   shards (interleaved, GZIP detected) → shuffle → enumerate (per-clip seed)
-  → parse → keep the model's frames → decode only the crop window → flip
+  → ONE parallel map per clip: parse, keep the model's frames, decode only the
+    crop window, flip, count labels
   → ignore_errors (before batch, so a bad record costs one clip, not a batch)
-  → batch → prefetch.
+  → batch → one map per batch: normalise the targets → prefetch.
+A tf.data map costs tens of microseconds per element and every op inside it a
+few more, so per-clip work is fused into one map with as few ops as possible
+and whatever can be vectorised runs per batch.
 """
 from __future__ import annotations
 
@@ -30,33 +33,52 @@ def resolve_frames_and_size(model: str, multires: bool, input_size: int | None,
     return indices, int(input_size or default_input_size(model, multires))
 
 
-def multi_hot(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
-    """float32 [num_classes], 1 at each of `labels` (int64 [L]), else 0.
+def label_counts(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """How often each class occurs in `labels` (int64 [L]): float32 [num_classes].
 
-    An empty or out-of-range label list fails, so the record is skipped and counted.
+    Out-of-range indices are not counted; `check_label_counts` catches them.
     """
-    checks = [
-        tf.debugging.assert_positive(tf.size(labels), message="clip has no label"),
-        tf.debugging.assert_non_negative(labels, message="negative label index"),
-        tf.debugging.assert_less(labels, tf.constant(num_classes, tf.int64),
-                                 message=f"label index >= num_classes ({num_classes})"),
-    ]
-    with tf.control_dependencies(checks):
-        return tf.reduce_max(tf.one_hot(labels, num_classes, dtype=tf.float32), axis=0)
+    return tf.math.bincount(tf.cast(labels, tf.int32), minlength=num_classes,
+                            maxlength=num_classes, dtype=tf.float32)
 
 
-def soft_target(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
-    """Uniform distribution over a clip's labels (SPEC §1).
+def check_label_counts(counts: tf.Tensor, num_labels: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """Fails loudly when a clip had a label outside [0, num_classes) (a wrong `num_classes`).
 
     Args:
-      labels: int64 [L]. Class indices; repeated indices count once.
+      counts: float32 [..., num_classes] from `label_counts`.
+      num_labels: int32 [...]. Labels each clip listed.
       num_classes: int.
 
     Returns:
-      float32 [num_classes] summing to 1.
+      `counts`, once checked.
     """
-    hot = multi_hot(labels, num_classes)
-    return hot / tf.reduce_sum(hot)
+    check = tf.debugging.assert_equal(
+        tf.cast(tf.reduce_sum(counts, axis=-1), tf.int32), num_labels,
+        message=f"a clip has a label index outside [0, {num_classes}): is num_classes right?")
+    with tf.control_dependencies([check]):
+        return tf.identity(counts)
+
+
+def multi_hot(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """float32 [num_classes]: 1 at each of `labels` (int64 [L]), 0 elsewhere."""
+    counts = check_label_counts(label_counts(labels, num_classes), tf.size(labels), num_classes)
+    return tf.minimum(counts, 1.0)
+
+
+def soft_target(counts: tf.Tensor) -> tf.Tensor:
+    """Uniform distribution over each clip's labels (SPEC §1).
+
+    Args:
+      counts: float32 [..., num_classes]. Label counts or multi-hot; a class
+        listed twice counts once.
+
+    Returns:
+      float32 [..., num_classes], rows summing to 1 (all zeros for a clip
+      without labels, which then adds nothing to the loss).
+    """
+    hot = tf.minimum(counts, 1.0)
+    return tf.math.divide_no_nan(hot, tf.reduce_sum(hot, axis=-1, keepdims=True))
 
 
 def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: bool,
@@ -123,31 +145,36 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
     # stateless ops, so parallel maps cannot change which clip gets which.
     ds = ds.enumerate()
 
+    seed_tensor = tf.constant(seed, tf.int64)
+
     def load(position, element):
         file_index, record = element
 
         def step():
             clip = records.parse_clip(record)
-            encoded = records.select_frames(clip["encoded"], indices)
+            # An index past the stored frames fails the gather: record skipped.
+            encoded = tf.gather(clip["encoded"], indices)
             height, width = frames.frame_shape(encoded)
             if training:
-                crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
-                    tf.stack([tf.constant(seed, tf.int64), position]), 2))
-                window = augment.random_crop_window(height, width, size, crop_seed)
+                window, flip_now = augment.random_crop_window(
+                    height, width, size, tf.stack([seed_tensor, position]))
             else:
                 window = augment.centre_crop_window(height, width, size)
-            clip_frames_ = frames.decode_frames(encoded, window, size)
+            out = frames.decode_frames(encoded, window, size)
             if training and flip:
-                clip_frames_ = augment.flip_clip(clip_frames_,
-                                                 augment.random_flip_decision(flip_seed))
-            return clip_frames_, soft_target(clip["labels"], num_classes)
+                out = augment.flip_clip(out, flip_now)
+            return out, label_counts(clip["labels"], num_classes), tf.size(clip["labels"])
 
         return counter.guard(binding, file_index, step)
+
+    def finish(clips, counts, num_labels):
+        return clips, soft_target(check_label_counts(counts, num_labels, num_classes))
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     ds = ds.ignore_errors(log_warning=True)
     ds = ds.batch(batch_size, drop_remainder=training if drop_remainder is None
                   else drop_remainder)
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     ds.error_counter = counter
     return ds

@@ -29,38 +29,54 @@ class ErrorCounter:
     def __init__(self):
         self._bindings: list[tuple[list[str], tf.Variable, tf.Variable]] = []
 
-    def bind(self, files: Sequence[str]) -> int:
-        """Registers the files of one pipeline; returns the binding id used by `guard`."""
-        # init_scope: datasets may be built inside a tf.function (e.g.
-        # distribute_datasets_from_function); the counters must be eager variables.
+    def bind(self, files: Sequence[str]) -> int | None:
+        """Registers the files of one pipeline; returns the binding id used by `guard`.
+
+        Returns None (counting off) when called while a function is being
+        traced, e.g. by `ClusterCoordinator.create_per_worker_dataset`: a
+        counter made there would live on the coordinator, which the workers'
+        pipelines may not reach. Failing records are still skipped.
+        """
+        if tf.inside_function():
+            logging.info("dataset built inside a tf.function: skipped records are not counted")
+            return None
         with tf.init_scope():
-            started = tf.Variable(tf.zeros([len(files)], tf.int64), trainable=False,
-                                  name="records_started")
-            finished = tf.Variable(tf.zeros([len(files)], tf.int64), trainable=False,
-                                   name="records_finished")
+            started, finished = (tf.Variable(tf.zeros([len(files)], tf.int64), trainable=False,
+                                             name=name)
+                                 for name in ("records_started", "records_finished"))
+        # Under a strategy's scope these are distributed variables, which a
+        # tf.data function cannot update; one local copy is all a count needs.
+        strategy = tf.distribute.get_strategy()
+        started, finished = (strategy.experimental_local_results(v)[0]
+                             for v in (started, finished))
         self._bindings.append((list(files), started, finished))
         return len(self._bindings) - 1
 
-    def guard(self, binding: int, file_index: tf.Tensor, step: Callable[[], object]):
+    def guard(self, binding: int | None, file_index: tf.Tensor, step: Callable[[], object]):
         """Runs `step()` (graph code) so that its failure is charged to `file_index`.
 
         Args:
-          binding: int. The id returned by `bind`.
+          binding: int or None. The id returned by `bind` (None: no counting).
           file_index: int32 []. Index of the record's file in the bound list.
           step: callable returning a nested structure of tensors.
 
         Returns:
           `step()`'s result, which only becomes available after the count.
         """
+        if binding is None:
+            return step()
         _, started, finished = self._bindings[binding]
-        one = tf.IndexedSlices(tf.ones([1], tf.int64), tf.reshape(file_index, [1]))
-        with tf.control_dependencies([started.scatter_add(one)]):
+        one = tf.constant(1, tf.int64)
+        start = tf.raw_ops.ResourceScatterAdd(resource=started.handle, indices=file_index,
+                                              updates=one)
+        with tf.control_dependencies([start]):
             result = step()
-        flat = tf.nest.flatten(result)
-        with tf.control_dependencies(flat):
-            done = finished.scatter_add(one)
+        # Runs only once every output exists, i.e. only if the step succeeded.
+        with tf.control_dependencies(tf.nest.flatten(result)):
+            done = tf.raw_ops.ResourceScatterAdd(resource=finished.handle, indices=file_index,
+                                                 updates=one)
         with tf.control_dependencies([done]):
-            return tf.nest.pack_sequence_as(result, [tf.identity(t) for t in flat])
+            return tf.nest.map_structure(tf.identity, result)
 
     def by_file(self) -> dict[str, int]:
         """Failed-record counts per file (files with no failure are left out)."""

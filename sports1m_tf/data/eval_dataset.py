@@ -12,7 +12,8 @@ from typing import Sequence
 import tensorflow as tf
 
 from sports1m_tf.data import augment, frames, records
-from sports1m_tf.data.clip_dataset import multi_hot, resolve_frames_and_size
+from sports1m_tf.data.clip_dataset import (check_label_counts, label_counts,
+                                           resolve_frames_and_size)
 from sports1m_tf.data.errors import ErrorCounter
 from tfrecord_tools import schema
 
@@ -67,7 +68,8 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
         def step():
             clip = records.parse_clip(record)
             return {"file_index": file_index, "media_id": clip["media_id"],
-                    "labels": multi_hot(clip["labels"], num_classes),
+                    "label_counts": label_counts(clip["labels"], num_classes),
+                    "num_labels": tf.size(clip["labels"]),
                     "encoded": records.select_frames(clip["encoded"], indices)}
         return counter.guard(binding, file_index, step)
 
@@ -88,7 +90,8 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
                 out = augment.eval_views(frames.decode_frames(encoded), size, views)
             repeat = lambda t: tf.repeat(t[tf.newaxis], views, axis=0)
             return {"frames": out, "media_id": repeat(clip["media_id"]),
-                    "labels": repeat(clip["labels"]),
+                    "label_counts": repeat(clip["label_counts"]),
+                    "num_labels": repeat(clip["num_labels"]),
                     "clip_index": repeat(clip["clip_index"]),
                     "view_index": tf.range(views, dtype=tf.int32)}
         return counter.guard(binding, clip["file_index"], step)
@@ -108,6 +111,11 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
             return tf.constant(0)
 
     ds = tf.data.Dataset.from_tensors(0).map(reset).flat_map(one_pass)
-    ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    def finish(batch):
+        counts = check_label_counts(batch.pop("label_counts"), batch.pop("num_labels"),
+                                    num_classes)
+        return dict(batch, labels=tf.minimum(counts, 1.0))
+
+    ds = ds.batch(batch_size).map(finish).prefetch(tf.data.AUTOTUNE)
     ds.error_counter = counter
     return ds
