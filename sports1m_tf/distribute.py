@@ -245,15 +245,20 @@ def make_strategy(name: str = "auto", *, peer_timeout: float = 120.0):
     import tensorflow as tf
 
     task = parse_tf_config()
-    gpus = tf.config.list_logical_devices("GPU")
-    cpus = tf.config.list_logical_devices("CPU")
-    concrete = resolve_strategy_name(name, task, len(gpus), len(cpus))
+    # Physical devices only: collective ops (multi-worker) must be configured
+    # before TensorFlow's runtime starts, and listing logical devices starts it.
+    gpus = tf.config.list_physical_devices("GPU")
+    cpus = tf.config.list_physical_devices("CPU")
+    logical_cpus = len(tf.config.get_logical_device_configuration(cpus[0]) or [None])
+    concrete = resolve_strategy_name(name, task, len(gpus), logical_cpus)
     logging.info("strategy: %s (requested %s)%s", concrete, name,
                  f"; task {task.task_type}:{task.task_id}" if task else "")
     if concrete == "one_device":
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else cpus[0].name), task
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0"), task
     if concrete == "mirrored":
-        return tf.distribute.MirroredStrategy([d.name for d in (gpus or cpus)]), task
+        devices = [f"/gpu:{i}" for i in range(len(gpus))] or [
+            f"/cpu:{i}" for i in range(logical_cpus)]
+        return tf.distribute.MirroredStrategy(devices), task
     if concrete == "multi_worker":
         # Its constructor blocks until every worker is up.
         with startup_deadline(task, peer_timeout, "MultiWorkerMirroredStrategy start-up"):

@@ -29,6 +29,7 @@ From Python (transfer learning reuses the loop with its own model):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -144,8 +145,9 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     Returns:
       dict: `step` (final), `loss` (last logged training loss), `validation`
       (last validation's `hit_at_1` and `loss`, or None), `model` (the
-      `keras.Model`; None on non-chief tasks of a parameter-server cluster,
-      which serve forever instead of returning), `model_path`.
+      `keras.Model`), `model_path` (the chief's model.keras; None elsewhere),
+      `weights_sha256` (digest of the final weights). The ps and worker tasks
+      of a parameter-server cluster serve forever instead of returning.
 
     Raises:
       FloatingPointError: the loss became NaN or infinite (the last good state is
@@ -347,12 +349,17 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
                 break
         return losses
 
+    @tf.function
+    def mean_over_workers(value):
+        per_replica = strategy.run(lambda v: tf.identity(v), args=(value,))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
+
     def agree(value: float) -> float:
-        """The mean of `value` over the workers (all run the same validation)."""
-        if async_ps or replicas == 1:
+        """`value` made identical on every worker (each runs the same validation, but a
+        differently rounded result must not let their learning rates diverge)."""
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             return value
-        per_replica = strategy.run(lambda: tf.constant(value, tf.float64))
-        return float(strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None))
+        return float(mean_over_workers(tf.constant(value, tf.float64)))
 
     def validate() -> dict:
         probs, targets = [], []
@@ -466,10 +473,15 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         logging.info("finished at step %d; final model %s", current, model_path)
     else:
         checkpoints.discard_write_dir(write_dir, config.model_dir)
+    # Identifies the final weights across processes (MultiWorkerMirrored workers agree).
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(np.asarray(weight.numpy())).tobytes())
     validation = None if last_validation is None else {
         k: last_validation[k] for k in ("hit_at_1", "loss", "clips")}
     return {"step": current, "loss": last_loss, "validation": validation, "model": model,
-            "model_path": model_path if chief else None}
+            "model_path": model_path if chief else None,
+            "weights_sha256": digest.hexdigest()}
 
 
 # ---------------------------------------------------------------------------
@@ -486,8 +498,8 @@ def main(argv: Sequence[str]) -> None:
     except (ValueError, TimeoutError, FloatingPointError) as e:
         logging.error("%s", e)
         raise SystemExit(f"sports1m-train: {e}") from None
-    print(json.dumps({"step": result["step"], "loss": result["loss"],
-                      "validation": result["validation"], "model_path": result["model_path"]}))
+    print(json.dumps({k: result[k] for k in ("step", "loss", "validation", "model_path",
+                                             "weights_sha256")}))
 
 
 def run() -> None:
