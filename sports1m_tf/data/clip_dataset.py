@@ -160,7 +160,7 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
                     height, width, size, tf.stack([seed_tensor, position]))
             else:
                 window = augment.centre_crop_window(height, width, size)
-            out = frames.decode_frames(encoded, window, size)
+            out = frames.decode_frames(encoded, window, size, width)
             if training and flip:
                 out = augment.flip_clip(out, flip_now)
             return out, label_counts(clip["labels"], num_classes), tf.size(clip["labels"])

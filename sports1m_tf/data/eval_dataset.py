@@ -85,7 +85,8 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
             height, width = frames.frame_shape(encoded)
             if views == 1:
                 out = frames.decode_frames(
-                    encoded, augment.centre_crop_window(height, width, size), size)[tf.newaxis]
+                    encoded, augment.centre_crop_window(height, width, size), size,
+                    width)[tf.newaxis]
             else:
                 out = augment.eval_views(frames.decode_frames(encoded), size, views)
             repeat = lambda t: tf.repeat(t[tf.newaxis], views, axis=0)

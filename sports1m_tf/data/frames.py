@@ -11,20 +11,25 @@ def frame_shape(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def decode_frames(encoded: tf.Tensor, window: tf.Tensor | None = None,
-                  size: int | None = None) -> tf.Tensor:
-    """Decodes JPEG frames, optionally only the crop `window`.
+                  size: int | None = None, frame_width: tf.Tensor | None = None) -> tf.Tensor:
+    """Decodes JPEG frames, optionally only the crop `window`, to the same pixels as a full decode.
 
     With a window, `tf.io.decode_and_crop_jpeg` skips the rows below it and the
-    columns outside it; it is asked for a window whose left edge is rounded
-    down to a multiple of 16 pixels (an MCU boundary; an unaligned left edge
-    made it slower than a full decode in our measurements) and the few extra
-    columns are sliced off. T == 1 (single-frame models) is decoded without
-    `tf.map_fn`, whose while loop costs tens of microseconds per clip.
+    columns outside it. Two details, both measured:
+      * an unaligned left edge made it slower than a full decode, so the
+        window asked for starts at a multiple of 16 (an MCU boundary);
+      * the decoder upsamples chroma at the asked window's left and right
+        columns as if they were the image's edges (values off by up to 14), so
+        the asked window keeps at least one column of margin on each side
+        (where the image has one) and the margin is sliced off.
+    T == 1 (single-frame models) is decoded without `tf.map_fn`, whose while
+    loop costs tens of microseconds per clip.
 
     Args:
       encoded: string [T]. JPEG bytes, one per frame.
       window: int32 [4] `[y, x, height, width]` or None for whole frames.
       size: int. Crop size (height = width = size) with a window.
+      frame_width: int32 []. Width of the stored frames, needed with a window.
 
     Returns:
       uint8 [T, H, W, 3] (H = W = size with a window).
@@ -33,9 +38,12 @@ def decode_frames(encoded: tf.Tensor, window: tf.Tensor | None = None,
         decode = lambda e: tf.io.decode_jpeg(e, channels=3)
         frame_spec = tf.TensorSpec([None, None, 3], tf.uint8)
     else:
-        left = window[1] % 16
-        aligned = tf.stack([window[0], window[1] - left, window[2], window[3] + left])
-        decode = lambda e: tf.io.decode_and_crop_jpeg(e, aligned, channels=3)[:, left:left + size]
+        x = window[1]
+        left = tf.maximum(x - 1, 0) // 16 * 16
+        right = tf.minimum(x + size + 1, frame_width)
+        asked = tf.stack([window[0], left, size, right - left])
+        decode = lambda e: tf.io.decode_and_crop_jpeg(e, asked, channels=3)[
+            :, x - left:x - left + size]
         frame_spec = tf.TensorSpec([size, size, 3], tf.uint8)
     if encoded.shape[0] == 1:
         frames = decode(encoded[0])[tf.newaxis]
