@@ -90,9 +90,9 @@ def parse_clip_record(data: bytes, source: str) -> Clip:
 def iter_clips(files: Sequence[str], problems: list[dict]) -> Iterator[Clip]:
     """Clips of `files`, in file order; bad files and records go to `problems`."""
     for path in files:
+        index = -1
         try:
             records = tf.data.TFRecordDataset(path, compression_type=compression_of(path))
-            index = -1
             for index, data in enumerate(records.as_numpy_iterator()):
                 try:
                     yield parse_clip_record(data, f"{path}#{index}")
@@ -100,9 +100,9 @@ def iter_clips(files: Sequence[str], problems: list[dict]) -> Iterator[Clip]:
                     problems.append({"source": f"{path}#{index}", "reason": str(e)})
         except (ValueError, tf.errors.OpError) as e:
             reason = getattr(e, "message", None) or str(e)
-            problems.append({"source": path, "reason": f"unreadable after record {index}: "
-                                                      f"{reason.splitlines()[0]}"})
-            logging.warning("%s: unreadable after record %d: %s", path, index, reason)
+            where = "unreadable" if index < 0 else f"unreadable after record {index}"
+            problems.append({"source": path, "reason": f"{where}: {reason.splitlines()[0]}"})
+            logging.warning("%s: %s: %s", path, where, reason)
 
 
 def _run(fn: Callable, tasks: Iterable[tuple], workers: int, initargs: tuple) -> Iterator:
