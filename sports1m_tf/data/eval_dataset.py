@@ -111,12 +111,12 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
         with tf.control_dependencies([clips_seen.remove(clips_seen.export()[0])]):
             return tf.constant(0)
 
-    ds = tf.data.Dataset.from_tensors(0).map(reset).flat_map(one_pass)
     def finish(batch):
         counts = check_label_counts(batch.pop("label_counts"), batch.pop("num_labels"),
                                     num_classes)
         return dict(batch, labels=tf.minimum(counts, 1.0))
 
+    ds = tf.data.Dataset.from_tensors(0).map(reset).flat_map(one_pass)
     ds = ds.batch(batch_size).map(finish).prefetch(tf.data.AUTOTUNE)
     ds.error_counter = counter
     return ds
