@@ -89,11 +89,14 @@ def config_from_flags() -> TrainConfig:
 
 def make_config(**overrides) -> TrainConfig:
     """A `TrainConfig` with the flags' defaults, changed by `overrides` (for Python callers)."""
-    flags_common.define_all()
+    # A private FlagValues: other commands imported into the same process may
+    # declare flags of the same names with other defaults.
+    defaults = flags.FlagValues()
+    flags_common.define_all(defaults)
     unknown = sorted(set(overrides) - set(_FIELDS))
     if unknown:
         raise TypeError(f"unknown training settings {unknown}")
-    values = {name: FLAGS[name].default for name in _FIELDS}
+    values = {name: defaults[name].default for name in _FIELDS}
     values.update(overrides)
     for name in ("train_files", "val_files"):
         if isinstance(values[name], str):
@@ -146,7 +149,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
       dict: `step` (final), `loss` (last logged training loss), `validation`
       (last validation's `hit_at_1` and `loss`, or None), `model` (the
       `keras.Model`), `model_path` (the chief's model.keras; None elsewhere),
-      `weights_sha256` (digest of the final weights). The ps and worker tasks
+      `learning_rate` (final), `weights_sha256` (digest of the final weights). The ps and worker tasks
       of a parameter-server cluster serve forever instead of returning.
 
     Raises:
@@ -230,41 +233,42 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
                                      plateau=tf.train.Checkpoint(best=plateau_best,
                                                                  wait=plateau_wait))
+    latest = tf.train.latest_checkpoint(config.model_dir)
+
+    built = describe(model)
+    run_config = {"model": built["name"], "multires": built["multires"],
+                  "num_classes": built["num_classes"], "input_size": built["input_size"],
+                  "class_names": class_names, "clip_frames": 16,
+                  **{k: v for k, v in dataclasses.asdict(config).items()
+                     if k not in ("model", "multires", "input_size", "num_classes")},
+                  "resolved_strategy": type(strategy).__name__, "replicas": replicas,
+                  "resolved_mixed_precision": precision, "resolved_xla": xla,
+                  **(run_config_extra or {})}
+    config_path = os.path.join(config.model_dir, checkpoints.RUN_CONFIG_FILE)
+    if latest and os.path.exists(config_path):
+        previous = checkpoints.load_run_config(config.model_dir)
+        changed = {k: (previous[k], run_config[k]) for k in checkpoints.MODEL_KEYS
+                   if previous.get(k) != run_config.get(k)}
+        if changed:
+            raise ValueError(f"{config.model_dir} holds a run of another model; "
+                             f"(old, new): {changed}")
+    if chief:
+        checkpoints.write_run_config(config.model_dir, run_config)
+
     write_dir = checkpoints.write_dir(config.model_dir, chief, task.task_id if task else 0)
     manager = tf.train.CheckpointManager(
         checkpoint, write_dir, max_to_keep=config.keep_checkpoints if chief else 1,
         checkpoint_name=checkpoints.CHECKPOINT_NAME)
-    latest = tf.train.latest_checkpoint(config.model_dir)
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
         logging.info("resumed from %s", latest)
     start_step = int(step.numpy())
 
-    built = describe(model)
-    run_config = {"model": built["name"], "multires": built["multires"],
-                  "num_classes": built["num_classes"], "input_size": built["input_size"],
-                  "class_names": class_names, "dropout": config.dropout,
-                  "width": config.width, "clip_frames": 16,
-                  **{k: v for k, v in dataclasses.asdict(config).items()
-                     if k not in ("model", "multires", "input_size", "num_classes")},
-                  "resolved_strategy": type(strategy).__name__, "replicas": replicas,
-                  "mixed_precision_resolved": precision, "xla_resolved": xla,
-                  **(run_config_extra or {})}
-    if chief:
-        if latest and os.path.exists(os.path.join(config.model_dir, checkpoints.RUN_CONFIG_FILE)):
-            previous = checkpoints.load_run_config(config.model_dir)
-            changed = {k: (previous[k], run_config[k]) for k in checkpoints.MODEL_KEYS
-                       if previous.get(k) != run_config.get(k)}
-            if changed:
-                raise ValueError(f"{config.model_dir} holds a run of another model "
-                                 f"(old, new): {changed}")
-        checkpoints.write_run_config(config.model_dir, run_config)
-
     # -----------------------------------------------------------------------
     # Input
     # -----------------------------------------------------------------------
-    data_args = dict(model=config.model, multires=config.multires, num_classes=num_classes,
-                     input_size=input_size)
+    data_args = dict(model=built["name"], multires=built["multires"],
+                     num_classes=built["num_classes"], input_size=built["input_size"])
     # Each input pipeline gets its own seed, moved on by the resumed step so that a
     # restarted run does not replay the clips it has already seen. (Iterator state
     # is not checkpointed: it would carry the shuffle buffers of decoded clips.)
@@ -329,7 +333,8 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         if finite:
             strategy.run(replica_apply, args=(grads,))
         step.assign_add(tf.cast(finite, tf.int64))
-        return loss
+        # A skipped step reports NaN, even when only its gradient overflowed.
+        return tf.where(finite, loss, tf.constant(float("nan")))
 
     @tf.function
     def predict(frames):
@@ -407,7 +412,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
             # The non-finite step was not applied: the state is the last good one.
             save(done)
             raise FloatingPointError(
-                f"training loss is {losses[bad[0]]} at step {current + bad[0] + 1} "
+                f"training loss or gradient is not finite at step {current + bad[0] + 1} "
                 f"(model_dir {config.model_dir}); the last good state is saved as "
                 f"checkpoint {done}: lower --learning_rate or check the data")
         window_steps += done - current
@@ -481,6 +486,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         k: last_validation[k] for k in ("hit_at_1", "loss", "clips")}
     return {"step": current, "loss": last_loss, "validation": validation, "model": model,
             "model_path": model_path if chief else None,
+            "learning_rate": float(np.asarray(optimizer.learning_rate)),
             "weights_sha256": digest.hexdigest()}
 
 
@@ -499,7 +505,7 @@ def main(argv: Sequence[str]) -> None:
         logging.error("%s", e)
         raise SystemExit(f"sports1m-train: {e}") from None
     print(json.dumps({k: result[k] for k in ("step", "loss", "validation", "model_path",
-                                             "weights_sha256")}))
+                                             "learning_rate", "weights_sha256")}))
 
 
 def run() -> None:

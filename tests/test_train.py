@@ -1,0 +1,149 @@
+"""sports1m-train on one device, in this process: real videos → converter → records → tiny models.
+
+Learning, TensorBoard contents, the NaN stop, the plateau schedule across a
+resume, and the run folder that evaluation and export rely on.
+"""
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from sports1m_tf import checkpoints, summaries, synthetic, train
+from tfrecord_tools.convert import convert
+
+# A task a 1/8-width single-frame net learns in ~150 steps: four appearance
+# classes (shape + colour), 32-pixel crops of 40-pixel frames. No dropout: the
+# point is a quick, reliable signal, not the paper's regularisation.
+SMALL = dict(model="single_frame", width=0.125, input_size=32, batch_size=16, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    """Clip records converted from real synthetic video files: train and val shards."""
+    root = tmp_path_factory.mktemp("train_records")
+    videos = synthetic.make_dataset(str(root / "videos"), classes="appearance",
+                                    splits={"train": 16, "val": 4}, num_frames=32, size=48,
+                                    seed=0)
+    out = str(root / "records")
+    for split in ("train", "val"):
+        converted = convert(videos["manifests"][split], output_dir=out, split=split,
+                            num_shards=2, clips_per_video=2, frame_size=40, progress=False)
+    return {"train": [os.path.join(out, "train-*")], "val": [os.path.join(out, "val-*")],
+            "classes": converted["classes"]}
+
+
+def _tensor_events(folder):
+    events = EventAccumulator(folder, size_guidance={"tensors": 0})
+    events.Reload()
+    return {tag: [(e.step, tf.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)]
+            for tag in events.Tags()["tensors"]}
+
+
+def test_one_device_learns_and_writes_its_run_folder(records, tmp_path):
+    model_dir = str(tmp_path / "run")
+    config = train.make_config(**SMALL, train_files=records["train"],
+                               val_files=records["val"], model_dir=model_dir, train_steps=160,
+                               eval_every=40, checkpoint_every=80, log_every=40,
+                               learning_rate=0.01, strategy="one_device", seed=0)
+    result = train.train(config)
+    assert result["step"] == 160
+
+    scalars = _tensor_events(os.path.join(model_dir, "train"))
+    validation = _tensor_events(os.path.join(model_dir, "validation"))
+    losses = [float(v) for _, v in scalars["loss"]]
+    hits = [float(v) for _, v in validation["clip_hit_at_1"]]
+    assert [s for s, _ in scalars["loss"]] == [40, 80, 120, 160]
+    assert losses[-1] < losses[0] - 0.3, losses
+    assert [s for s, _ in validation["clip_hit_at_1"]] == [40, 80, 120, 160]
+    assert hits[-1] >= hits[0] + 0.15 and max(hits) >= 0.5, hits   # chance: 0.25
+    for tag in ("learning_rate", "clips_per_second", "step_time_seconds"):
+        assert len(scalars[tag]) == 4, tag
+    assert all(float(v) > 0 for _, v in scalars["clips_per_second"])
+    assert len(validation["loss"]) == 4
+
+    # Images: [width, height, png] entries, decodable, the expected sizes.
+    _, image = scalars["filters/conv1"][-1]
+    grid = tf.io.decode_png(image[2]).numpy()
+    kernel = summaries.conv1_kernels(result["model"])["conv1"]
+    expected = summaries.filter_grid(kernel)
+    assert grid.shape == expected.shape and (int(image[0]), int(image[1])) == (
+        expected.shape[1], expected.shape[0])
+    _, confusion = validation["confusion_matrix"][-1]
+    assert tf.io.decode_png(confusion[2]).shape[:2] == (512, 512)   # 4 classes x 128 px
+
+    # The run folder: config with class names, checkpoints, final model.
+    run_config = checkpoints.load_run_config(model_dir)
+    assert run_config["class_names"] == records["classes"]
+    assert run_config["num_classes"] == 4 and run_config["input_size"] == 32
+    assert checkpoints.checkpoint_steps(model_dir) == [80, 160]
+    frames = np.random.default_rng(0).integers(0, 255, (2, 1, 32, 32, 3), dtype=np.uint8)
+    want = result["model"](frames, training=False).numpy()
+    restored = checkpoints.restore_model(model_dir)
+    np.testing.assert_allclose(restored(frames, training=False).numpy(), want, atol=1e-6)
+    loaded = keras.saving.load_model(result["model_path"], compile=False)
+    np.testing.assert_allclose(loaded(frames, training=False).numpy(), want, atol=1e-6)
+    early = checkpoints.restore_model(model_dir, step=80)
+    assert not np.allclose(early(frames, training=False).numpy(), want)
+
+
+def test_nan_loss_stops_after_saving_the_last_good_state(records, tmp_path):
+    model_dir = str(tmp_path / "nan")
+    config = train.make_config(**SMALL, train_files=records["train"], model_dir=model_dir,
+                               train_steps=50, checkpoint_every=1000, learning_rate=1e6,
+                               strategy="one_device")
+    with pytest.raises(FloatingPointError, match=r"not finite at step (\d+)") as error:
+        train.train(config)
+    bad_step = int(error.value.args[0].split("at step ")[1].split()[0])
+    assert checkpoints.checkpoint_steps(model_dir) == [bad_step - 1]
+    model = checkpoints.restore_model(model_dir)
+    assert all(np.isfinite(w.numpy()).all() for w in model.weights)
+
+
+def test_plateau_lowers_the_learning_rate_and_its_state_survives_a_resume(records, tmp_path):
+    # A learning rate too small to change any prediction: Hit@1 never improves.
+    common = dict(**SMALL, train_files=records["train"], val_files=records["val"],
+                  model_dir=str(tmp_path / "plateau"), eval_every=1, checkpoint_every=1,
+                  val_batches=1, learning_rate=1e-9, plateau_patience=2,
+                  min_learning_rate=0.0, strategy="one_device")
+    # Validations at steps 1 (best), 2 (wait 1), 3 (wait 2: lr x0.1), 4 (wait 1).
+    first = train.train(train.make_config(**common, train_steps=4))
+    assert first["learning_rate"] == pytest.approx(1e-10)
+    # Step 5 is the second validation without a gain only if the wait survived.
+    second = train.train(train.make_config(**common, train_steps=5))
+    assert second["step"] == 5
+    assert second["learning_rate"] == pytest.approx(1e-11)
+
+
+def test_resume_refuses_a_different_model(records, tmp_path):
+    common = dict(train_files=records["train"], model_dir=str(tmp_path / "run"),
+                  train_steps=1, input_size=32, batch_size=4, strategy="one_device")
+    train.train(train.make_config(model="single_frame", width=0.0625, **common))
+    with pytest.raises(ValueError, match="another model"):
+        train.train(train.make_config(model="single_frame", width=0.125,
+                                      **{**common, "train_steps": 2}))
+
+
+def test_filter_grid_shows_each_time_slice():
+    extent, filters = 4, 6
+    kernel = np.random.default_rng(0).normal(size=(11, 11, extent * 3, filters))
+    grid = summaries.filter_grid(kernel, columns=3)
+    assert grid.dtype == np.uint8
+    assert grid.shape == (2 * 12 + 1, 3 * extent * 12 + 1, 3)
+    # Filter 0, time slice 1 sits at column offset 1 + 12; scaled per filter to [0, 255].
+    tile = kernel[:, :, 3:6, 0]
+    low, high = kernel[..., 0].min(), kernel[..., 0].max()
+    np.testing.assert_array_equal(grid[1:12, 13:24],
+                                  np.round((tile - low) / (high - low) * 255).astype(np.uint8))
+
+
+def test_make_config_rejects_unknown_settings():
+    with pytest.raises(TypeError, match="learnign_rate"):
+        train.make_config(learnign_rate=0.1)
+    config = train.make_config(model_dir="x", train_files="a*")
+    assert config.train_files == ["a*"] and config.learning_rate == 1e-3
+    assert config.batch_size == 32 and config.momentum == 0.9 and config.weight_decay == 5e-4
+    assert json.loads(json.dumps(train.dataclasses.asdict(config)))["flip"] is True
