@@ -2,7 +2,7 @@
 
 Clip selection: the first `clips_per_video` clips of each video in reading order
 (shards in sorted order, interleaved deterministically), numbered by a hash
-table that is emptied at the start of every pass over the dataset. Each clip
+table that the first clip of every pass over the dataset empties. Each clip
 yields its views consecutively, so per-clip outputs reshape to [-1, views, C].
 """
 from __future__ import annotations
@@ -73,11 +73,18 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
                     "encoded": records.select_frames(clip["encoded"], indices)}
         return counter.guard(binding, file_index, step)
 
-    def number(clip):
-        # Sequential map (stateful, so tf.data never parallelises it).
-        clip_index = clips_seen.lookup(clip["media_id"])
+    def clear():
+        with tf.control_dependencies([clips_seen.remove(clips_seen.export()[0])]):
+            return tf.constant(True)
+
+    def number(started, clip):
+        # A scan: sequential, and its state restarts with every iterator, so the
+        # first clip of each pass empties the table left by the previous pass.
+        cleared = tf.cond(started, lambda: started, clear)
+        with tf.control_dependencies([cleared]):
+            clip_index = clips_seen.lookup(clip["media_id"])
         with tf.control_dependencies([clips_seen.insert(clip["media_id"], clip_index + 1)]):
-            return dict(clip, clip_index=tf.identity(clip_index))
+            return cleared, dict(clip, clip_index=tf.identity(clip_index))
 
     def decode(clip):
         def step():
@@ -97,26 +104,19 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
                     "view_index": tf.range(views, dtype=tf.int32)}
         return counter.guard(binding, clip["file_index"], step)
 
-    def one_pass(_):
-        ds = records.read_records(files, shuffle_files=False, seed=None, deterministic=True,
-                                  cycle_length=cycle_length)
-        ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.map(number)
-        ds = ds.filter(lambda clip: clip["clip_index"] < clips_per_video)
-        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.ignore_errors(log_warning=True).unbatch()
-
-    def reset(_):
-        # Runs once when an iterator starts, before any clip is numbered.
-        with tf.control_dependencies([clips_seen.remove(clips_seen.export()[0])]):
-            return tf.constant(0)
+    ds = records.read_records(files, shuffle_files=False, seed=None, deterministic=True,
+                              cycle_length=cycle_length)
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.scan(tf.constant(False), number)
+    ds = ds.filter(lambda clip: clip["clip_index"] < clips_per_video)
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.ignore_errors(log_warning=True).unbatch()
 
     def finish(batch):
         counts = check_label_counts(batch.pop("label_counts"), batch.pop("num_labels"),
                                     num_classes)
         return dict(batch, labels=tf.minimum(counts, 1.0))
 
-    ds = tf.data.Dataset.from_tensors(0).map(reset).flat_map(one_pass)
     ds = ds.batch(batch_size).map(finish).prefetch(tf.data.AUTOTUNE)
     ds.error_counter = counter
     return ds
