@@ -5,30 +5,24 @@
 workers → `MultiWorkerMirroredStrategy` (synchronous); several local GPUs (or
 several logical CPUs) → `MirroredStrategy`; else one device.
 
-Distributed start-up hangs by default in TensorFlow when a peer is missing
-(MultiWorkerMirroredStrategy waits for every worker's devices; its SIGTERM is
-caught by TF's preemption notifier). Here `TF_CONFIG` is validated first, and the
-strategy's construction runs under a deadline: when it passes, the peers that do
-not accept TCP connections are named and the process exits with an error.
+Distributed start-up hangs in TensorFlow when a peer is missing
+(MultiWorkerMirroredStrategy waits for every worker's devices, inside C++; its
+SIGTERM is caught by TF's preemption notifier). Here `TF_CONFIG` is validated
+first, and every task waits for its peers' ports (`--peer_timeout`) before
+TensorFlow connects to them: a missing peer is a clear `TimeoutError` naming it.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging as py_logging
 import os
 import socket
-import sys
-import threading
 import time
-from contextlib import contextmanager
-from typing import Iterator, Mapping
+from typing import Mapping
 
 from absl import logging
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "parameter_server")
-# Exit status of a process whose cluster did not come up in time.
-PEER_TIMEOUT_EXIT = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,43 +140,34 @@ def wait_for_peers(addresses: list[str], timeout_s: float, poll_s: float = 0.5) 
         time.sleep(poll_s)
 
 
-@contextmanager
-def startup_deadline(task: ClusterTask | None, timeout_s: float, what: str) -> Iterator[None]:
-    """Bounds a blocking cluster start-up (strategy construction, first collective).
+def rendezvous(task: ClusterTask, timeout_s: float) -> None:
+    """Waits until every peer of a synchronous cluster is up, before TensorFlow starts.
 
-    TensorFlow blocks in C++ while it waits for peers, so no exception can
-    reach the caller: when the deadline passes, a watchdog thread logs which
-    peers are unreachable and ends the process with status `PEER_TIMEOUT_EXIT`.
+    MultiWorkerMirroredStrategy's constructor blocks inside TensorFlow (holding
+    Python's GIL: no watchdog thread can run) until every worker has started, so
+    the wait happens here first. Each task listens on its own TF_CONFIG port with
+    a plain socket meanwhile, so that peers waiting in the same way see it; it
+    closes the socket once all peers answered, and TensorFlow's server then
+    takes the port.
 
-    Args:
-      task: this process's `ClusterTask` (None: nothing to bound).
-      timeout_s: float. Seconds allowed; <= 0 disables the deadline.
-      what: str. What is being waited for, for the message.
+    Raises:
+      ValueError: this task's own address cannot be listened on.
+      TimeoutError: peers still unreachable after `timeout_s` (names them).
     """
-    if task is None or timeout_s <= 0:
-        yield
-        return
-    done = threading.Event()
-
-    def watchdog():
-        if done.wait(timeout_s):
-            return
-        missing = unreachable(task.peers()) or [
-            "none (they are up but did not join: check their TF_CONFIG)"]
-        message = (f"{what} did not complete within {timeout_s:.0f} s "
-                   f"(--peer_timeout); this task is {task.task_type}:{task.task_id} at "
-                   f"{task.address}; unreachable peers: {', '.join(missing)}")
-        logging.error(message)
-        print(f"ERROR: {message}", file=sys.stderr, flush=True)
-        py_logging.shutdown()
-        os._exit(PEER_TIMEOUT_EXIT)
-
-    thread = threading.Thread(target=watchdog, name="cluster-startup-deadline", daemon=True)
-    thread.start()
+    host, _, port = task.address.rpartition(":")
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        yield
+        listener.bind(("", int(port)))
+        listener.listen(64)
+    except OSError as e:
+        listener.close()
+        raise ValueError(f"TF_CONFIG: this task ({task.task_type}:{task.task_id}) cannot "
+                         f"listen on {task.address}: {e}") from None
+    try:
+        wait_for_peers(task.peers(), timeout_s)
     finally:
-        done.set()
+        listener.close()
 
 
 def resolve_strategy_name(name: str, task: ClusterTask | None, num_gpus: int,
@@ -260,10 +245,9 @@ def make_strategy(name: str = "auto", *, peer_timeout: float = 120.0):
             f"/cpu:{i}" for i in range(logical_cpus)]
         return tf.distribute.MirroredStrategy(devices), task
     if concrete == "multi_worker":
-        # Its constructor blocks until every worker is up.
-        with startup_deadline(task, peer_timeout, "MultiWorkerMirroredStrategy start-up"):
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        return strategy, task
+        if task is not None:
+            rendezvous(task, peer_timeout)
+        return tf.distribute.MultiWorkerMirroredStrategy(), task
     # Parameter servers: the ps and worker tasks are plain servers (`serve_forever`)
     # started on their own, so the chief can wait for them before connecting.
     if task.task_type != "chief":
@@ -272,9 +256,7 @@ def make_strategy(name: str = "auto", *, peer_timeout: float = 120.0):
     wait_for_peers(task.peers(), peer_timeout)
     resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
         tf.train.ClusterSpec(task.cluster), task_type="chief", task_id=0, rpc_layer="grpc")
-    with startup_deadline(task, peer_timeout, "ParameterServerStrategy start-up"):
-        strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
-    return strategy, task
+    return tf.distribute.experimental.ParameterServerStrategy(resolver), task
 
 
 def is_server_task(name: str, task: ClusterTask | None) -> bool:
