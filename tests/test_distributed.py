@@ -167,24 +167,30 @@ def test_bad_tf_config_fails_fast_from_the_command(tmp_path, records):
         assert time.monotonic() - started < 80
 
 
+def _kill_at_first_checkpoint(procs, model_dir):
+    """SIGKILLs `procs` as soon as a checkpoint exists; returns the latest one then."""
+    import tensorflow as tf
+    deadline = time.monotonic() + PROCESS_TIMEOUT
+    while tf.train.latest_checkpoint(str(model_dir)) is None:
+        assert all(p.poll() is None for p in procs), "a process ended before its checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    for proc in procs:
+        os.killpg(proc.pid, signal.SIGKILL)
+    for proc in procs:
+        assert proc.wait(30) == -signal.SIGKILL
+    assert not (model_dir / checkpoints.FINAL_MODEL_FILE).exists(), "finished before the kill"
+    # Read after the kill: a save may have completed in between.
+    return tf.train.latest_checkpoint(str(model_dir))
+
+
 def test_mirrored_on_two_cpus_killed_mid_run_resumes_to_the_same_step(tmp_path, records):
     model_dir = tmp_path / "run"
     args = [*TINY, *records, f"--model_dir={model_dir}", "--strategy=mirrored",
             "--cpu_devices=2", "--train_steps=200", "--checkpoint_every=20",
             "--eval_every=100", "--log_every=20"]
     with _cluster(tmp_path) as launch:
-        first = launch("first", args)
-        deadline = time.monotonic() + PROCESS_TIMEOUT
-        while not checkpoints.checkpoint_steps(str(model_dir)) and first.poll() is None:
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.02)
-        os.killpg(first.pid, signal.SIGKILL)
-        assert first.wait(30) == -signal.SIGKILL
-        assert not (model_dir / checkpoints.FINAL_MODEL_FILE).exists(), "finished before kill"
-        import tensorflow as tf
-        latest_at_kill = tf.train.latest_checkpoint(str(model_dir))
-        assert latest_at_kill is not None
-
+        latest_at_kill = _kill_at_first_checkpoint([launch("first", args)], model_dir)
         second = launch("second", args)
         result = _finish(second, tmp_path)
     assert result["step"] == 200
@@ -238,3 +244,45 @@ def test_parameter_servers_make_progress_and_count_steps_exactly(tmp_path, recor
     run_config = checkpoints.load_run_config(str(model_dir))
     assert run_config["resolved_strategy"] == "ParameterServerStrategyV2"
     assert _digest(checkpoints.restore_model(str(model_dir))) == result["weights_sha256"]
+
+
+@pytest.mark.slow
+def test_multi_worker_killed_mid_run_resumes_to_the_same_step(tmp_path, records):
+    model_dir = tmp_path / "run"
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    args = [*TINY, *records, f"--model_dir={model_dir}", "--train_steps=150",
+            "--checkpoint_every=10", "--eval_every=150", "--log_every=10"]
+    with _cluster(tmp_path) as launch:
+        first = [launch(f"first{i}", args, tf_config=_tf_config(cluster, "worker", i))
+                 for i in range(2)]
+        latest_at_kill = _kill_at_first_checkpoint(first, model_dir)
+        second = [launch(f"second{i}", args, tf_config=_tf_config(cluster, "worker", i))
+                  for i in range(2)]
+        results = [_finish(w, tmp_path) for w in second]
+    assert [r["step"] for r in results] == [150, 150]
+    assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
+    for i in range(2):
+        assert f"resumed from {latest_at_kill}" in (tmp_path / f"second{i}.err").read_text()
+    assert checkpoints.checkpoint_steps(str(model_dir))[-1] == 150
+
+
+@pytest.mark.slow
+def test_parameter_server_chief_killed_mid_run_resumes_to_the_same_step(tmp_path, records):
+    model_dir = tmp_path / "run"
+    ports = iter(_free_ports(4))
+    cluster = {"chief": [f"127.0.0.1:{next(ports)}"],
+               "worker": [f"127.0.0.1:{next(ports)}", f"127.0.0.1:{next(ports)}"],
+               "ps": [f"127.0.0.1:{next(ports)}"]}
+    args = [*TINY, *records, f"--model_dir={model_dir}", "--train_steps=150",
+            "--checkpoint_every=10", "--eval_every=150", "--log_every=10"]
+    with _cluster(tmp_path) as launch:
+        for job, i in (("ps", 0), ("worker", 0), ("worker", 1)):
+            launch(f"{job}{i}", args, tf_config=_tf_config(cluster, job, i))
+        chief_config = _tf_config(cluster, "chief", 0)
+        latest_at_kill = _kill_at_first_checkpoint([launch("first", args, chief_config)],
+                                                   model_dir)
+        # The ps and worker tasks keep serving; only the chief restarts.
+        result = _finish(launch("second", args, chief_config), tmp_path)
+    assert result["step"] == 150
+    assert f"resumed from {latest_at_kill}" in (tmp_path / "second.err").read_text()
+    assert checkpoints.checkpoint_steps(str(model_dir))[-1] == 150
