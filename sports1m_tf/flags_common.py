@@ -23,64 +23,72 @@ def _once(flag_values: flags.FlagValues, define, name: str, *args, **kwargs) -> 
 
 def define_model_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """--model, --multires, --width, --input_size, --num_classes, --dropout."""
-    _once(flag_values, flags.DEFINE_enum, "model", "single_frame", MODEL_NAMES, "Model (SPEC §1).")
-    _once(flag_values, flags.DEFINE_bool, "multires", False,
+    fv = flag_values
+    _once(fv, flags.DEFINE_enum, "model", "single_frame", MODEL_NAMES, "Model (SPEC §1).")
+    _once(fv, flags.DEFINE_bool, "multires", False,
           "Fovea + context streams (178-pixel input, paper §3.2).")
-    _once(flag_values, flags.DEFINE_float, "width", 1.0, "Multiplier on every conv and FC width.")
-    _once(flag_values, flags.DEFINE_integer, "input_size", None,
+    _once(fv, flags.DEFINE_float, "width", 1.0, "Multiplier on every conv and FC width.")
+    _once(fv, flags.DEFINE_integer, "input_size", None,
           "Square input size; default 170, or 178 for multires.")
-    _once(flag_values, flags.DEFINE_integer, "num_classes", None,
+    _once(fv, flags.DEFINE_integer, "num_classes", None,
           "Classes; default: the `classes` of the records' dataset.json.")
-    _once(flag_values, flags.DEFINE_float, "dropout", 0.5, "Dropout rate after fc6 and fc7.")
+    _once(fv, flags.DEFINE_float, "dropout", 0.5, "Dropout rate after fc6 and fc7.")
 
 
 def define_data_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """--train_files, --val_files, --batch_size, --val_batches, --flip."""
-    _once(flag_values, flags.DEFINE_multi_string, "train_files", None,
+    fv = flag_values
+    _once(fv, flags.DEFINE_multi_string, "train_files", None,
           "Training clip-record globs or paths (repeatable).")
-    _once(flag_values, flags.DEFINE_multi_string, "val_files", None,
+    _once(fv, flags.DEFINE_multi_string, "val_files", None,
           "Validation clip-record globs or paths (repeatable); none: no validation.")
-    _once(flag_values, flags.DEFINE_integer, "batch_size", 32, "Clips per replica per step (paper: 32).")
-    _once(flag_values, flags.DEFINE_integer, "val_batches", 50,
-          "Validation batches (per replica) per evaluation; 0 = the whole validation set.")
-    _once(flag_values, flags.DEFINE_bool, "flip", True,
-          "Random horizontal flips in training (turn off when motion direction matters).")
+    _once(fv, flags.DEFINE_integer, "batch_size", 32,
+          "Clips per replica per step (paper: 32).")
+    _once(fv, flags.DEFINE_integer, "val_batches", 50,
+          "Validation batches per evaluation; 0 = the whole validation set.")
+    _once(fv, flags.DEFINE_bool, "flip", True,
+          "Random horizontal flips in training (off when motion direction matters).")
 
 
 def define_training_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """Optimiser, schedule, checkpoints, logging: the training loop's own flags."""
-    _once(flag_values, flags.DEFINE_string, "model_dir", None,
+    fv = flag_values
+    _once(fv, flags.DEFINE_string, "model_dir", None,
           "Run folder: run_config.json, ckpt-STEP, TensorBoard events, model.keras.")
-    _once(flag_values, flags.DEFINE_integer, "train_steps", 100_000, "Total optimiser steps of the run.")
-    _once(flag_values, flags.DEFINE_integer, "eval_every", 1000, "Steps between validations.")
-    _once(flag_values, flags.DEFINE_integer, "checkpoint_every", 1000, "Steps between checkpoints.")
-    _once(flag_values, flags.DEFINE_integer, "log_every", 50, "Steps between progress lines and scalars.")
-    _once(flag_values, flags.DEFINE_float, "learning_rate", 1e-3, "Initial learning rate (paper: 1e-3).")
-    _once(flag_values, flags.DEFINE_float, "momentum", 0.9, "SGD momentum (paper: 0.9).")
-    _once(flag_values, flags.DEFINE_float, "weight_decay", 5e-4,
-          "Decoupled weight decay: w <- w * (1 - lr * wd) each step (keras SGD weight_decay).")
-    _once(flag_values, flags.DEFINE_integer, "plateau_patience", 5,
+    _once(fv, flags.DEFINE_integer, "train_steps", 100_000, "Total optimiser steps of the run.")
+    _once(fv, flags.DEFINE_integer, "eval_every", 1000, "Steps between validations.")
+    _once(fv, flags.DEFINE_integer, "checkpoint_every", 1000, "Steps between checkpoints.")
+    _once(fv, flags.DEFINE_integer, "log_every", 50,
+          "Steps between progress lines and training scalars.")
+    _once(fv, flags.DEFINE_float, "learning_rate", 1e-3, "Initial learning rate (paper: 1e-3).")
+    _once(fv, flags.DEFINE_float, "momentum", 0.9, "SGD momentum (paper: 0.9).")
+    _once(fv, flags.DEFINE_float, "weight_decay", 5e-4,
+          "Decoupled weight decay of kernels: w <- w * (1 - lr * wd) each step "
+          "(keras SGD weight_decay; biases are not decayed).")
+    _once(fv, flags.DEFINE_integer, "plateau_patience", 5,
           "Validations without a better clip Hit@1 before the learning rate drops x0.1.")
-    _once(flag_values, flags.DEFINE_float, "min_learning_rate", 1e-6,
+    _once(fv, flags.DEFINE_float, "min_learning_rate", 1e-6,
           "The plateau schedule never goes below this.")
-    _once(flag_values, flags.DEFINE_integer, "keep_checkpoints", 5, "Checkpoints kept (oldest deleted).")
-    _once(flag_values, flags.DEFINE_integer, "seed", 0, "Seed of initialisation and data order.")
+    _once(fv, flags.DEFINE_integer, "keep_checkpoints", 5, "Checkpoints kept (oldest deleted).")
+    _once(fv, flags.DEFINE_integer, "seed", 0, "Seed of initialisation and data order.")
 
 
 def define_distribution_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """--strategy, --mixed_precision, --xla, --cpu_devices, --peer_timeout."""
-    _once(flag_values, flags.DEFINE_enum, "strategy", "auto", list(STRATEGIES),
+    fv = flag_values
+    _once(fv, flags.DEFINE_enum, "strategy", "auto", list(STRATEGIES),
           "auto: parameter_server if TF_CONFIG has a ps job, multi_worker if it has several "
-          "workers, mirrored with several local GPUs, else one_device.")
-    _once(flag_values, flags.DEFINE_enum, "mixed_precision", "auto", ["auto", "off", "bfloat16", "float16"],
+          "workers, mirrored with several local GPUs (or --cpu_devices > 1), else one_device.")
+    _once(fv, flags.DEFINE_enum, "mixed_precision", "auto",
+          ["auto", "off", "bfloat16", "float16"],
           "Compute dtype. auto: bfloat16 on a GPU, off (float32) on CPU.")
-    _once(flag_values, flags.DEFINE_enum, "xla", "auto", ["auto", "on", "off"],
-          "XLA-compile the step. auto: on with a GPU, off on CPU (3-D convolutions 4-5x "
-          "slower there).")
-    _once(flag_values, flags.DEFINE_integer, "cpu_devices", 1,
+    _once(fv, flags.DEFINE_enum, "xla", "auto", ["auto", "on", "off"],
+          "XLA-compile the forward and backward pass. auto: on with a GPU, off on CPU "
+          "(3-D convolutions 4-5x slower there).")
+    _once(fv, flags.DEFINE_integer, "cpu_devices", 1,
           "Split the CPU into this many logical devices when there is no GPU "
           "(runs MirroredStrategy's multi-replica path on one machine).")
-    _once(flag_values, flags.DEFINE_float, "peer_timeout", 120.0,
+    _once(fv, flags.DEFINE_float, "peer_timeout", 120.0,
           "Seconds to wait for the cluster's other tasks before failing.")
 
 

@@ -1,4 +1,4 @@
-"""sports1m-train: one training loop for one device, one machine, many machines and parameter servers.
+"""sports1m-train: one training loop for one device, one machine, many machines, parameter servers.
 
 SGD with momentum 0.9 and decoupled weight decay, learning rate 1e-3 divided by
 10 whenever validation clip Hit@1 stops improving, mini-batches of 32 clips per
@@ -131,6 +131,70 @@ def _next_boundary(current: int, config: TrainConfig) -> int:
     return min([config.train_steps] + [(current // n + 1) * n for n in every])
 
 
+def make_train_step(strategy, model, optimizer, step, *, xla: bool = False):
+    """The training step every strategy runs (also timed by benchmarks/train_step.py).
+
+    Soft-target cross-entropy averaged over the global batch
+    (`tf.nn.compute_average_loss`), gradients of the model's trainable variables
+    only, `optimizer.apply_gradients`. A step whose loss or gradient is not
+    finite is skipped as a whole, decided in cross-replica context so that every
+    replica and worker agrees.
+
+    Args:
+      strategy: the `tf.distribute.Strategy` the model and optimiser were built in.
+      model: `keras.Model`, uint8 clips → softmax.
+      optimizer: a built Keras optimiser (possibly a `LossScaleOptimizer`).
+      step: int64 `tf.Variable`, incremented once per applied step.
+      xla: bool. XLA-compile the forward and backward pass.
+
+    Returns:
+      A `tf.function` `train_step(iterator) -> loss` (float32 scalar; NaN when
+      the step was skipped), `iterator` yielding `(frames, target)`.
+    """
+    import keras
+    import tensorflow as tf
+
+    variables = model.trainable_variables
+    loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+    def replica_gradients(frames, target):
+        with tf.GradientTape() as tape:
+            probs = model(frames, training=True)
+            # Soft-target cross-entropy: multi-label clips have uniform targets.
+            per_clip = keras.losses.categorical_crossentropy(target, probs)
+            loss = tf.nn.compute_average_loss(per_clip)
+            scaled = optimizer.scale_loss(loss) if loss_scaled else loss
+        grads = tape.gradient(scaled, variables)
+        # Loss scaling overflows on purpose now and then (the optimiser skips
+        # those steps itself); otherwise a non-finite gradient means divergence.
+        norm = tf.zeros([]) if loss_scaled else tf.linalg.global_norm(grads)
+        return grads, loss, norm
+
+    if xla:
+        replica_gradients = tf.function(replica_gradients, jit_compile=True)
+
+    def replica_apply(grads):
+        optimizer.apply_gradients(zip(grads, variables))
+
+    @tf.function
+    def train_step(iterator):
+        frames, target = next(iterator)
+        grads, losses, norms = strategy.run(replica_gradients, args=(frames, target))
+        loss = strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+        norm = strategy.reduce(tf.distribute.ReduceOp.SUM, norms, axis=None)
+        finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
+        # Applying inside a cross-replica `if` (not in the replica function, where
+        # control flow around the gradient all-reduce is not allowed): a skipped
+        # step leaves weights, optimiser state and counter untouched.
+        if finite:
+            strategy.run(replica_apply, args=(grads,))
+        step.assign_add(tf.cast(finite, tf.int64))
+        # A skipped step reports NaN, even when only its gradient overflowed.
+        return tf.where(finite, loss, tf.constant(float("nan")))
+
+    return train_step
+
+
 def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
           run_config_extra: dict | None = None) -> dict:
     """Trains (or resumes) a run in `config.model_dir` under the configured strategy.
@@ -149,8 +213,9 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
       dict: `step` (final), `loss` (last logged training loss), `validation`
       (last validation's `hit_at_1` and `loss`, or None), `model` (the
       `keras.Model`), `model_path` (the chief's model.keras; None elsewhere),
-      `learning_rate` (final), `weights_sha256` (digest of the final weights). The ps and worker tasks
-      of a parameter-server cluster serve forever instead of returning.
+      `learning_rate` (final), `weights_sha256` (digest of the final
+      weights). The ps and worker tasks of a parameter-server cluster serve
+      forever instead of returning.
 
     Raises:
       FloatingPointError: the loss became NaN or infinite (the last good state is
@@ -300,41 +365,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     # -----------------------------------------------------------------------
     # Steps
     # -----------------------------------------------------------------------
-    loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-
-    def replica_gradients(frames, target):
-        with tf.GradientTape() as tape:
-            probs = model(frames, training=True)
-            # Soft-target cross-entropy: multi-label clips have uniform targets.
-            per_clip = keras.losses.categorical_crossentropy(target, probs)
-            loss = tf.nn.compute_average_loss(per_clip)
-            scaled = optimizer.scale_loss(loss) if loss_scaled else loss
-        grads = tape.gradient(scaled, variables)
-        # Loss scaling overflows on purpose now and then (the optimiser skips
-        # those steps itself); otherwise a non-finite gradient means divergence.
-        norm = tf.zeros([]) if loss_scaled else tf.linalg.global_norm(grads)
-        return grads, loss, norm
-
-    if xla:
-        replica_gradients = tf.function(replica_gradients, jit_compile=True)
-
-    def replica_apply(grads):
-        optimizer.apply_gradients(zip(grads, variables))
-
-    @tf.function
-    def train_step(iterator):
-        frames, target = next(iterator)
-        grads, losses, norms = strategy.run(replica_gradients, args=(frames, target))
-        loss = strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
-        norm = strategy.reduce(tf.distribute.ReduceOp.SUM, norms, axis=None)
-        finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
-        # Decided in cross-replica context, so every replica and worker agrees:
-        # a non-finite step leaves weights, optimiser and counter untouched.
-        if finite:
-            strategy.run(replica_apply, args=(grads,))
-        step.assign_add(tf.cast(finite, tf.int64))
-        # A skipped step reports NaN, even when only its gradient overflowed.
-        return tf.where(finite, loss, tf.constant(float("nan")))
+    train_step = make_train_step(strategy, model, optimizer, step, xla=xla)
 
     @tf.function
     def predict(frames):

@@ -1,4 +1,4 @@
-"""sports1m-train on one device, in this process: real videos → converter → records → tiny models.
+"""sports1m-train on one device, in this process: videos → converter → records → tiny models.
 
 Learning, TensorBoard contents, the NaN stop, the plateau schedule across a
 resume, and the run folder that evaluation and export rely on.
