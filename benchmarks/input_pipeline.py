@@ -160,8 +160,16 @@ def model_garden(pattern: str, frames: int, seconds: float) -> tuple[float, floa
 
 def main(argv):
     del argv
-    folder = FLAGS.records_dir or tempfile.mkdtemp(prefix="bench_records_")
-    os.makedirs(folder, exist_ok=True)
+    if FLAGS.records_dir:
+        os.makedirs(FLAGS.records_dir, exist_ok=True)
+        measure(FLAGS.records_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench_records_") as folder:
+            measure(folder)
+
+
+def measure(folder: str) -> None:
+    """Writes the records into `folder`, times every configuration, writes the JSON."""
     pattern, pool = write_records(folder, FLAGS.clips)
     logging.info("wrote %d clips to %s (%.1f KB a frame)", FLAGS.clips, folder,
                  np.mean([len(p) for p in pool]) / 1024)
