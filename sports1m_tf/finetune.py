@@ -211,8 +211,8 @@ def main(argv: Sequence[str]) -> None:
     except (FileNotFoundError, ValueError, TimeoutError, FloatingPointError) as e:
         logging.error("%s", e)
         raise SystemExit(f"sports1m-finetune: {e}") from None
-    print(json.dumps({k: result[k] for k in ("step", "loss", "validation", "model_path",
-                                             "learning_rate", "weights_sha256", "transfer")}))
+    print(json.dumps({k: result.get(k) for k in ("step", "loss", "validation", "model_path",
+                                                 "learning_rate", "weights_sha256", "transfer")}))
 
 
 def run() -> None:
