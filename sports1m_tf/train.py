@@ -202,7 +202,8 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     Args:
       config: `TrainConfig`.
       build_model_fn: `fn(config) -> keras.Model`, called inside the strategy's
-        scope; defaults to `sports1m_tf.models.build_model` from the config.
+        scope with `num_classes` and `input_size` resolved; defaults to
+        `sports1m_tf.models.build_model` from the config.
         Only the model's trainable variables are optimised (and decayed), so
         layers set `trainable=False` stay bit-identical. On resume the latest
         checkpoint overwrites whatever weights the function loaded.
@@ -278,7 +279,8 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
                                 width=config.width, input_size=input_size,
                                 dropout=config.dropout)
         else:
-            model = build_model_fn(config)
+            model = build_model_fn(dataclasses.replace(config, num_classes=num_classes,
+                                                       input_size=input_size))
         # Decoupled weight decay (w <- w * (1 - lr * wd), keras SGD `weight_decay`),
         # on kernels only: biases are not decayed (as in AlexNet-style training).
         optimizer = keras.optimizers.SGD(config.learning_rate, momentum=config.momentum,
@@ -540,6 +542,10 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
+    # oneDNN kernels: 2.4-2.6x faster training steps here (docs/issue5.md,
+    # benchmarks/train_step.py). TF 2.21 leaves them off on some CPUs (AMD), and
+    # the variable only counts before TensorFlow is imported. =0 still turns them off.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     flags_common.define_all()
     app.run(main)
 
