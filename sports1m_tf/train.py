@@ -419,9 +419,14 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     else:
         train_writer = val_writer = tf.summary.create_noop_writer()
 
+    saved_at = start_step if latest else None
+
     def save(at: int) -> None:
-        # Every MultiWorkerMirrored worker must take part; only the chief's copy stays.
+        # Every MultiWorkerMirrored worker must take part (so the decision to save
+        # depends only on the step); only the chief's copy stays.
+        nonlocal saved_at
         manager.save(checkpoint_number=at)
+        saved_at = at
 
     # -----------------------------------------------------------------------
     # Loop
@@ -498,8 +503,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     # -----------------------------------------------------------------------
     # Final model
     # -----------------------------------------------------------------------
-    if not checkpoints.checkpoint_steps(write_dir) or \
-            checkpoints.checkpoint_steps(write_dir)[-1] != current:
+    if saved_at != current:
         save(current)
     model_path = os.path.join(config.model_dir, checkpoints.FINAL_MODEL_FILE)
     if chief:
@@ -542,9 +546,10 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    # oneDNN kernels: 2.4-2.6x faster training steps here (docs/issue5.md,
-    # benchmarks/train_step.py). TF 2.21 leaves them off on some CPUs (AMD), and
-    # the variable only counts before TensorFlow is imported. =0 still turns them off.
+    # oneDNN kernels: about 2x fewer CPU seconds per training step here
+    # (benchmarks/train_step.py, docs/issue5.md). TF 2.21 leaves them off on some
+    # CPUs (AMD); the variable only counts before TensorFlow is imported, and an
+    # explicit TF_ENABLE_ONEDNN_OPTS=0 still wins.
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     flags_common.define_all()
     app.run(main)
