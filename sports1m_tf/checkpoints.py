@@ -10,6 +10,7 @@ transfer learning):
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -133,11 +134,16 @@ def write_dir(model_dir: str, is_chief: bool, task_id: int = 0) -> str:
     """Where this task saves checkpoints: `model_dir` for the chief, else a temporary folder.
 
     MultiWorkerMirroredStrategy needs every worker to take part in a save; the
-    others write to a private temporary folder that `discard_write_dir` deletes.
+    others write to a temporary folder that `discard_write_dir` deletes. Its name
+    depends only on the run and the task, so a worker killed mid-run and
+    restarted reuses (and finally deletes) the same folder.
     """
     if is_chief:
         return model_dir
-    return tempfile.mkdtemp(prefix=f"sports1m_worker{task_id}_ckpt_")
+    run = hashlib.sha1(os.path.abspath(model_dir).encode()).hexdigest()[:12]
+    folder = os.path.join(tempfile.gettempdir(), f"sports1m_{run}_worker{task_id}_ckpt")
+    os.makedirs(folder, exist_ok=True)
+    return folder
 
 
 def discard_write_dir(directory: str, model_dir: str) -> None:
