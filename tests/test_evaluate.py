@@ -140,9 +140,9 @@ def test_video_prediction_is_the_mean_of_its_clips_across_shards(records, keras_
     np.testing.assert_array_equal(videos.rows, len(CLIP_STARTS))
     assert out["clips"] == len(CLIP_STARTS) * len(records["truth"])
     # Independent reference for the videos split over both shards: the centre
-    # crop of each clip's middle frame (the pipeline decodes views=1 with
-    # decode_and_crop_jpeg, whose pixels differ slightly from a full decode),
-    # through the model, averaged over the video's clips.
+    # crop of each clip's fully decoded middle frame (the pipeline's windowed
+    # decode is exact: sports1m_tf/data/frames.py), through the model, averaged
+    # over the video's clips.
     dataset = tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(records["pattern"])))
     per_video = {}
     for raw in dataset:
@@ -153,8 +153,9 @@ def test_video_prediction_is_the_mean_of_its_clips_across_shards(records, keras_
         if media_id in records["split_videos"]:
             encoded = seq[schema.IMAGE_ENCODED][8]
             height, width = tf.io.extract_jpeg_shape(encoded).numpy()[:2]
-            window = [(height - SIZE) // 2, (width - SIZE) // 2, SIZE, SIZE]
-            crop = tf.io.decode_and_crop_jpeg(encoded, window, channels=3).numpy()
+            top, left = (height - SIZE) // 2, (width - SIZE) // 2
+            crop = tf.io.decode_jpeg(encoded, channels=3).numpy()[
+                top:top + SIZE, left:left + SIZE]
             per_video.setdefault(media_id, []).append(
                 member.model(crop[None, None], training=False).numpy()[0])
     assert len(per_video) == len(records["split_videos"]) >= 2
