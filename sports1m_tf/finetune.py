@@ -9,7 +9,8 @@ data, optimiser, checkpoints and strategies, and the same run folder
 
 Usage:
   # UCF-101 split 1 (records from `sports1m-convert --manifest_format=ucf101
-  # --clips_per_video=50`), top-3 layers of a Slow Fusion run, keep probability 0.1
+  # --clips_per_video=50 --clip_overlap`), top-3 layers of a Slow Fusion run, keep
+  # probability 0.1
   sports1m-finetune --init_from=runs/slow --regime=top3 \
       --train_files='ucf1/train-*' --model_dir=runs/ucf1_top3 --train_steps=20000
   # a .keras model, the classifier only, all local GPUs

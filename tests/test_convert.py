@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrecord_tools import clip_encoding, schema, testvideos as tv
+from tfrecord_tools import clip_encoding, schema, testvideos as tv, video_clips
 from tfrecord_tools.convert import convert
 from tfrecord_tools.manifest import VideoEntry
 from tfrecord_tools.video_clips import (ClipSettings, choose_clip_starts, convert_video,
@@ -82,6 +82,24 @@ def test_clip_windows_are_disjoint_inside_the_video_and_seeded_by_video_id():
     assert a == choose_clip_starts(5000, 16, 10, video_seed(0, "video"))
     assert a != choose_clip_starts(5000, 16, 10, video_seed(1, "video"))
     assert a != choose_clip_starts(5000, 16, 10, video_seed(0, "other"))
+
+
+def test_overlapping_windows_only_when_disjoint_ones_run_out():
+    # 40 frames hold 2 disjoint windows; 25 start frames exist.
+    for k, want in [(10, 10), (50, 25), (2, 2), (1, 1)]:
+        starts = choose_clip_starts(40, 16, k, video_seed(7, "v1"), overlap=True)
+        assert len(starts) == len(set(starts)) == want and starts == sorted(starts)
+        assert starts[0] >= 0 and starts[-1] + 16 <= 40
+    assert choose_clip_starts(40, 16, 10, video_seed(7, "v1"), overlap=True) == \
+        choose_clip_starts(40, 16, 10, video_seed(7, "v1"), overlap=True)
+    assert choose_clip_starts(40, 16, 10, video_seed(7, "v1"), overlap=True) != \
+        choose_clip_starts(40, 16, 10, video_seed(7, "v2"), overlap=True)
+    assert len(choose_clip_starts(40, 16, 10, video_seed(7, "v1"))) == 2  # off: disjoint only
+    # Enough disjoint windows: overlap changes nothing (Sports-1M-length videos).
+    for n, k in [(1600, 100), (5000, 10), (40, 2)]:
+        assert choose_clip_starts(n, 16, k, video_seed(0, "x"), overlap=True) == \
+            choose_clip_starts(n, 16, k, video_seed(0, "x"))
+    assert choose_clip_starts(15, 16, 50, video_seed(0, "v"), overlap=True) == []
 
 
 def test_every_bad_input_is_a_reason_not_an_exception(videos):
@@ -204,6 +222,76 @@ def test_same_inputs_give_identical_shards_whatever_the_worker_count(clean_run, 
             progress=False, **SMALL)
     assert {clip_key(r) for r in read_records(other)} != {clip_key(r) for r in
                                                            clean_run["records"]}
+
+
+def test_overlapping_clips_decode_each_frame_once_and_match_the_source(videos, tmp_path,
+                                                                      monkeypatch):
+    v = os.path.join(videos["folder"], "v")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("v/tall.avi,a\nv/small.avi,b\n")  # 40 and 44 frames
+    kw = dict(video_root=videos["folder"], clips_per_video=9, frame_size=48, num_shards=2,
+              clip_overlap=True, progress=False)
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    s = convert(str(manifest), output_dir=one, workers=1, **kw)
+    convert(str(manifest), output_dir=two, workers=2, **kw)
+    assert s["clips"] == 18 and s["settings"]["clip_overlap"] is True
+    for name in sorted(n for n in os.listdir(one) if "tfrecord" in n):
+        assert read_records_of(os.path.join(one, name)) == read_records_of(os.path.join(two, name))
+
+    stored: dict = {}  # (video, frame index) -> every JPEG stored for that frame
+    starts: dict = {}
+    for record in read_records(one):
+        ex = tf.train.SequenceExample.FromString(record)
+        vid = ex.context.feature[schema.MEDIA_ID].bytes_list.value[0].decode()
+        fps = ex.context.feature[schema.FRAME_RATE].float_list.value[0]
+        idx = [round(f.int64_list.value[0] * fps / 1e6)
+               for f in ex.feature_lists.feature_list[schema.IMAGE_TIMESTAMP].feature]
+        assert idx == list(range(idx[0], idx[0] + 16))
+        starts.setdefault(vid, []).append(idx[0])
+        jpegs = ex.feature_lists.feature_list[schema.IMAGE_ENCODED].feature
+        for i, f in zip(idx, jpegs):
+            stored.setdefault((vid, i), []).append(f.bytes_list.value[0])
+    assert {vid: len(set(s)) for vid, s in starts.items()} == {"tall": 9, "small": 9}
+    assert max(len(j) for j in stored.values()) > 1  # windows do overlap
+    sources = {vid: tv.read_frames(os.path.join(v, f"{vid}.avi")) for vid in starts}
+    for (vid, i), jpegs in stored.items():
+        assert len(set(jpegs)) == 1  # the same bytes in every clip holding the frame
+        frame = tf.io.decode_jpeg(jpegs[0]).numpy()[..., ::-1]
+        src = sources[vid]
+        h, w = src[i].shape[:2]
+        y0, x0, c = (h - min(h, w)) // 2, (w - min(h, w)) // 2, min(h, w)
+
+        def crop(k):
+            return cv2.resize(src[k][y0:y0 + c, x0:x0 + c], (48, 48), interpolation=cv2.INTER_AREA)
+        # The best-matching source frame is the one the timestamp names (MJPG re-encoded
+        # at 48 px: ≈26 dB at worst, a neighbour ≥ 1.5 dB further).
+        psnr = [_psnr(frame, crop(k)) for k in range(len(src))]
+        assert int(np.argmax(psnr)) == i and psnr[i] > 25
+        assert max(psnr[:i] + psnr[i + 1:]) < psnr[i] - 1.5
+
+    # Streaming: each frame grabbed once, each covered frame retrieved once, no seek.
+    calls = []
+
+    class Counting:  # the real capture, its calls recorded
+        def __init__(self, cap):
+            self.cap = cap
+
+        def __getattr__(self, name):
+            attr = getattr(self.cap, name)
+            return lambda *a: calls.append(name) or attr(*a)
+
+    real_open = video_clips._open
+    monkeypatch.setattr(video_clips, "_open", lambda *a: Counting(real_open(*a)))
+    result = convert_video(VideoEntry("tall", os.path.join(v, "tall.avi"), (0,), ("a",), "m:1"),
+                           ClipSettings(clips_per_video=9, frame_size=48, clip_overlap=True))
+    covered = {s + i for s in result.clip_starts for i in range(16)}
+    assert sorted(result.clip_starts) == sorted(starts["tall"])
+    assert calls.count("retrieve") == len(covered) and "set" not in calls
+    assert calls.count("grab") == result.frames_decoded == max(covered) + 1
+
+    # Another value of the option is another conversion: it starts over.
+    s = convert(str(manifest), output_dir=one, **{**kw, "clip_overlap": False})
+    assert s["clips"] == len(read_records(one)) == 4 and s["settings"]["clip_overlap"] is False
 
 
 def test_rerun_of_a_finished_conversion_does_nothing(clean_run, videos):

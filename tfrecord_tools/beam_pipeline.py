@@ -100,7 +100,8 @@ def convert_beam(manifest: str, *, output_dir: str, beam_runner: str = "DirectRu
                  video_root: str | None = None, labels: str | None = None,
                  split: str | None = None, num_shards: int = 16, clips_per_video: int = 100,
                  clip_frames: int = 16, frame_size: int = 200, jpeg_quality: int = 90,
-                 seed: int = 0, compression: str | None = "none") -> dict:
+                 seed: int = 0, clip_overlap: bool = False,
+                 compression: str | None = "none") -> dict:
     """Runs the conversion as a Beam pipeline and waits for it. Same arguments and
     result as `convert.convert`, plus:
 
@@ -113,7 +114,8 @@ def convert_beam(manifest: str, *, output_dir: str, beam_runner: str = "DirectRu
     """
     beam = _import_beam()
     from apache_beam.options.pipeline_options import PipelineOptions
-    settings = ClipSettings(clips_per_video, clip_frames, frame_size, jpeg_quality, seed)
+    settings = ClipSettings(clips_per_video, clip_frames, frame_size, jpeg_quality, seed,
+                            clip_overlap)
     job = prepare_job(manifest, manifest_format=manifest_format, video_root=video_root,
                       labels=labels, split=split, num_shards=num_shards,
                       compression=compression, settings=settings)

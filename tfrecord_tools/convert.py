@@ -93,11 +93,16 @@ class Job:
     compression: str
 
     def fingerprint(self) -> str:
+        settings = dataclasses.asdict(self.settings)
+        if not settings["clip_overlap"]:
+            # Left out when off, so work folders and dataset.json written before the
+            # option existed keep their fingerprint (a killed run still resumes).
+            del settings["clip_overlap"]
         blob = json.dumps({
             "classes": self.manifest.classes,
             "entries": [e.to_json() for e in self.manifest.entries],
             "problems": [p.to_json() for p in self.manifest.problems],
-            "settings": dataclasses.asdict(self.settings),
+            "settings": settings,
             "split": self.split, "num_shards": self.num_shards, "compression": self.compression,
         }, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
@@ -132,8 +137,8 @@ def convert(manifest: str, *, output_dir: str, manifest_format: str = "csv",
             video_root: str | None = None, labels: str | None = None, split: str | None = None,
             num_shards: int = 16, workers: int = 1, clips_per_video: int = 100,
             clip_frames: int = 16, frame_size: int = 200, jpeg_quality: int = 90, seed: int = 0,
-            compression: str | None = "none", keep_work: bool = False,
-            progress: bool = True) -> dict:
+            clip_overlap: bool = False, compression: str | None = "none",
+            keep_work: bool = False, progress: bool = True) -> dict:
     """Converts the videos of a manifest into clip shards and `dataset.json`.
 
     Args:
@@ -147,6 +152,8 @@ def convert(manifest: str, *, output_dir: str, manifest_format: str = "csv",
       num_shards: int. Shards for this split.
       workers: int. Processes converting videos (0 = one per core).
       clips_per_video, clip_frames, frame_size, jpeg_quality, seed: see `ClipSettings`.
+      clip_overlap: bool. Overlapping windows when a video has fewer disjoint ones than
+        `clips_per_video` (UCF-101 protocol: 50 clips a video). See `ClipSettings`.
       compression: str. `none` or `GZIP`.
       keep_work: bool. Keep `.work/SPLIT` (per-video results) after success.
       progress: bool. Show a progress bar.
@@ -154,7 +161,8 @@ def convert(manifest: str, *, output_dir: str, manifest_format: str = "csv",
     Returns:
       This split's `dataset.json` section plus `classes` and `dataset_json` (its path).
     """
-    settings = ClipSettings(clips_per_video, clip_frames, frame_size, jpeg_quality, seed)
+    settings = ClipSettings(clips_per_video, clip_frames, frame_size, jpeg_quality, seed,
+                            clip_overlap)
     job = prepare_job(manifest, manifest_format=manifest_format, video_root=video_root,
                       labels=labels, split=split, num_shards=num_shards,
                       compression=compression, settings=settings)

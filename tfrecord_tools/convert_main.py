@@ -9,9 +9,10 @@ Examples:
       --labels=labels.txt --video_root=/data/sports1m/videos --output_dir=/data/s1m \
       --split=train --num_shards=1024 --compression=GZIP --workers=0
 
-  # UCF-101 split 1 (classInd.txt beside the list), 50 clips per video:
+  # UCF-101 split 1 (classInd.txt beside the list), 50 clips per video: a ~7 s video
+  # has ~11 disjoint 16-frame windows, so the 50 overlap (--clip_overlap):
   sports1m-convert --manifest_format=ucf101 --manifest=ucfTrainTestlist/trainlist01.txt \
-      --video_root=UCF-101 --output_dir=/data/ucf1 --clips_per_video=50
+      --video_root=UCF-101 --output_dir=/data/ucf1 --clips_per_video=50 --clip_overlap
 
   # The same conversion as an Apache Beam pipeline (pip install .[beam]):
   sports1m-convert ... --runner=beam --beam_runner=DirectRunner \
@@ -48,6 +49,10 @@ _FRAME_SIZE = flags.DEFINE_integer("frame_size", schema.FRAME_SIZE,
                                    "Stored frames are FRAME_SIZE x FRAME_SIZE (centre crop).")
 _QUALITY = flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of stored frames.")
 _SEED = flags.DEFINE_integer("seed", 0, "Clip sampling seed (combined with each video id).")
+_OVERLAP = flags.DEFINE_bool("clip_overlap", False,
+                             "When a video has fewer disjoint windows than --clips_per_video, "
+                             "take up to that many distinct, overlapping ones (UCF-101 protocol: "
+                             "50 clips a video). Off: disjoint windows only (Sports-1M).")
 _COMPRESSION = flags.DEFINE_enum("compression", "none", list(shards.COMPRESSIONS),
                                  "Shard compression.")
 _STRICT = flags.DEFINE_bool("strict", False, "Exit non-zero if any video or line failed.")
@@ -70,7 +75,8 @@ def main(argv: list[str]) -> int:
         manifest_format=_FORMAT.value, video_root=_VIDEO_ROOT.value, labels=_LABELS.value,
         split=_SPLIT.value, num_shards=_NUM_SHARDS.value, clips_per_video=_CLIPS.value,
         clip_frames=_CLIP_FRAMES.value, frame_size=_FRAME_SIZE.value,
-        jpeg_quality=_QUALITY.value, seed=_SEED.value, compression=_COMPRESSION.value)
+        jpeg_quality=_QUALITY.value, seed=_SEED.value, clip_overlap=_OVERLAP.value,
+        compression=_COMPRESSION.value)
     try:
         if _RUNNER.value == "beam":
             from tfrecord_tools import beam_pipeline

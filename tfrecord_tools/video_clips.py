@@ -7,12 +7,16 @@ this, see notes/stack-facts.md). Memory is one clip of encoded frames, whatever 
 video's length. Clips are up to `clips_per_video` non-overlapping windows of
 `clip_frames` consecutive frames, drawn uniformly among all such placements by a
 generator seeded with (seed, video id), so a rerun, another worker count or the
-Beam runner give the same clips.
+Beam runner give the same clips. With `clip_overlap` (UCF-101's 50 clips a video),
+a video with fewer disjoint windows than asked gets up to `clips_per_video`
+distinct start frames instead; a frame shared by several clips is still retrieved
+and encoded once.
 
 Everything that can go wrong with a video is returned as a reason, never raised.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import math
@@ -39,6 +43,9 @@ class ClipSettings:
     frame_size: int = schema.FRAME_SIZE
     jpeg_quality: int = 90
     seed: int = 0
+    # Off by default (SPEC §2, Sports-1M: disjoint windows). On, a video with fewer than
+    # `clips_per_video` disjoint windows gets overlapping ones (UCF-101: 50 a video).
+    clip_overlap: bool = False
 
     def __post_init__(self):
         for name in ("clips_per_video", "clip_frames", "frame_size"):
@@ -83,27 +90,38 @@ def video_seed(seed: int, video_id: str) -> np.random.SeedSequence:
 
 
 def choose_clip_starts(num_frames: int, clip_frames: int, clips_per_video: int,
-                       seed: np.random.SeedSequence) -> list[int]:
-    """Start frames of up to `clips_per_video` non-overlapping windows, sorted.
+                       seed: np.random.SeedSequence, *, overlap: bool = False) -> list[int]:
+    """Start frames of up to `clips_per_video` windows, sorted.
 
     Every placement of k = min(clips_per_video, num_frames // clip_frames) disjoint
     windows is equally likely: choose k of the (gaps + k) slots that interleave the
     k clips with the `num_frames - k * clip_frames` unused frames.
+
+    With `overlap`, when fewer disjoint windows exist than `clips_per_video`, it is
+    instead min(clips_per_video, num_frames - clip_frames + 1) distinct start frames,
+    every such set equally likely. When enough disjoint windows exist, the result is
+    the same as without `overlap` (same draws from the same generator).
 
     Args:
       num_frames: int. Frames in the video.
       clip_frames: int. Frames per clip.
       clips_per_video: int. Most clips to take.
       seed: np.random.SeedSequence. From `video_seed`.
+      overlap: bool. Allow windows to overlap when that gives more clips.
 
     Returns:
-      Sorted start indices, each window `[s, s + clip_frames)` inside the video.
+      Sorted, distinct start indices, each window `[s, s + clip_frames)` inside the video.
     """
     k = min(clips_per_video, num_frames // clip_frames)
     if k <= 0:
         return []
+    rng = np.random.default_rng(seed)
+    if overlap and clips_per_video > k:
+        positions = num_frames - clip_frames + 1
+        k = min(clips_per_video, positions)
+        return [int(s) for s in np.sort(rng.choice(positions, size=k, replace=False))]
     gaps = num_frames - k * clip_frames
-    slots = np.sort(np.random.default_rng(seed).choice(gaps + k, size=k, replace=False))
+    slots = np.sort(rng.choice(gaps + k, size=k, replace=False))
     return [int(s) + i * (clip_frames - 1) for i, s in enumerate(slots)]
 
 
@@ -181,6 +199,12 @@ def _decode_clips(local_path: str, starts: list[int], settings: ClipSettings, th
                   ) -> tuple[list[list[bytes]], int]:
     """Grabs the video front to back, encoding the frames of the windows at `starts`.
 
+    Each frame inside any window is retrieved and encoded once, then shared by every
+    window holding it (overlapping windows); memory is at most one window of JPEGs.
+
+    Args:
+      starts: sorted, distinct start frames.
+
     Returns:
       (frames of each completed clip, in order; frames grabbed). Decoding stops after
       the last chosen frame.
@@ -188,23 +212,27 @@ def _decode_clips(local_path: str, starts: list[int], settings: ClipSettings, th
     import cv2
     cap = _open(local_path, threads)
     clips: list[list[bytes]] = []
-    current: list[bytes] = []
-    wanted = iter(starts)
-    next_start = next(wanted, None)
+    # Windows begun and not yet full, oldest first; starts are distinct and sorted,
+    # so at most one begins and one completes per frame.
+    active: collections.deque[list[bytes]] = collections.deque()
+    wanted = collections.deque(starts)
     params = [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
     index = 0
     try:
-        while next_start is not None and cap.grab():
-            if index >= next_start:
+        while (wanted or active) and cap.grab():
+            if wanted and index >= wanted[0]:
+                wanted.popleft()
+                active.append([])
+            if active:
                 ok, frame = cap.retrieve()
                 if not ok or frame is None:
                     break
                 ok, jpeg = cv2.imencode(".jpg", _square_resize(frame, settings.frame_size), params)
-                current.append(jpeg.tobytes())
-                if len(current) == settings.clip_frames:
-                    clips.append(current)
-                    current = []
-                    next_start = next(wanted, None)
+                data = jpeg.tobytes()
+                for clip in active:
+                    clip.append(data)
+                if len(active[0]) == settings.clip_frames:
+                    clips.append(active.popleft())
             index += 1
     finally:
         cap.release()
@@ -265,7 +293,8 @@ def _convert_local(entry: VideoEntry, local: str, settings: ClipSettings, thread
         fps = 25.0
     seed = video_seed(settings.seed, entry.video_id)
     num_frames = claimed or _count_frames(local, threads)
-    starts = choose_clip_starts(num_frames, settings.clip_frames, settings.clips_per_video, seed)
+    starts = choose_clip_starts(num_frames, settings.clip_frames, settings.clips_per_video, seed,
+                                overlap=settings.clip_overlap)
     clips, decoded = _decode_clips(local, starts, settings, threads)
     if len(clips) < len(starts):
         # The stream ended before the container's frame count (a truncated file, or a
@@ -276,7 +305,7 @@ def _convert_local(entry: VideoEntry, local: str, settings: ClipSettings, thread
             warnings.append(f"container claims {claimed} frames but only {decoded} decode "
                             "(truncated or corrupt file); clips chosen among those")
         starts = choose_clip_starts(num_frames, settings.clip_frames, settings.clips_per_video,
-                                    seed)
+                                    seed, overlap=settings.clip_overlap)
         clips, decoded = _decode_clips(local, starts, settings, threads)
         if len(clips) < len(starts):
             warnings.append(f"{len(starts) - len(clips)} chosen clips did not decode twice; "
