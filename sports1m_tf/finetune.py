@@ -217,6 +217,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
+    # The same oneDNN default as sports1m-train (see its run()); must precede the TF import.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     define_flags()
     app.run(main)
 
