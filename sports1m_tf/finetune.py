@@ -35,8 +35,12 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from sports1m_tf import checkpoints, flags_common, train
-from sports1m_tf.transfer import PAPER_DROPOUT, REGIMES
+# The oneDNN default of sports1m-train (see train.run()). It only counts before
+# TensorFlow is imported, which `sports1m_tf.transfer` does just below.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+from sports1m_tf import checkpoints, flags_common, train  # noqa: E402
+from sports1m_tf.transfer import PAPER_DROPOUT, REGIMES  # noqa: E402
 
 FLAGS = flags.FLAGS
 # TrainConfig fields that describe the architecture: taken from the source model.
@@ -217,8 +221,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    # The same oneDNN default as sports1m-train (see its run()); must precede the TF import.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     define_flags()
     app.run(main)
 
