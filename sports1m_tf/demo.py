@@ -54,6 +54,7 @@ COMMANDS = {
     "sports1m-eval": "sports1m_tf.evaluate",
     "sports1m-export": "export.export_main",
     "sports1m-predict": "export.predict",
+    "sports1m-demo": "sports1m_tf.demo",
 }
 
 
