@@ -36,6 +36,11 @@ flags.DEFINE_string("serving_root", None,
                     "EXPORT_DIR as the server sees it, for models.config (default: its "
                     "absolute path).")
 flags.DEFINE_boolean("warmup", True, "Write assets.extra/tf_serving_warmup_requests.")
+flags.DEFINE_integer("frame_size", None,
+                     "Side of the stored frames the model was trained on (sports1m-convert "
+                     "--frame_size); client frames are resized to it before the model's crop. "
+                     "Default: read from the dataset.json of the run's training records, "
+                     "else 200.")
 flags.mark_flag_as_required("export_dir")
 flags.mark_flags_as_mutual_exclusive(["model_dir", "keras_model"], required=True)
 
@@ -68,6 +73,27 @@ def load_model_and_names(model_dir: str | None, keras_model: str | None, step: i
     return model, names
 
 
+def trained_frame_size(model_dir: str | None, keras_model: str | None) -> int | None:
+    """The converter's frame_size of the records a run was trained on, when they are
+    still where its run_config.json says (local paths; relative ones from here)."""
+    import glob
+
+    from tfrecord_tools import summary
+    folder = model_dir or os.path.dirname(os.path.abspath(keras_model))
+    config = os.path.join(folder, "run_config.json")
+    if not os.path.isfile(config):
+        return None
+    with open(config, encoding="utf-8") as f:
+        patterns = json.load(f).get("train_files") or []
+    for pattern in patterns:
+        for shard in sorted(glob.glob(pattern))[:1]:
+            info = summary.read(os.path.dirname(shard)) or {}
+            for split in info.get("splits", {}).values():
+                if split.get("settings", {}).get("frame_size"):
+                    return int(split["settings"]["frame_size"])
+    return None
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -79,8 +105,17 @@ def main(argv):
         names = read_class_names(FLAGS.class_names)
     describe(model)  # fails early, naming the problem, for a model not built by sports1m_tf
     name = FLAGS.name or model.name  # e.g. slow_fusion, slow_fusion_multires
+    frame_size = FLAGS.frame_size or trained_frame_size(FLAGS.model_dir, FLAGS.keras_model)
+    if frame_size is None:
+        from tfrecord_tools import schema
+        frame_size = schema.FRAME_SIZE
+        logging.warning("the run's training records were not found: assuming they hold "
+                        "%d-pixel frames (set --frame_size otherwise)", frame_size)
+    logging.info("client frames are brought to %d x %d before the model's crop", frame_size,
+                 frame_size)
     path = export_model(model, FLAGS.export_dir, name, FLAGS.version, class_names=names,
-                        warmup=FLAGS.warmup, serving_root=FLAGS.serving_root)
+                        warmup=FLAGS.warmup, serving_root=FLAGS.serving_root,
+                        frame_size=frame_size)
     logging.info("models.config: %s", os.path.join(FLAGS.export_dir, "models.config"))
     print(path)
 

@@ -142,7 +142,8 @@ def write_models_config(export_dir: str, serving_root: str | None = None) -> str
 def export_model(model: keras.Model, export_dir: str, name: str, version: int | None = None,
                  *, class_names: Sequence[str] | None = None, warmup: bool = True,
                  serving_root: str | None = None,
-                 clip_frames: int = schema.CLIP_FRAMES) -> str:
+                 clip_frames: int = schema.CLIP_FRAMES,
+                 frame_size: int = schema.FRAME_SIZE) -> str:
     """Exports a `sports1m_tf.models` model as a TF Serving SavedModel version.
 
     Args:
@@ -156,6 +157,9 @@ def export_model(model: keras.Model, export_dir: str, name: str, version: int | 
         `tensorflow-serving-api`). Defaults to True.
       serving_root: str. How the server sees `export_dir`, for models.config.
       clip_frames: int. Frames per client clip. Defaults to 16.
+      frame_size: int. Side of the stored frames the model was trained on (the
+        converter's frame_size); the signatures bring client frames to it.
+        Defaults to 200.
 
     Returns:
       str, the version folder `EXPORT_DIR/NAME/VERSION`.
@@ -194,7 +198,7 @@ def export_model(model: keras.Model, export_dir: str, name: str, version: int | 
         archive.track(model)
         archive.track(table)
         for signature, (fn, spec) in signatures.serving_functions(
-                model, table, clip_frames).items():
+                model, table, clip_frames, frame_size).items():
             archive.add_endpoint(signature, fn, input_signature=spec)
         archive.write_out(staging, verbose=False)
     if warmup:

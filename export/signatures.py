@@ -121,22 +121,25 @@ def select_frames(clips: tf.Tensor, indices: list[int]) -> tf.Tensor:
     return tf.gather(clips, indices, axis=1)
 
 
-def stored_clips(clips: tf.Tensor, indices: list[int]) -> tf.Tensor:
-    """Selects the model's frames and brings them to the stored 200×200 squares.
+def stored_clips(clips: tf.Tensor, indices: list[int],
+                 size: int = schema.FRAME_SIZE) -> tf.Tensor:
+    """Selects the model's frames and brings them to the stored `size`×`size` squares.
 
     Args:
       clips: uint8 [B, 16, H, W, 3].
       indices: the frames the model reads.
+      size: int. Stored frame size the model was trained on. Defaults to 200.
 
     Returns:
-      uint8 [B, T, 200, 200, 3], T = len(indices).
+      uint8 [B, T, size, size, 3], T = len(indices).
     """
-    out = to_stored_frames(fold_time(select_frames(clips, indices)))
-    return tf.reshape(out, [-1, len(indices), schema.FRAME_SIZE, schema.FRAME_SIZE, 3])
+    out = to_stored_frames(fold_time(select_frames(clips, indices)), size)
+    return tf.reshape(out, [-1, len(indices), size, size, 3])
 
 
-def decode_stored_clips(jpeg_frames: tf.Tensor, indices: list[int]) -> tf.Tensor:
-    """Decodes only the model's frames of each clip, each brought to 200×200.
+def decode_stored_clips(jpeg_frames: tf.Tensor, indices: list[int],
+                        size: int = schema.FRAME_SIZE) -> tf.Tensor:
+    """Decodes only the model's frames of each clip, each brought to `size`×`size`.
 
     Frames may have different sizes (each is cropped and resized on its own
     before they are stacked).
@@ -144,17 +147,17 @@ def decode_stored_clips(jpeg_frames: tf.Tensor, indices: list[int]) -> tf.Tensor
     Args:
       jpeg_frames: string [B, 16], JPEG-encoded RGB frames.
       indices: the frames the model reads.
+      size: int. Stored frame size the model was trained on. Defaults to 200.
 
     Returns:
-      uint8 [B, T, 200, 200, 3].
+      uint8 [B, T, size, size, 3].
     """
     picked = tf.reshape(select_frames(jpeg_frames, indices), [-1])
 
     def decode(data):
         image = tf.io.decode_jpeg(data, channels=3)
-        return to_stored_frames(image[tf.newaxis])[0]
+        return to_stored_frames(image[tf.newaxis], size)[0]
 
-    size = schema.FRAME_SIZE
     frames = tf.map_fn(decode, picked,
                        fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
     return tf.reshape(frames, [-1, len(indices), size, size, 3])
@@ -193,7 +196,8 @@ def prediction_outputs(probabilities: tf.Tensor,
 
 
 def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
-                      clip_frames: int = schema.CLIP_FRAMES
+                      clip_frames: int = schema.CLIP_FRAMES,
+                      frame_size: int = schema.FRAME_SIZE
                       ) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
     """The three serving functions of a `sports1m_tf.models` model.
 
@@ -201,6 +205,9 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
       model: a model built by `sports1m_tf.models.build_model` (or loaded).
       names: class index → name table (`class_name_table`).
       clip_frames: int. Frames per client clip. Defaults to 16.
+      frame_size: int. Side of the stored frames the model was trained on (the
+        converter's frame_size): client frames are brought to it before the
+        model's crop. Defaults to 200.
 
     Returns:
       {signature name: (fn, input_signature)}:
@@ -225,20 +232,20 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
     def serving_default(clips):
         clips = check_input(clips, signature="serving_default", layout=frame_layout, rank=5,
                             frames=clip_frames)
-        frames = centre_view(stored_clips(clips, indices), size)
+        frames = centre_view(stored_clips(clips, indices, frame_size), size)
         return prediction_outputs(forward(frames), names)
 
     def predict_video(clips):
         clips = check_input(clips, signature="predict_video", layout=video_layout, rank=5,
                             frames=clip_frames)
-        views = all_views(stored_clips(clips, indices), size)
+        views = all_views(stored_clips(clips, indices, frame_size), size)
         video = tf.reduce_mean(forward(views), axis=0, keepdims=True)
         return prediction_outputs(video, names)
 
     def predict_jpeg(jpeg_frames):
         jpeg_frames = check_input(jpeg_frames, signature="predict_jpeg", layout=jpeg_layout,
                                   rank=2, frames=clip_frames)
-        frames = centre_view(decode_stored_clips(jpeg_frames, indices), size)
+        frames = centre_view(decode_stored_clips(jpeg_frames, indices, frame_size), size)
         return prediction_outputs(forward(frames), names)
 
     clips_spec = [tf.TensorSpec(None, tf.uint8, name="clips")]
