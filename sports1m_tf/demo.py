@@ -81,18 +81,18 @@ class DemoSettings:
       workers: int. Conversion processes.
       seed: int. Data, initialisation and sampling seed.
     """
-    videos_per_class: int = 60
+    videos_per_class: int = 100
     num_frames: int = 32
     video_size: int = 64
     frame_size: int = 64
     input_size: int = 56
     width: float = 0.25
     steps: dict = dataclasses.field(
-        default_factory=lambda: {"single_frame": 300, "slow_fusion": 600})
+        default_factory=lambda: {"single_frame": 400, "slow_fusion": 1200})
     batch_size: int = 32
     learning_rate: float = 1e-3
     dropout: float = 0.5
-    eval_every: int = 100
+    eval_every: int = 200
     eval_clips: int = 20
     workers: int = 2
     seed: int = 0

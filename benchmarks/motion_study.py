@@ -1,0 +1,275 @@
+"""The motion study (issue 10): do the temporal models win where only motion tells classes apart?
+
+    nice -n 10 python benchmarks/motion_study.py                 # the full study (see docs/issue10.md)
+    python benchmarks/motion_study.py --seeds=0 --models=single_frame,slow_fusion \
+        --class_sets=motion --train_steps=100                    # a quick look
+
+For each class set of `sports1m_tf.synthetic` (`motion`: 7 classes that differ
+only in how a textured disc moves, so one frame is at chance; `appearance`: 4
+shapes/colours that move at random) and each seed, a dataset is generated
+(videos, then clip records with `tfrecord_tools.convert`), every model is
+trained from scratch with `sports1m_tf.train.train` (the project's SGD loop)
+and scored on the test videos with `sports1m_tf.evaluate.evaluate` (every clip
+in 4 views, averaged per video: video Hit@1). Flipping stays on: every
+synthetic motion is unchanged by a horizontal flip.
+
+Prints a Markdown table (mean ± sample std over seeds, then min–max) and writes
+every run to --output (JSON). Finished runs are kept there: a killed study
+restarted with the same flags skips them. Also used by multires_study.py.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import time
+from typing import Sequence
+
+from absl import app, flags, logging
+
+SPLITS = ("train", "val", "test")
+MODELS = ("single_frame", "early_fusion", "late_fusion", "slow_fusion", "slow_fusion_multires")
+
+
+# ---------------------------------------------------------------------------
+# Shared by both studies
+# ---------------------------------------------------------------------------
+def model_spec(name: str) -> tuple[str, bool]:
+    """`slow_fusion_multires` -> ("slow_fusion", True); `early_fusion` -> ("early_fusion", False)."""
+    if name.endswith("_multires"):
+        return name[:-len("_multires")], True
+    return name, False
+
+
+def make_records(root: str, *, classes: str, videos_per_class: int, num_frames: int,
+                 video_size: int, frame_size: int, centre_bias: bool, seed: int,
+                 workers: int = 2) -> dict:
+    """Synthetic videos and their train/val/test clip records under `root`, reused when
+    the same settings made them before.
+
+    Returns:
+      dict: `files` (split -> shard glob), `classes` (names, index order).
+    """
+    from sports1m_tf import synthetic
+    from tfrecord_tools.convert import convert
+
+    settings = dict(classes=classes, videos_per_class=videos_per_class, num_frames=num_frames,
+                    video_size=video_size, frame_size=frame_size, centre_bias=centre_bias,
+                    seed=seed)
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    folder = os.path.join(root, f"{classes}_{'centre' if centre_bias else 'anywhere'}"
+                                f"_seed{seed}_{key}")
+    records, done = os.path.join(folder, "records"), os.path.join(folder, "done.json")
+    if not os.path.exists(done):
+        started = time.time()
+        data = synthetic.make_dataset(os.path.join(folder, "synth"), classes=classes,
+                                      videos_per_class=videos_per_class, num_frames=num_frames,
+                                      size=video_size, centre_bias=centre_bias, seed=seed)
+        for split in SPLITS:
+            convert(data["manifests"][split], output_dir=records, labels=data["classes_file"],
+                    split=split, num_shards=2, workers=workers, frame_size=frame_size,
+                    seed=seed, progress=False)
+        with open(done, "w") as f:
+            json.dump({**settings, "class_names": data["classes"]}, f)
+        logging.info("dataset %s ready in %.0f s", folder, time.time() - started)
+    with open(done) as f:
+        names = json.load(f)["class_names"]
+    return {"files": {s: os.path.join(records, f"{s}-*") for s in SPLITS}, "classes": names}
+
+
+def logged_scalar(events_dir: str, tag: str) -> list[float]:
+    """The values of a scalar written with `tf.summary.scalar`, in step order."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(events_dir, size_guidance={"tensors": 0})
+    events.Reload()
+    if tag not in events.Tags()["tensors"]:
+        return []
+    return [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)]
+
+
+def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
+                       **train_settings) -> dict:
+    """Trains one model from scratch on `data`, then scores it on the test videos.
+
+    Args:
+      data: from `make_records`.
+      model_dir: str. The run's folder (deleted first: every run starts afresh).
+      model: str. A model name, `_multires` suffix for the multires variant.
+      seed: int. Initialisation and data-order seed.
+      **train_settings: more `sports1m_tf.train.make_config` fields.
+
+    Returns:
+      dict: `clip_hit_at_1`, `video_hit_at_1` (test), `val_clip_hit_at_1`,
+      `train_seconds` (wall, the whole call), `train_clips_per_s` (median of the
+      logged windows after the first, so step time only: no start-up, tracing
+      or validation), `steps`, `test_videos`.
+    """
+    import shutil
+
+    import keras
+
+    from sports1m_tf import evaluate
+    from sports1m_tf.train import make_config, train
+
+    name, multires = model_spec(model)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    config = make_config(model=name, multires=multires, seed=seed, model_dir=model_dir,
+                         train_files=[data["files"]["train"]], val_files=[data["files"]["val"]],
+                         **train_settings)
+    started = time.time()
+    result = train(config)
+    seconds = time.time() - started
+    report = evaluate.evaluate([result["model"]], data["files"]["test"],
+                               output_dir=os.path.join(model_dir, "test_report"),
+                               class_names=data["classes"], write_tensorboard=False,
+                               show_progress=False)
+    speeds = logged_scalar(os.path.join(model_dir, "train"), "clips_per_second")
+    keras.backend.clear_session()
+    return {"clip_hit_at_1": report["clip_hit_at_1"], "video_hit_at_1": report["video_hit_at_1"],
+            "val_clip_hit_at_1": (result["validation"] or {}).get("hit_at_1"),
+            "train_seconds": round(seconds, 1),
+            "train_clips_per_s": statistics.median(speeds[1:] or speeds) if speeds else None,
+            "steps": result["step"], "test_videos": report["videos"]}
+
+
+def load_finished(path: str, settings: dict) -> list[dict]:
+    """Runs already in the study's JSON when it was written with the same settings."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        previous = json.load(f)
+    return previous.get("runs", []) if previous.get("settings") == settings else []
+
+
+def save(path: str, settings: dict, runs: list[dict], **extra) -> None:
+    """Writes the study's JSON atomically."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"settings": settings, "runs": runs, **extra}, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def summarise(values: Sequence[float | None]) -> dict:
+    """`mean`, sample `std` (0 for one value), `min`, `max`, `n`."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    return {"mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
+def cell(stats: dict, scale: float = 100.0, digits: int = 1) -> str:
+    """`mean ± std (min–max)` for a Markdown table (percent by default)."""
+    if not stats["n"]:
+        return "–"
+    f = lambda x: f"{scale * x:.{digits}f}"
+    text = f"{f(stats['mean'])} ± {f(stats['std'])}"
+    return text + (f" ({f(stats['min'])}–{f(stats['max'])})" if stats["n"] > 1 else "")
+
+
+# ---------------------------------------------------------------------------
+# The motion study
+# ---------------------------------------------------------------------------
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    flags.DEFINE_list("models", list(MODELS), "Models (`_multires` suffix: multires variant).")
+    flags.DEFINE_list("class_sets", ["motion", "appearance"], "Synthetic class sets.")
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (data, initialisation, sampling).")
+    flags.DEFINE_integer("videos_per_class", 150, "Videos per class, 60/20/20% train/val/test.")
+    flags.DEFINE_integer("num_frames", 32, "Frames per video (16 per clip).")
+    flags.DEFINE_integer("video_size", 64, "Rendered frame size.")
+    flags.DEFINE_integer("frame_size", 64, "Stored (converted) frame size.")
+    flags.DEFINE_integer("input_size", 56, "Model input (crop) size.")
+    flags.DEFINE_float("width", 0.25, "Width multiplier.")
+    flags.DEFINE_integer("train_steps", 600, "SGD steps per run.")
+    flags.DEFINE_integer("batch_size", 32, "Clips per step.")
+    flags.DEFINE_float("learning_rate", 1e-3, "SGD learning rate (paper: 1e-3).")
+    flags.DEFINE_float("dropout", 0.5, "Dropout after fc6 and fc7 (paper: 0.5).")
+    flags.DEFINE_integer("eval_every", 200, "Steps between validations.")
+    flags.DEFINE_integer("workers", 2, "Conversion processes.")
+    flags.DEFINE_string("work_dir", "/tmp/sports1m_motion_study",
+                        "Videos, records and runs (datasets are reused when rerun).")
+    flags.DEFINE_string("output", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                               "results", "motion_study.json"), "JSON output.")
+
+
+def study_settings() -> dict:
+    return {name: FLAGS[name].value for name in (
+        "videos_per_class", "num_frames", "video_size", "frame_size", "input_size", "width",
+        "train_steps", "batch_size", "learning_rate", "dropout", "eval_every")}
+
+
+def table(runs: list[dict], models: Sequence[str], class_sets: Sequence[str]) -> str:
+    """Markdown: video Hit@1 (and clip Hit@1) per model and class set, over seeds."""
+    head = ["model"] + [f"{c}: video Hit@1 (%)" for c in class_sets] + \
+           [f"{c}: clip Hit@1 (%)" for c in class_sets]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for model in models:
+        row = [model]
+        for key in ("video_hit_at_1", "clip_hit_at_1"):
+            for c in class_sets:
+                row.append(cell(summarise([r[key] for r in runs
+                                           if r["model"] == model and r["class_set"] == c])))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from sports1m_tf import synthetic
+
+    for model in FLAGS.models:
+        if model_spec(model)[0] not in MODELS:
+            raise app.UsageError(f"unknown model {model!r}")
+    settings = study_settings()
+    runs = load_finished(FLAGS.output, settings)
+    done = {(r["class_set"], r["model"], r["seed"]) for r in runs}
+    if done:
+        logging.info("%d runs already in %s", len(done), FLAGS.output)
+    total = len(FLAGS.class_sets) * len(FLAGS.seeds) * len(FLAGS.models)
+    for class_set in FLAGS.class_sets:
+        for seed in map(int, FLAGS.seeds):
+            todo = [m for m in FLAGS.models if (class_set, m, seed) not in done]
+            if not todo:
+                continue
+            data = make_records(FLAGS.work_dir, classes=class_set,
+                                videos_per_class=FLAGS.videos_per_class,
+                                num_frames=FLAGS.num_frames, video_size=FLAGS.video_size,
+                                frame_size=FLAGS.frame_size, centre_bias=True, seed=seed,
+                                workers=FLAGS.workers)
+            for model in todo:
+                logging.info("run %d/%d: %s, %s classes, seed %d", len(runs) + 1, total, model,
+                             class_set, seed)
+                result = train_and_evaluate(
+                    data, os.path.join(FLAGS.work_dir, "runs", f"{class_set}_{model}_s{seed}"),
+                    model=model, seed=seed, width=FLAGS.width, input_size=FLAGS.input_size,
+                    train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size,
+                    learning_rate=FLAGS.learning_rate, dropout=FLAGS.dropout,
+                    eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.train_steps,
+                    log_every=max(1, FLAGS.train_steps // 10))
+                runs.append({"class_set": class_set, "model": model, "seed": seed, **result})
+                logging.info("%s on %s (seed %d): video Hit@1 %.3f, clip Hit@1 %.3f", model,
+                             class_set, seed, result["video_hit_at_1"], result["clip_hit_at_1"])
+                save(FLAGS.output, settings, runs)
+    chance = {c: 1.0 / len(synthetic.resolve_classes(c)) for c in FLAGS.class_sets}
+    text = table(runs, FLAGS.models, FLAGS.class_sets)
+    save(FLAGS.output, settings, runs, table=text, chance=chance)
+    print(text)
+    print("\nchance: " + ", ".join(f"{c} {100 * p:.1f}%" for c, p in chance.items()) +
+          f"; {len(FLAGS.seeds)} seeds, mean ± sample std (min–max); {FLAGS.output}")
+
+
+def run() -> None:
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
