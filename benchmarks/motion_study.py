@@ -172,13 +172,78 @@ def cell(stats: dict, scale: float = 100.0, digits: int = 1) -> str:
 
 
 # ---------------------------------------------------------------------------
+# Control: a small plain 3-D CNN on the same records
+# ---------------------------------------------------------------------------
+CONTROL = "conv3d_control"
+
+
+def train_control(data: dict, *, seed: int, steps: int, batch_size: int,
+                  input_size: int) -> dict:
+    """A 3-layer Conv3D net (inputs scaled to about ±2, global max pooling, Adam 1e-3) trained
+    on the same records, batches and frames (slow fusion's 10) as the paper's models.
+
+    Not a model of the paper: it tells whether the data and the input pipeline carry
+    learnable motion, independently of how the paper's networks train.
+
+    Returns:
+      dict as `train_and_evaluate` (video Hit@1 = argmax of the mean over the 4
+      views of every test clip of a video, as `sports1m-eval`).
+    """
+    import keras
+    import numpy as np
+
+    from sports1m_tf.data import clip_dataset, eval_dataset
+
+    keras.utils.set_random_seed(seed)
+    num_classes = len(data["classes"])
+    layers = keras.layers
+    frames = keras.Input((10, input_size, input_size, 3), dtype="uint8")
+    x = layers.Rescaling(1 / 64.0, offset=-117 / 64.0)(frames)
+    x = layers.Conv3D(16, (4, 5, 5), strides=(2, 2, 2), activation="relu")(x)
+    x = layers.Conv3D(32, (2, 3, 3), strides=(2, 2, 2), activation="relu")(x)
+    x = layers.Conv3D(32, (2, 3, 3), activation="relu")(x)
+    x = layers.GlobalMaxPooling3D()(x)
+    x = layers.Dense(64, activation="relu")(x)
+    model = keras.Model(frames, layers.Dense(num_classes, activation="softmax")(x))
+    model.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy")
+    train = clip_dataset(data["files"]["train"], model="slow_fusion", training=True,
+                         batch_size=batch_size, num_classes=num_classes, input_size=input_size,
+                         seed=seed, repeat=-1)
+    started = time.time()
+    model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+    seconds = time.time() - started
+    test = eval_dataset(data["files"]["test"], model="slow_fusion", batch_size=64,
+                        num_classes=num_classes, input_size=input_size)
+    videos: dict[bytes, list] = {}
+    clip_hits, clips = 0, 0
+    for batch in test:
+        probs = model(batch["frames"], training=False).numpy()
+        labels = batch["labels"].numpy()
+        for media_id, p, y, view in zip(batch["media_id"].numpy(), probs, labels,
+                                        batch["view_index"].numpy()):
+            entry = videos.setdefault(media_id, [np.zeros(num_classes), y])
+            entry[0] += p
+            if view == 0:  # clip Hit@1 on the centre view, as sports1m-eval
+                clip_hits += int(y[p.argmax()] > 0)
+                clips += 1
+    video_hits = [float(y[p.argmax()] > 0) for p, y in videos.values()]
+    keras.backend.clear_session()
+    return {"clip_hit_at_1": clip_hits / max(clips, 1),
+            "video_hit_at_1": float(np.mean(video_hits)), "val_clip_hit_at_1": None,
+            "train_seconds": round(seconds, 1), "train_clips_per_s": None, "steps": steps,
+            "test_videos": len(videos)}
+
+
+# ---------------------------------------------------------------------------
 # The motion study
 # ---------------------------------------------------------------------------
 FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    flags.DEFINE_list("models", list(MODELS), "Models (`_multires` suffix: multires variant).")
+    flags.DEFINE_list("models", list(MODELS) + [CONTROL],
+                      f"Models (`_multires` suffix: multires variant; {CONTROL}: a plain "
+                      "3-D CNN trained with Adam, the data/pipeline control).")
     flags.DEFINE_list("class_sets", ["motion", "appearance"], "Synthetic class sets.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (data, initialisation, sampling).")
     flags.DEFINE_integer("videos_per_class", 150, "Videos per class, 60/20/20% train/val/test.")
@@ -226,7 +291,7 @@ def main(argv: Sequence[str]) -> None:
     from sports1m_tf import synthetic
 
     for model in FLAGS.models:
-        if model_spec(model)[0] not in MODELS:
+        if model_spec(model)[0] not in MODELS and model != CONTROL:
             raise app.UsageError(f"unknown model {model!r}")
     settings = study_settings()
     runs = load_finished(FLAGS.output, settings)
@@ -247,13 +312,20 @@ def main(argv: Sequence[str]) -> None:
             for model in todo:
                 logging.info("run %d/%d: %s, %s classes, seed %d", len(runs) + 1, total, model,
                              class_set, seed)
-                result = train_and_evaluate(
-                    data, os.path.join(FLAGS.work_dir, "runs", f"{class_set}_{model}_s{seed}"),
-                    model=model, seed=seed, width=FLAGS.width, input_size=FLAGS.input_size,
-                    train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size,
-                    learning_rate=FLAGS.learning_rate, dropout=FLAGS.dropout,
-                    eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.train_steps,
-                    log_every=max(1, FLAGS.train_steps // 10))
+                if model == CONTROL:
+                    result = train_control(data, seed=seed, steps=FLAGS.train_steps,
+                                           batch_size=FLAGS.batch_size,
+                                           input_size=FLAGS.input_size)
+                else:
+                    result = train_and_evaluate(
+                        data, os.path.join(FLAGS.work_dir, "runs",
+                                           f"{class_set}_{model}_s{seed}"),
+                        model=model, seed=seed, width=FLAGS.width,
+                        input_size=FLAGS.input_size, train_steps=FLAGS.train_steps,
+                        batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+                        dropout=FLAGS.dropout, eval_every=FLAGS.eval_every,
+                        checkpoint_every=FLAGS.train_steps,
+                        log_every=max(1, FLAGS.train_steps // 10))
                 runs.append({"class_set": class_set, "model": model, "seed": seed, **result})
                 logging.info("%s on %s (seed %d): video Hit@1 %.3f, clip Hit@1 %.3f", model,
                              class_set, seed, result["video_hit_at_1"], result["clip_hit_at_1"])

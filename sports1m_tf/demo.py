@@ -88,11 +88,11 @@ class DemoSettings:
     input_size: int = 56
     width: float = 0.25
     steps: dict = dataclasses.field(
-        default_factory=lambda: {"single_frame": 400, "slow_fusion": 1200})
+        default_factory=lambda: {"single_frame": 1000, "slow_fusion": 3000})
     batch_size: int = 32
     learning_rate: float = 1e-3
     dropout: float = 0.5
-    eval_every: int = 200
+    eval_every: int = 500
     eval_clips: int = 20
     workers: int = 2
     seed: int = 0

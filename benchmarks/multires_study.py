@@ -1,0 +1,124 @@
+"""The multires study (issue 10, paper §3.2): full frame vs fovea + context, accuracy and speed.
+
+    nice -n 10 python benchmarks/multires_study.py            # the full study (see docs/issue10.md)
+    python benchmarks/multires_study.py --seeds=0 --train_steps=100 --videos_per_class=40
+
+Single-frame and slow fusion, each full-frame and multires, trained on the same
+synthetic data (the 11 `mixed` classes) with `sports1m_tf.train.train`, in one
+run per (dataset, model, seed): test video and clip Hit@1 from
+`sports1m_tf.evaluate.evaluate`, and training speed in clips/s as the training
+loop logs it (median of its logging windows after the first: step time only).
+Two datasets: objects near the centre (`centre_bias=True`, the camera bias the
+paper relies on: the fovea sees the object) and objects anywhere in the frame.
+
+The paper: multires trains 2-4x faster at equal or better accuracy; the FLOP
+ratio bounds the speed-up (benchmarks/model_cost.py). Both variants read the
+same crop size (--input_size; the multires streams each see half of it).
+Prints a Markdown table; every run goes to --output (JSON; a restarted study
+skips finished runs).
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from absl import app, flags, logging
+
+import motion_study as common
+
+MODELS = ("single_frame", "single_frame_multires", "slow_fusion", "slow_fusion_multires")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    flags.DEFINE_list("models", list(MODELS), "Models (`_multires` suffix: multires variant).")
+    flags.DEFINE_list("placements", ["centre", "anywhere"],
+                      "Datasets: objects near the centre and/or anywhere.")
+    flags.DEFINE_list("seeds", ["0"], "Seeds (data, initialisation, sampling).")
+    flags.DEFINE_string("classes", "mixed", "Synthetic class set.")
+    flags.DEFINE_integer("videos_per_class", 60, "Videos per class, 60/20/20% train/val/test.")
+    flags.DEFINE_integer("num_frames", 32, "Frames per video (16 per clip).")
+    flags.DEFINE_integer("video_size", 64, "Rendered frame size.")
+    flags.DEFINE_integer("frame_size", 64, "Stored (converted) frame size.")
+    flags.DEFINE_integer("input_size", 56, "Model input (crop) size; multires streams see half.")
+    flags.DEFINE_float("width", 0.25, "Width multiplier.")
+    flags.DEFINE_integer("train_steps", 600, "SGD steps per run.")
+    flags.DEFINE_integer("batch_size", 32, "Clips per step.")
+    flags.DEFINE_float("learning_rate", 1e-3, "SGD learning rate (paper: 1e-3).")
+    flags.DEFINE_float("dropout", 0.5, "Dropout after fc6 and fc7.")
+    flags.DEFINE_integer("eval_every", 200, "Steps between validations.")
+    flags.DEFINE_integer("workers", 2, "Conversion processes.")
+    flags.DEFINE_string("work_dir", "/tmp/sports1m_multires_study",
+                        "Videos, records and runs (datasets are reused when rerun).")
+    flags.DEFINE_string("output", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                               "results", "multires_study.json"), "JSON output.")
+
+
+def table(runs: list[dict], models: Sequence[str], placements: Sequence[str]) -> str:
+    """Markdown: per dataset and model, accuracy, speed and the multires speed-up."""
+    lines = ["| objects | model | video Hit@1 (%) | clip Hit@1 (%) | training clips/s | "
+             "speed-up over full frame |", "|" + " --- |" * 6]
+    for placement in placements:
+        speeds = {}
+        for model in models:
+            chosen = [r for r in runs if r["model"] == model and r["placement"] == placement]
+            speed = common.summarise([r["train_clips_per_s"] for r in chosen])
+            speeds[model] = speed["mean"]
+            base = speeds.get(model.removesuffix("_multires"))
+            ratio = (f"{speed['mean'] / base:.2f}x" if model.endswith("_multires") and base
+                     and speed["mean"] else "")
+            lines.append(
+                f"| {placement} | {model} | "
+                f"{common.cell(common.summarise([r['video_hit_at_1'] for r in chosen]))} | "
+                f"{common.cell(common.summarise([r['clip_hit_at_1'] for r in chosen]))} | "
+                f"{common.cell(speed, scale=1.0, digits=0)} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    bad = [p for p in FLAGS.placements if p not in ("centre", "anywhere")]
+    if bad:
+        raise app.UsageError(f"--placements: unknown {bad}; use centre and/or anywhere")
+    settings = {name: FLAGS[name].value for name in (
+        "classes", "videos_per_class", "num_frames", "video_size", "frame_size", "input_size",
+        "width", "train_steps", "batch_size", "learning_rate", "dropout", "eval_every")}
+    runs = common.load_finished(FLAGS.output, settings)
+    done = {(r["placement"], r["model"], r["seed"]) for r in runs}
+    for seed in map(int, FLAGS.seeds):
+        for placement in FLAGS.placements:
+            todo = [m for m in FLAGS.models if (placement, m, seed) not in done]
+            if not todo:
+                continue
+            data = common.make_records(
+                FLAGS.work_dir, classes=FLAGS.classes, videos_per_class=FLAGS.videos_per_class,
+                num_frames=FLAGS.num_frames, video_size=FLAGS.video_size,
+                frame_size=FLAGS.frame_size, centre_bias=placement == "centre", seed=seed,
+                workers=FLAGS.workers)
+            for model in todo:
+                logging.info("%s, objects %s, seed %d", model, placement, seed)
+                result = common.train_and_evaluate(
+                    data, os.path.join(FLAGS.work_dir, "runs", f"{placement}_{model}_s{seed}"),
+                    model=model, seed=seed, width=FLAGS.width, input_size=FLAGS.input_size,
+                    train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size,
+                    learning_rate=FLAGS.learning_rate, dropout=FLAGS.dropout,
+                    eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.train_steps,
+                    log_every=max(1, FLAGS.train_steps // 10))
+                runs.append({"placement": placement, "model": model, "seed": seed, **result})
+                logging.info("%s (%s): video Hit@1 %.3f, %.0f clips/s", model, placement,
+                             result["video_hit_at_1"], result["train_clips_per_s"] or 0)
+                common.save(FLAGS.output, settings, runs)
+    text = table(runs, FLAGS.models, FLAGS.placements)
+    common.save(FLAGS.output, settings, runs, table=text)
+    print(text)
+    print(f"\n{len(FLAGS.seeds)} seed(s), mean ± sample std (min–max); {FLAGS.output}")
+
+
+def run() -> None:
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
