@@ -252,11 +252,11 @@ def define_flags() -> None:
     flags.DEFINE_integer("frame_size", 64, "Stored (converted) frame size.")
     flags.DEFINE_integer("input_size", 56, "Model input (crop) size.")
     flags.DEFINE_float("width", 0.25, "Width multiplier.")
-    flags.DEFINE_integer("train_steps", 600, "SGD steps per run.")
+    flags.DEFINE_integer("train_steps", 1500, "SGD steps per run.")
     flags.DEFINE_integer("batch_size", 32, "Clips per step.")
     flags.DEFINE_float("learning_rate", 1e-3, "SGD learning rate (paper: 1e-3).")
     flags.DEFINE_float("dropout", 0.5, "Dropout after fc6 and fc7 (paper: 0.5).")
-    flags.DEFINE_integer("eval_every", 200, "Steps between validations.")
+    flags.DEFINE_integer("eval_every", 500, "Steps between validations.")
     flags.DEFINE_integer("workers", 2, "Conversion processes.")
     flags.DEFINE_string("work_dir", "/tmp/sports1m_motion_study",
                         "Videos, records and runs (datasets are reused when rerun).")

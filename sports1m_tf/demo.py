@@ -1,6 +1,6 @@
 """sports1m-demo: from nothing to trained, evaluated and served models on this machine.
 
-  sports1m-demo --workdir=demo_run              # what `make demo` runs (~10 min on 2 cores)
+  sports1m-demo --workdir=demo_run              # what `make demo` runs (~5 min on 2 cores)
   sports1m-demo --workdir=/tmp/demo --quick     # 1 training step per model: a smoke run
   sports1m-demo --workdir=demo_run --restart    # throw the previous run away first
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.util
 import json
 import os
 import shlex
@@ -254,10 +255,12 @@ def held_out_videos(workdir: str) -> list[tuple[str, str]]:
 def serving_stages(workdir: str, s: DemoSettings) -> list[Stage]:
     """Export of the better model and predictions on held-out videos (needs the reports)."""
     best = best_model(workdir)
+    # TF Serving warmup records need tensorflow-serving-api (the `serving` extra).
+    warmup = [] if importlib.util.find_spec("tensorflow_serving") else ["--nowarmup"]
     export = Stage("export", f"export {best} (the better test video Hit@1)", [(
         "sports1m-export",
         [f"--model_dir=runs/{best}", "--export_dir=serving", f"--name={best}", "--version=1",
-         f"--frame_size={s.frame_size}"])],
+         f"--frame_size={s.frame_size}"] + warmup)],
         ["serving"], _exists(f"serving/{best}/1/saved_model.pb"))
     videos = held_out_videos(workdir)
 
