@@ -4,7 +4,7 @@
     python benchmarks/multires_study.py --seeds=0 --train_steps=100 --videos_per_class=40
 
 Single-frame and slow fusion, each full-frame and multires, trained on the same
-synthetic data (the 11 `mixed` classes) with `sports1m_tf.train.train`, in one
+synthetic data (the 4 appearance classes by default) with `sports1m_tf.train.train`, in one
 run per (dataset, model, seed): test video and clip Hit@1 from
 `sports1m_tf.evaluate.evaluate`, and training speed in clips/s as the training
 loop logs it (median of its logging windows after the first: step time only).
@@ -34,9 +34,11 @@ def define_flags() -> None:
     flags.DEFINE_list("models", list(MODELS), "Models (`_multires` suffix: multires variant).")
     flags.DEFINE_list("placements", ["centre", "anywhere"],
                       "Datasets: objects near the centre and/or anywhere.")
-    flags.DEFINE_list("seeds", ["0"], "Seeds (data, initialisation, sampling).")
-    flags.DEFINE_string("classes", "mixed", "Synthetic class set.")
-    flags.DEFINE_integer("videos_per_class", 60, "Videos per class, 60/20/20% train/val/test.")
+    flags.DEFINE_list("seeds", ["0", "1"], "Seeds (data, initialisation, sampling).")
+    flags.DEFINE_string("classes", "appearance",
+                        "Synthetic class set (appearance: the paper models do not learn the "
+                        "motion classes at this budget, see motion_study.py).")
+    flags.DEFINE_integer("videos_per_class", 100, "Videos per class, 60/20/20% train/val/test.")
     flags.DEFINE_integer("num_frames", 32, "Frames per video (16 per clip).")
     flags.DEFINE_integer("video_size", 64, "Rendered frame size.")
     flags.DEFINE_integer("frame_size", 64, "Stored (converted) frame size.")
@@ -54,10 +56,30 @@ def define_flags() -> None:
                                                "results", "multires_study.json"), "JSON output.")
 
 
-def table(runs: list[dict], models: Sequence[str], placements: Sequence[str]) -> str:
+def macs_per_clip(model: str, *, num_classes: int, width: float, input_size: int) -> int:
+    """Multiply-accumulates of one clip's forward pass (Conv2D and Dense layers, from their
+    output shapes; time is folded into the batch, so every temporal position counts)."""
+    import keras
+    import numpy as np
+
+    from sports1m_tf.models import build_model
+
+    name, multires = common.model_spec(model)
+    net = build_model(name, num_classes, multires=multires, width=width, input_size=input_size)
+    layers = [l for l in net.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense))]
+    probe = keras.Model(net.input, [l.output for l in layers])
+    outputs = probe(np.zeros((1,) + net.input_shape[1:], np.uint8))
+    macs = sum(int(np.prod(out.shape)) * int(np.prod(l.kernel.shape[:-1]))
+               for l, out in zip(layers, outputs))
+    keras.backend.clear_session()
+    return macs
+
+
+def table(runs: list[dict], models: Sequence[str], placements: Sequence[str],
+          macs: dict[str, int]) -> str:
     """Markdown: per dataset and model, accuracy, speed and the multires speed-up."""
-    lines = ["| objects | model | video Hit@1 (%) | clip Hit@1 (%) | training clips/s | "
-             "speed-up over full frame |", "|" + " --- |" * 6]
+    lines = ["| objects | model | video Hit@1 (%) | clip Hit@1 (%) | MMAC/clip | "
+             "training clips/s | speed-up over full frame (FLOP ratio) |", "|" + " --- |" * 7]
     for placement in placements:
         speeds = {}
         for model in models:
@@ -65,13 +87,14 @@ def table(runs: list[dict], models: Sequence[str], placements: Sequence[str]) ->
             speed = common.summarise([r["train_clips_per_s"] for r in chosen])
             speeds[model] = speed["mean"]
             base = speeds.get(model.removesuffix("_multires"))
-            ratio = (f"{speed['mean'] / base:.2f}x" if model.endswith("_multires") and base
-                     and speed["mean"] else "")
+            full = model.removesuffix("_multires")
+            ratio = (f"{speed['mean'] / base:.2f}x ({macs[full] / macs[model]:.2f}x)"
+                     if model.endswith("_multires") and base and speed["mean"] else "")
             lines.append(
                 f"| {placement} | {model} | "
                 f"{common.cell(common.summarise([r['video_hit_at_1'] for r in chosen]))} | "
                 f"{common.cell(common.summarise([r['clip_hit_at_1'] for r in chosen]))} | "
-                f"{common.cell(speed, scale=1.0, digits=0)} | {ratio} |")
+                f"{macs[model] / 1e6:.1f} | {common.cell(speed, scale=1.0, digits=0)} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -109,8 +132,12 @@ def main(argv: Sequence[str]) -> None:
                 logging.info("%s (%s): video Hit@1 %.3f, %.0f clips/s", model, placement,
                              result["video_hit_at_1"], result["train_clips_per_s"] or 0)
                 common.save(FLAGS.output, settings, runs)
-    text = table(runs, FLAGS.models, FLAGS.placements)
-    common.save(FLAGS.output, settings, runs, table=text)
+    from sports1m_tf import synthetic
+    num_classes = len(synthetic.resolve_classes(FLAGS.classes))
+    macs = {m: macs_per_clip(m, num_classes=num_classes, width=FLAGS.width,
+                             input_size=FLAGS.input_size) for m in FLAGS.models}
+    text = table(runs, FLAGS.models, FLAGS.placements, macs)
+    common.save(FLAGS.output, settings, runs, table=text, macs_per_clip=macs)
     print(text)
     print(f"\n{len(FLAGS.seeds)} seed(s), mean ± sample std (min–max); {FLAGS.output}")
 
