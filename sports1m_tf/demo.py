@@ -282,6 +282,7 @@ def serving_stages(workdir: str, s: DemoSettings) -> list[Stage]:
 # Resumption
 # ---------------------------------------------------------------------------
 def load_state(workdir: str) -> dict:
+    """demo_state.json: stage name -> {"commands": [[script, args...]], "finished": bool}."""
     path = os.path.join(workdir, STATE_FILE)
     if not os.path.exists(path):
         return {}
@@ -290,6 +291,7 @@ def load_state(workdir: str) -> dict:
 
 
 def save_state(workdir: str, state: dict) -> None:
+    """Writes demo_state.json atomically (a kill never leaves half a file)."""
     path = os.path.join(workdir, STATE_FILE)
     with open(path + ".tmp", "w") as f:
         json.dump(state, f, indent=1)
