@@ -71,7 +71,9 @@ def build_from_run_config(config: dict):
     from sports1m_tf.models import build_model
     return build_model(config["model"], config["num_classes"], multires=config["multires"],
                        width=config["width"], input_size=config["input_size"],
-                       dropout=config["dropout"], clip_frames=config["clip_frames"])
+                       dropout=config["dropout"], clip_frames=config["clip_frames"],
+                       # Runs written before the option existed used raw pixels.
+                       input_scale=config.get("input_scale", 1.0))
 
 
 def checkpoint_steps(model_dir: str) -> list[int]:

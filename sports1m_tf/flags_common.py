@@ -33,6 +33,10 @@ def define_model_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     _once(fv, flags.DEFINE_integer, "num_classes", None,
           "Classes; default: the `classes` of the records' dataset.json.")
     _once(fv, flags.DEFINE_float, "dropout", 0.5, "Dropout rate after fc6 and fc7.")
+    _once(fv, flags.DEFINE_float, "input_scale", 1.0,
+          "Multiplier on the mean-subtracted pixels, inside the model (so serving applies "
+          "it too). 1 = the paper's raw pixel units; 1/64 (0.015625) = about unit variance, "
+          "for --optimizer=adam.")
 
 
 def define_data_flags(flag_values: flags.FlagValues = FLAGS) -> None:
@@ -61,10 +65,15 @@ def define_training_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     _once(fv, flags.DEFINE_integer, "log_every", 50,
           "Steps between progress lines and training scalars.")
     _once(fv, flags.DEFINE_float, "learning_rate", 1e-3, "Initial learning rate (paper: 1e-3).")
+    _once(fv, flags.DEFINE_enum, "optimizer", "sgd", ["sgd", "adam"],
+          "sgd: the paper's SGD with momentum. adam: AdamW (same decoupled weight decay), "
+          "NOT the paper's; it learns motion from scratch in thousands of steps where SGD "
+          "needs far more (docs/issue10.md). Use it with --input_scale=0.015625 and a "
+          "learning rate near 3e-4.")
     _once(fv, flags.DEFINE_float, "momentum", 0.9, "SGD momentum (paper: 0.9).")
     _once(fv, flags.DEFINE_float, "weight_decay", 5e-4,
           "Decoupled weight decay of kernels: w <- w * (1 - lr * wd) each step "
-          "(keras SGD weight_decay; biases are not decayed).")
+          "(keras SGD / AdamW weight_decay; biases are not decayed).")
     _once(fv, flags.DEFINE_integer, "plateau_patience", 5,
           "Validations without a better clip Hit@1 before the learning rate drops x0.1.")
     _once(fv, flags.DEFINE_float, "min_learning_rate", 1e-6,

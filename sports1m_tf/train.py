@@ -55,6 +55,7 @@ class TrainConfig:
     input_size: int | None
     num_classes: int | None
     dropout: float
+    input_scale: float
     train_files: Sequence[str]
     val_files: Sequence[str] | None
     batch_size: int
@@ -66,6 +67,7 @@ class TrainConfig:
     checkpoint_every: int
     log_every: int
     learning_rate: float
+    optimizer: str
     momentum: float
     weight_decay: float
     plateau_patience: int
@@ -129,6 +131,20 @@ def _next_boundary(current: int, config: TrainConfig) -> int:
     if config.val_files:
         every.append(config.eval_every)
     return min([config.train_steps] + [(current // n + 1) * n for n in every])
+
+
+def make_optimizer(config: TrainConfig):
+    """The run's optimiser: SGD with momentum (the paper) or AdamW, both with decoupled
+    weight decay on kernels (`exclude_from_weight_decay` below)."""
+    import keras
+    decay = config.weight_decay or None
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(config.learning_rate, momentum=config.momentum,
+                                    weight_decay=decay)
+    if config.optimizer == "adam":
+        # AdamW's decay is w <- w - lr * wd * w, the same decoupled rule as SGD's.
+        return keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; expected sgd or adam")
 
 
 def make_train_step(strategy, model, optimizer, step, *, xla: bool = False):
@@ -277,14 +293,14 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         if build_model_fn is None:
             model = build_model(config.model, num_classes, multires=config.multires,
                                 width=config.width, input_size=input_size,
-                                dropout=config.dropout)
+                                dropout=config.dropout, input_scale=config.input_scale)
         else:
             model = build_model_fn(dataclasses.replace(config, num_classes=num_classes,
                                                        input_size=input_size))
-        # Decoupled weight decay (w <- w * (1 - lr * wd), keras SGD `weight_decay`),
-        # on kernels only: biases are not decayed (as in AlexNet-style training).
-        optimizer = keras.optimizers.SGD(config.learning_rate, momentum=config.momentum,
-                                         weight_decay=config.weight_decay or None)
+        # Decoupled weight decay (w <- w * (1 - lr * wd), keras SGD / AdamW
+        # `weight_decay`), on kernels only: biases are not decayed (as in
+        # AlexNet-style training).
+        optimizer = make_optimizer(config)
         optimizer.exclude_from_weight_decay(var_names=["bias"])
         if precision == "float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -308,6 +324,8 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
                   "class_names": class_names, "clip_frames": 16,
                   **{k: v for k, v in dataclasses.asdict(config).items()
                      if k not in ("model", "multires", "input_size", "num_classes")},
+                  # What the built model holds (a fine-tuned model keeps its source's).
+                  "input_scale": built["input_scale"],
                   "resolved_strategy": type(strategy).__name__, "replicas": replicas,
                   "resolved_mixed_precision": precision, "resolved_xla": xla,
                   **(run_config_extra or {})}
@@ -316,6 +334,10 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         previous = checkpoints.load_run_config(config.model_dir)
         changed = {k: (previous[k], run_config[k]) for k in checkpoints.MODEL_KEYS
                    if previous.get(k) != run_config.get(k)}
+        # Runs from before these settings existed used the defaults.
+        for k, default in (("input_scale", 1.0), ("optimizer", "sgd")):
+            if previous.get(k, default) != run_config[k]:
+                changed[k] = (previous.get(k, default), run_config[k])
         if changed:
             raise ValueError(f"{config.model_dir} holds a run of another model; "
                              f"(old, new): {changed}")

@@ -170,7 +170,8 @@ def _rebuild(source: keras.Model, num_classes: int, width: float | None,
     spec = describe(source)
     width = infer_width(source) if width is None else width
     base = build_model(spec["name"], num_classes, multires=spec["multires"], width=width,
-                       input_size=spec["input_size"], dropout=0.0)
+                       input_size=spec["input_size"], dropout=0.0,
+                       input_scale=spec["input_scale"])
     # The head, layer for layer as `apply_head` makes it, but the dropout before
     # fc6 lives inside fc6 (see the module docstring: checkpoint compatibility).
     x = base.get_layer("fc6").input
@@ -258,6 +259,7 @@ def plain_model(model: keras.Model, dropout: float = 0.5, *,
     spec = describe(model)
     plain = build_model(spec["name"], spec["num_classes"], multires=spec["multires"],
                         width=infer_width(model) if width is None else width,
-                        input_size=spec["input_size"], dropout=dropout)
+                        input_size=spec["input_size"], dropout=dropout,
+                        input_scale=spec["input_scale"])
     copy_weights(model, plain)
     return plain

@@ -158,3 +158,23 @@ def test_tiny_model_learns_fixed_batch(name, multires):
     for _ in range(10):
         last = model.train_on_batch(clip, target)
     assert last < 0.7 * first, (first, last)
+
+
+def test_input_scale_lives_in_the_model_and_survives_saving(tmp_path):
+    clip = np.random.default_rng(4).integers(0, 256, (2, 10, 32, 32, 3), dtype=np.uint8)
+    raw = build_model("slow_fusion", 3, width=0.0625, input_size=32)
+    scaled = build_model("slow_fusion", 3, width=0.0625, input_size=32, input_scale=1 / 64)
+    scaled.set_weights(raw.get_weights())
+    centred = clip.astype(np.float32) - 117.0
+    pre = keras.Model(scaled.input, scaled.get_layer("preprocess").output)
+    np.testing.assert_allclose(pre(clip).numpy(), centred / 64, rtol=1e-6)
+    # Same weights, another input scale: another function.
+    assert not np.allclose(raw(clip).numpy(), scaled(clip).numpy())
+    assert describe(raw)["input_scale"] == 1.0 and describe(scaled)["input_scale"] == 1 / 64
+    path = str(tmp_path / "scaled.keras")
+    scaled.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(loaded(clip).numpy(), scaled(clip).numpy())
+    assert describe(loaded) == describe(scaled)
+    with pytest.raises(ValueError, match="input_scale"):
+        build_model("single_frame", 3, input_scale=0.0)

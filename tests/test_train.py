@@ -147,3 +147,30 @@ def test_make_config_rejects_unknown_settings():
     assert config.train_files == ["a*"] and config.learning_rate == 1e-3
     assert config.batch_size == 32 and config.momentum == 0.9 and config.weight_decay == 5e-4
     assert json.loads(json.dumps(train.dataclasses.asdict(config)))["flip"] is True
+
+
+def test_adam_with_scaled_input_learns_and_its_run_restores(records, tmp_path):
+    model_dir = str(tmp_path / "adam")
+    config = train.make_config(**SMALL, train_files=records["train"], val_files=records["val"],
+                               model_dir=model_dir, train_steps=120, eval_every=40,
+                               checkpoint_every=60, log_every=40, optimizer="adam",
+                               learning_rate=1e-3, input_scale=1 / 64, strategy="one_device",
+                               seed=0)
+    result = train.train(config)
+    assert isinstance(result["model"], keras.Model) and result["step"] == 120
+    hits = [float(v) for _, v in _tensor_events(
+        os.path.join(model_dir, "validation"))["clip_hit_at_1"]]
+    assert max(hits) >= 0.6, hits   # chance: 0.25
+    run_config = checkpoints.load_run_config(model_dir)
+    assert run_config["optimizer"] == "adam" and run_config["input_scale"] == 1 / 64
+    frames = np.random.default_rng(0).integers(0, 255, (2, 1, 32, 32, 3), dtype=np.uint8)
+    restored = checkpoints.restore_model(model_dir)
+    np.testing.assert_allclose(restored(frames, training=False).numpy(),
+                               result["model"](frames, training=False).numpy(), atol=1e-6)
+    # The checkpoint holds Adam's slots: resuming it as an SGD run is refused by name.
+    with pytest.raises(ValueError, match="optimizer"):
+        train.train(dataclasses_replace(config, optimizer="sgd", train_steps=130))
+
+
+def dataclasses_replace(config, **changes):
+    return train.dataclasses.replace(config, **changes)

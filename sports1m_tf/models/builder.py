@@ -53,7 +53,8 @@ def model_name(name: str, multires: bool = False) -> str:
 
 def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
                 width: float = 1.0, input_size: int | None = None,
-                dropout: float = 0.5, clip_frames: int = 16) -> keras.Model:
+                dropout: float = 0.5, clip_frames: int = 16,
+                input_scale: float = 1.0) -> keras.Model:
     """Builds one of the paper's video CNNs.
 
     Args:
@@ -65,6 +66,8 @@ def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
       input_size: int. Square frame size; defaults to 170 (178 for multires).
       dropout: float. Dropout rate after fc6 and fc7. Defaults to 0.5.
       clip_frames: int. Frames per stored clip (which frames are read). Defaults to 16.
+      input_scale: float. Multiplier on the mean-subtracted pixels. Defaults to 1
+        (the paper's raw pixel units).
 
     Returns:
       A `keras.Model` mapping uint8 `[batch, len(frames_needed(name)), S, S, 3]`
@@ -80,6 +83,8 @@ def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     if width <= 0:
         raise ValueError(f"width must be positive, got {width}")
+    if not input_scale > 0:
+        raise ValueError(f"input_scale must be positive, got {input_scale}")
     family, streams = MODELS[name]
     if multires:
         if streams != ("full",):
@@ -90,7 +95,7 @@ def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
 
     # Layers: preprocessing, one trunk per stream, the shared head.
     frames = keras.Input((steps, size, size, 3), dtype="uint8", name="frames")
-    x = FramePreprocessing(name="preprocess")(frames)
+    x = FramePreprocessing(scale=input_scale, name="preprocess")(frames)
     x = TimeToBatch(name="time_to_batch")(x)
     merged = []
     for stream in streams:
@@ -111,7 +116,8 @@ def describe(model: keras.Model, clip_frames: int = 16) -> dict:
     """Recovers how a built or loaded model was configured.
 
     Returns:
-      dict with `name`, `multires`, `num_classes`, `input_size`, `frames`.
+      dict with `name`, `multires`, `num_classes`, `input_size`, `frames`,
+      `input_scale`.
     """
     match = re.fullmatch(r"(.+?)(_multires)?", model.name)
     name, multires = match.group(1), bool(match.group(2))
@@ -123,4 +129,12 @@ def describe(model: keras.Model, clip_frames: int = 16) -> dict:
         "num_classes": int(model.output_shape[-1]),
         "input_size": int(model.input_shape[2]),
         "frames": frames_needed(name, clip_frames),
+        "input_scale": _input_scale(model),
     }
+
+
+def _input_scale(model: keras.Model) -> float:
+    try:
+        return float(model.get_layer("preprocess").scale)
+    except ValueError:  # a model without the preprocessing layer
+        return 1.0
