@@ -78,6 +78,7 @@ class DemoSettings:
       optimizer: str. `sports1m-train --optimizer`: "adam" (default here: the paper's
         SGD does not learn the motion classes within minutes, docs/issue10.md) or "sgd".
       learning_rate: float. Learning rate.
+      shuffle_buffer: int. `sports1m-train --shuffle_buffer`.
       input_scale: float. `sports1m-train --input_scale` (1/64 with Adam).
       dropout: float. Dropout after fc6 and fc7.
       eval_every: int. Steps between validations (and checkpoints).
@@ -95,6 +96,8 @@ class DemoSettings:
     steps: dict = dataclasses.field(
         default_factory=lambda: {"single_frame": 1000, "slow_fusion": 3000})
     batch_size: int = 32
+    # The whole training set: a small buffer over 2 shards replays one clip order.
+    shuffle_buffer: int = 10_000
     optimizer: str = "adam"
     learning_rate: float = 3e-4
     input_scale: float = 1 / 64
@@ -213,7 +216,8 @@ def model_stages(s: DemoSettings) -> list[Stage]:
              "--train_files=records/train-*", "--val_files=records/val-*",
              f"--model_dir=runs/{model}", f"--train_steps={steps}", f"--eval_every={every}",
              f"--checkpoint_every={every}", f"--log_every={max(1, min(25, steps))}",
-             f"--batch_size={s.batch_size}", f"--optimizer={s.optimizer}",
+             f"--batch_size={s.batch_size}", f"--shuffle_buffer={s.shuffle_buffer}",
+             f"--optimizer={s.optimizer}",
              f"--learning_rate={s.learning_rate}", f"--input_scale={s.input_scale}",
              f"--dropout={s.dropout}", f"--seed={s.seed}"])],
             [f"runs/{model}"], _exists(f"runs/{model}/model.keras")))

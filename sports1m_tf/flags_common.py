@@ -40,7 +40,7 @@ def define_model_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 
 def define_data_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-    """--train_files, --val_files, --batch_size, --val_batches, --flip."""
+    """--train_files, --val_files, --batch_size, --val_batches, --shuffle_buffer, --flip."""
     fv = flag_values
     _once(fv, flags.DEFINE_multi_string, "train_files", None,
           "Training clip-record globs or paths (repeatable).")
@@ -50,6 +50,12 @@ def define_data_flags(flag_values: flags.FlagValues = FLAGS) -> None:
           "Clips per replica per step (paper: 32).")
     _once(fv, flags.DEFINE_integer, "val_batches", 50,
           "Validation batches per evaluation; 0 = the whole validation set.")
+    _once(fv, flags.DEFINE_integer, "shuffle_buffer", 256,
+          "Training records in the shuffle buffer (after interleaving --train_files' "
+          "shards). With few shards, a buffer much smaller than the training set replays "
+          "nearly the same clip order every epoch; on the synthetic motion classes that "
+          "kept every fusion model at chance (docs/issue10.md). Cost: one encoded record "
+          "each (about 180 KB at 200x200, 25 KB at 64x64).")
     _once(fv, flags.DEFINE_bool, "flip", True,
           "Random horizontal flips in training (off when motion direction matters).")
 

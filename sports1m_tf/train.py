@@ -61,6 +61,7 @@ class TrainConfig:
     batch_size: int
     val_batches: int
     flip: bool
+    shuffle_buffer: int
     model_dir: str
     train_steps: int
     eval_every: int
@@ -368,7 +369,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         return data.clip_dataset(
             list(config.train_files), training=True, batch_size=config.batch_size,
             flip=config.flip, repeat=-1, seed=None if async_ps else data_seed + 7919 * pipeline,
-            **data_args)
+            shuffle_buffer=config.shuffle_buffer, **data_args)
 
     if async_ps:
         # One function builds every worker's pipeline: with the global seed cleared,
