@@ -93,6 +93,13 @@ CHECK_SCRIPT = textwrap.dedent("""
 # ----------------------------------------------------------------------------
 # Reference preprocessing, written independently of export.signatures.
 
+def _script(name: str) -> str:
+    """A console script of this Python's environment: CI runs `.venv/bin/python -m pytest`
+    without activating the venv, so its bin/ is not on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    return beside if os.path.exists(beside) else name
+
+
 def stored_frames(clips: np.ndarray) -> np.ndarray:
     """The converter's frames: centre square + cv2.INTER_AREA to 200 (RGB in, RGB out)."""
     out = np.empty(clips.shape[:2] + (STORED, STORED, 3), np.uint8)
@@ -199,16 +206,16 @@ def exported(tmp_path_factory, write_video, sample_videos):
     commands = {
         "check": [sys.executable, "-c", CHECK_SCRIPT, str(version_dir), str(inputs),
                   str(tmp / "check")],
-        "show": ["saved_model_cli", "show", "--dir", str(version_dir), "--all"],
-        "cli_run": ["saved_model_cli", "run", "--dir", str(version_dir), "--tag_set", "serve",
+        "show": [_script("saved_model_cli"), "show", "--dir", str(version_dir), "--all"],
+        "cli_run": [_script("saved_model_cli"), "run", "--dir", str(version_dir), "--tag_set", "serve",
                     "--signature_def", "serving_default",
                     "--inputs", f"clips={tmp / 'cli_input.npy'}",
                     "--outdir", str(tmp / "cli_out"), "--overwrite"],
-        "export": ["sports1m-export", f"--keras_model={run_dir / 'model.keras'}",
+        "export": [_script("sports1m-export"), f"--keras_model={run_dir / 'model.keras'}",
                    f"--export_dir={tmp / 'cli_serving'}"],
-        "export_run": ["sports1m-export", f"--model_dir={ckpt_dir}",
+        "export_run": [_script("sports1m-export"), f"--model_dir={ckpt_dir}",
                        f"--export_dir={tmp / 'cli_serving'}", "--name=from_run", "--version=7"],
-        "predict": ["sports1m-predict", f"--saved_model={export_dir / 'tiny'}", "--json",
+        "predict": [_script("sports1m-predict"), f"--saved_model={export_dir / 'tiny'}", "--json",
                     *video_args],
     }
     if importlib.util.find_spec("sports1m_tf.checkpoints") is None:
