@@ -105,7 +105,6 @@ def main(argv: Sequence[str]) -> None:
                                optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
                                weight_decay=FLAGS.weight_decay)
     optimizer = train.make_optimizer(config)
-    optimizer.exclude_from_weight_decay(var_names=["bias"])
     generator = tf.random.Generator.from_seed(FLAGS.seed)
 
     @tf.function

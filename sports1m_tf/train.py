@@ -136,16 +136,19 @@ def _next_boundary(current: int, config: TrainConfig) -> int:
 
 def make_optimizer(config: TrainConfig):
     """The run's optimiser: SGD with momentum (the paper) or AdamW, both with decoupled
-    weight decay on kernels (`exclude_from_weight_decay` below)."""
+    weight decay on kernels only (biases are not decayed, as in AlexNet-style training)."""
     import keras
-    decay = config.weight_decay or None
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(config.learning_rate, momentum=config.momentum,
-                                    weight_decay=decay)
-    if config.optimizer == "adam":
+        optimizer = keras.optimizers.SGD(config.learning_rate, momentum=config.momentum,
+                                         weight_decay=config.weight_decay or None)
+    elif config.optimizer == "adam":
         # AdamW's decay is w <- w - lr * wd * w, the same decoupled rule as SGD's.
-        return keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}; expected sgd or adam")
+        optimizer = keras.optimizers.AdamW(config.learning_rate,
+                                           weight_decay=config.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}; expected sgd or adam")
+    optimizer.exclude_from_weight_decay(var_names=["bias"])
+    return optimizer
 
 
 def make_train_step(strategy, model, optimizer, step, *, xla: bool = False):
@@ -298,11 +301,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         else:
             model = build_model_fn(dataclasses.replace(config, num_classes=num_classes,
                                                        input_size=input_size))
-        # Decoupled weight decay (w <- w * (1 - lr * wd), keras SGD / AdamW
-        # `weight_decay`), on kernels only: biases are not decayed (as in
-        # AlexNet-style training).
         optimizer = make_optimizer(config)
-        optimizer.exclude_from_weight_decay(var_names=["bias"])
         if precision == "float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         variables = model.trainable_variables
