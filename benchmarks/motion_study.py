@@ -8,14 +8,18 @@ For each class set of `sports1m_tf.synthetic` (`motion`: 7 classes that differ
 only in how a textured disc moves, so one frame is at chance; `appearance`: 4
 shapes/colours that move at random) and each seed, a dataset is generated
 (videos, then clip records with `tfrecord_tools.convert`), every model is
-trained from scratch with `sports1m_tf.train.train` (the project's SGD loop)
+trained from scratch with `sports1m_tf.train.train` (the project's loop)
 and scored on the test videos with `sports1m_tf.evaluate.evaluate` (every clip
 in 4 views, averaged per video: video Hit@1). Flipping stays on: every
 synthetic motion is unchanged by a horizontal flip.
 
 Prints a Markdown table (mean ± sample std over seeds, then min–max) and writes
 every run to --output (JSON). Finished runs are kept there: a killed study
-restarted with the same flags skips them. Also used by multires_study.py.
+restarted with the same flags skips them, and a run it was in the middle of
+carries on from its last checkpoint (every 1,000 steps). Rerun with a larger
+--train_steps (and another --output), a run whose folder holds the shorter run
+with otherwise identical settings is extended, not repeated. Also used by
+multires_study.py.
 """
 from __future__ import annotations
 
@@ -96,14 +100,16 @@ def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
 
     Args:
       data: from `make_records`.
-      model_dir: str. The run's folder (deleted first: every run starts afresh).
+      model_dir: str. The run's folder: carried on from its checkpoint when
+        `resumable`, otherwise deleted first.
       model: str. A model name, `_multires` suffix for the multires variant.
       seed: int. Initialisation and data-order seed.
       **train_settings: more `sports1m_tf.train.make_config` fields.
 
     Returns:
       dict: `clip_hit_at_1`, `video_hit_at_1` (test), `val_clip_hit_at_1`,
-      `train_seconds` (wall, the whole call), `train_clips_per_s` (median of the
+      `train_seconds` (wall, the whole call: from `resumed_from_step` when an
+      earlier checkpoint of the same run was carried on), `train_clips_per_s` (median of the
       logged windows after the first, so step time only: no start-up, tracing
       or validation), `steps`, `test_videos`.
     """
@@ -115,10 +121,13 @@ def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
     from sports1m_tf.train import make_config, train
 
     name, multires = model_spec(model)
-    shutil.rmtree(model_dir, ignore_errors=True)
     config = make_config(model=name, multires=multires, seed=seed, model_dir=model_dir,
                          train_files=[data["files"]["train"]], val_files=[data["files"]["val"]],
                          **train_settings)
+    if not resumable(model_dir, config):
+        shutil.rmtree(model_dir, ignore_errors=True)
+    from sports1m_tf import checkpoints
+    resumed_from = max(checkpoints.checkpoint_steps(model_dir), default=0)
     started = time.time()
     result = train(config)
     seconds = time.time() - started
@@ -134,7 +143,39 @@ def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
             "val_clip_hit_at_1": (result["validation"] or {}).get("hit_at_1"),
             "train_seconds": round(seconds, 1),
             "train_clips_per_s": statistics.median(speeds[1:] or speeds) if speeds else None,
-            "steps": result["step"], "test_videos": report["videos"]}
+            "steps": result["step"], "resumed_from_step": resumed_from,
+            "test_videos": report["videos"]}
+
+
+# Settings that only say how long a run goes and how often it reports: a run's
+# checkpoint made with other values of these is still a prefix of the run asked for.
+_LENGTH_FIELDS = ("train_steps", "checkpoint_every", "log_every")
+
+
+def resumable(model_dir: str, config) -> bool:
+    """Whether `model_dir` holds a checkpoint of this very run, stopped at or before its end.
+
+    True lets `train` carry on from it: a study killed mid-run loses at most
+    `checkpoint_every` steps, and one rerun with a larger --train_steps extends its
+    finished runs instead of repeating them (constant learning rate, plateau state
+    in the checkpoint: the same run as one trained that long in one go, up to the
+    data order after the restart). Anything else about the run differs: start afresh.
+    """
+    import dataclasses
+
+    from sports1m_tf import checkpoints
+
+    steps = checkpoints.checkpoint_steps(model_dir) if os.path.isdir(model_dir) else []
+    if not steps or max(steps) > config.train_steps:
+        return False
+    try:
+        previous = checkpoints.load_run_config(model_dir)
+    except (OSError, ValueError):
+        return False
+    wanted = {k: v for k, v in dataclasses.asdict(config).items() if k not in _LENGTH_FIELDS}
+    wanted = json.loads(json.dumps(wanted))  # tuples -> lists, as run_config.json holds them
+    # None: resolved by `train` from the data (num_classes), which checks it itself.
+    return all(previous.get(k) == v for k, v in wanted.items() if v is not None)
 
 
 def per_class_hits(video_probs: str) -> dict[str, float]:
@@ -374,7 +415,7 @@ def main(argv: Sequence[str]) -> None:
                         optimizer=FLAGS.optimizer, input_scale=FLAGS.input_scale,
                         shuffle_buffer=FLAGS.shuffle_buffer,
                         dropout=FLAGS.dropout, eval_every=FLAGS.eval_every,
-                        checkpoint_every=steps, log_every=max(1, steps // 10))
+                        checkpoint_every=min(steps, 1000), log_every=max(1, steps // 10))
                 runs.append({"class_set": class_set, "model": model, "seed": seed, **result})
                 logging.info("%s on %s (seed %d): video Hit@1 %.3f, clip Hit@1 %.3f", model,
                              class_set, seed, result["video_hit_at_1"], result["clip_hit_at_1"])
