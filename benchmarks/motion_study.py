@@ -101,7 +101,7 @@ def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
     Args:
       data: from `make_records`.
       model_dir: str. The run's folder: carried on from its checkpoint when
-        `resumable`, otherwise deleted first.
+        `resume_step` finds one, otherwise deleted first.
       model: str. A model name, `_multires` suffix for the multires variant.
       seed: int. Initialisation and data-order seed.
       **train_settings: more `sports1m_tf.train.make_config` fields.
@@ -124,10 +124,9 @@ def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
     config = make_config(model=name, multires=multires, seed=seed, model_dir=model_dir,
                          train_files=[data["files"]["train"]], val_files=[data["files"]["val"]],
                          **train_settings)
-    if not resumable(model_dir, config):
+    resumed_from = resume_step(model_dir, config)
+    if not resumed_from:
         shutil.rmtree(model_dir, ignore_errors=True)
-    from sports1m_tf import checkpoints
-    resumed_from = max(checkpoints.checkpoint_steps(model_dir), default=0)
     started = time.time()
     result = train(config)
     seconds = time.time() - started
@@ -152,10 +151,11 @@ def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
 _LENGTH_FIELDS = ("train_steps", "checkpoint_every", "log_every")
 
 
-def resumable(model_dir: str, config) -> bool:
-    """Whether `model_dir` holds a checkpoint of this very run, stopped at or before its end.
+def resume_step(model_dir: str, config) -> int:
+    """The step of `model_dir`'s checkpoint of this very run, stopped at or before its
+    end; 0 when there is none.
 
-    True lets `train` carry on from it: a study killed mid-run loses at most
+    A step lets `train` carry on from it: a study killed mid-run loses at most
     `checkpoint_every` steps, and one rerun with a larger --train_steps extends its
     finished runs instead of repeating them (constant learning rate, plateau state
     in the checkpoint: the same run as one trained that long in one go, up to the
@@ -165,17 +165,18 @@ def resumable(model_dir: str, config) -> bool:
 
     from sports1m_tf import checkpoints
 
-    steps = checkpoints.checkpoint_steps(model_dir) if os.path.isdir(model_dir) else []
-    if not steps or max(steps) > config.train_steps:
-        return False
+    step = max(checkpoints.checkpoint_steps(model_dir), default=0)
+    if not step or step > config.train_steps:
+        return 0
     try:
         previous = checkpoints.load_run_config(model_dir)
     except (OSError, ValueError):
-        return False
+        return 0
     wanted = {k: v for k, v in dataclasses.asdict(config).items() if k not in _LENGTH_FIELDS}
     wanted = json.loads(json.dumps(wanted))  # tuples -> lists, as run_config.json holds them
     # None: resolved by `train` from the data (num_classes), which checks it itself.
-    return all(previous.get(k) == v for k, v in wanted.items() if v is not None)
+    same = all(previous.get(k) == v for k, v in wanted.items() if v is not None)
+    return step if same else 0
 
 
 def per_class_hits(video_probs: str) -> dict[str, float]:

@@ -90,15 +90,15 @@ CHECK_SCRIPT = textwrap.dedent("""
 """)
 
 
-# ----------------------------------------------------------------------------
-# Reference preprocessing, written independently of export.signatures.
-
 def _script(name: str) -> str:
     """A console script of this Python's environment: CI runs `.venv/bin/python -m pytest`
     without activating the venv, so its bin/ is not on PATH."""
     beside = os.path.join(os.path.dirname(sys.executable), name)
     return beside if os.path.exists(beside) else name
 
+
+# ----------------------------------------------------------------------------
+# Reference preprocessing, written independently of export.signatures.
 
 def stored_frames(clips: np.ndarray) -> np.ndarray:
     """The converter's frames: centre square + cv2.INTER_AREA to 200 (RGB in, RGB out)."""
