@@ -149,6 +149,8 @@ def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
 # Settings that only say how long a run goes and how often it reports: a run's
 # checkpoint made with other values of these is still a prefix of the run asked for.
 _LENGTH_FIELDS = ("train_steps", "checkpoint_every", "log_every")
+# Settings added after some runs were made, with the value those runs had.
+_ADDED_LATER = {"kernel_init": "glorot_uniform"}
 
 
 def resume_step(model_dir: str, config) -> int:
@@ -175,7 +177,8 @@ def resume_step(model_dir: str, config) -> int:
     wanted = {k: v for k, v in dataclasses.asdict(config).items() if k not in _LENGTH_FIELDS}
     wanted = json.loads(json.dumps(wanted))  # tuples -> lists, as run_config.json holds them
     # None: resolved by `train` from the data (num_classes), which checks it itself.
-    same = all(previous.get(k) == v for k, v in wanted.items() if v is not None)
+    same = all(previous.get(k, _ADDED_LATER.get(k)) == v
+               for k, v in wanted.items() if v is not None)
     return step if same else 0
 
 
@@ -325,6 +328,8 @@ def define_flags() -> None:
                          "sports1m-train --shuffle_buffer: the whole training set (records "
                          "of 64x64 frames are ~25 KB); 256 kept the fusion models at chance.")
     flags.DEFINE_float("dropout", 0.5, "Dropout after fc6 and fc7 (paper: 0.5).")
+    flags.DEFINE_enum("kernel_init", "he_normal", ["he_normal", "glorot_uniform"],
+                      "sports1m-train --kernel_init (glorot_uniform: the earlier tables).")
     flags.DEFINE_integer("eval_every", 500, "Steps between validations.")
     flags.DEFINE_integer("workers", 2, "Conversion processes.")
     flags.DEFINE_string("work_dir", "/tmp/sports1m_motion_study",
@@ -337,7 +342,7 @@ def study_settings() -> dict:
     return {name: FLAGS[name].value for name in (
         "videos_per_class", "num_frames", "video_size", "frame_size", "input_size", "width",
         "train_steps", "appearance_train_steps", "batch_size", "shuffle_buffer", "optimizer", "learning_rate", "input_scale", "dropout",
-        "eval_every")}
+        "eval_every", "kernel_init")}
 
 
 def table(runs: list[dict], models: Sequence[str], class_sets: Sequence[str]) -> str:
@@ -415,7 +420,8 @@ def main(argv: Sequence[str]) -> None:
                         batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
                         optimizer=FLAGS.optimizer, input_scale=FLAGS.input_scale,
                         shuffle_buffer=FLAGS.shuffle_buffer,
-                        dropout=FLAGS.dropout, eval_every=FLAGS.eval_every,
+                        dropout=FLAGS.dropout, kernel_init=FLAGS.kernel_init,
+                        eval_every=FLAGS.eval_every,
                         checkpoint_every=min(steps, 1000), log_every=max(1, steps // 10))
                 runs.append({"class_set": class_set, "model": model, "seed": seed, **result})
                 logging.info("%s on %s (seed %d): video Hit@1 %.3f, clip Hit@1 %.3f", model,

@@ -48,6 +48,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("batch_size", 32, "Clips per step.")
     flags.DEFINE_float("learning_rate", 1e-3, "SGD learning rate (paper: 1e-3).")
     flags.DEFINE_float("dropout", 0.5, "Dropout after fc6 and fc7.")
+    flags.DEFINE_enum("kernel_init", "glorot_uniform", ["glorot_uniform", "he_normal"],
+                      "sports1m-train --kernel_init (Glorot goes with this study's SGD).")
     flags.DEFINE_integer("eval_every", 200, "Steps between validations.")
     flags.DEFINE_integer("workers", 2, "Conversion processes.")
     flags.DEFINE_string("work_dir", "/tmp/sports1m_multires_study",
@@ -106,7 +108,8 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"--placements: unknown {bad}; use centre and/or anywhere")
     settings = {name: FLAGS[name].value for name in (
         "classes", "videos_per_class", "num_frames", "video_size", "frame_size", "input_size",
-        "width", "train_steps", "batch_size", "learning_rate", "dropout", "eval_every")}
+        "width", "train_steps", "batch_size", "learning_rate", "dropout", "eval_every",
+        "kernel_init")}
     runs = common.load_finished(FLAGS.output, settings)
     done = {(r["placement"], r["model"], r["seed"]) for r in runs}
     for seed in map(int, FLAGS.seeds):
@@ -126,7 +129,7 @@ def main(argv: Sequence[str]) -> None:
                     model=model, seed=seed, width=FLAGS.width, input_size=FLAGS.input_size,
                     train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size,
                     learning_rate=FLAGS.learning_rate, dropout=FLAGS.dropout,
-                    eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.train_steps,
+                    kernel_init=FLAGS.kernel_init, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.train_steps,
                     log_every=max(1, FLAGS.train_steps // 10))
                 runs.append({"placement": placement, "model": model, "seed": seed, **result})
                 logging.info("%s (%s): video Hit@1 %.3f, %.0f clips/s", model, placement,

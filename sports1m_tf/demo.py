@@ -80,6 +80,8 @@ class DemoSettings:
       learning_rate: float. Learning rate.
       shuffle_buffer: int. `sports1m-train --shuffle_buffer`.
       input_scale: float. `sports1m-train --input_scale` (1/64 with Adam).
+      kernel_init: str. `sports1m-train --kernel_init` ("he_normal" with Adam: with
+        Glorot, Adam kills many fusion-layer units on the motion classes).
       dropout: float. Dropout after fc6 and fc7.
       eval_every: int. Steps between validations (and checkpoints).
       eval_clips: int. Clips per video at evaluation (each in 4 views).
@@ -101,6 +103,7 @@ class DemoSettings:
     optimizer: str = "adam"
     learning_rate: float = 3e-4
     input_scale: float = 1 / 64
+    kernel_init: str = "he_normal"
     dropout: float = 0.5
     eval_every: int = 500
     eval_clips: int = 20
@@ -219,7 +222,7 @@ def model_stages(s: DemoSettings) -> list[Stage]:
              f"--batch_size={s.batch_size}", f"--shuffle_buffer={s.shuffle_buffer}",
              f"--optimizer={s.optimizer}",
              f"--learning_rate={s.learning_rate}", f"--input_scale={s.input_scale}",
-             f"--dropout={s.dropout}", f"--seed={s.seed}"])],
+             f"--kernel_init={s.kernel_init}", f"--dropout={s.dropout}", f"--seed={s.seed}"])],
             [f"runs/{model}"], _exists(f"runs/{model}/model.keras")))
     for model in MODELS:
         stages.append(Stage(f"eval_{model}", f"evaluate {model} on the test videos", [(
@@ -474,11 +477,15 @@ def define_flags() -> None:
                          f"(default {defaults.steps['single_frame']}).")
     flags.DEFINE_enum("optimizer", None, ["adam", "sgd"],
                       f"sports1m-train --optimizer (default {defaults.optimizer}; sgd with "
-                      "--learning_rate=0.001 --input_scale=1 is the paper's recipe).")
+                      "--learning_rate=0.001 --input_scale=1 --kernel_init=glorot_uniform is the "
+                      "paper's recipe).")
     flags.DEFINE_float("learning_rate", None,
                        f"Learning rate (default {defaults.learning_rate}).")
     flags.DEFINE_float("input_scale", None,
                        f"sports1m-train --input_scale (default {defaults.input_scale}).")
+    flags.DEFINE_enum("kernel_init", None, ["he_normal", "glorot_uniform"],
+                      f"sports1m-train --kernel_init (default {defaults.kernel_init}; "
+                      "glorot_uniform with sgd).")
     flags.DEFINE_integer("slow_fusion_steps", None,
                          f"Training steps of slow_fusion "
                          f"(default {defaults.steps['slow_fusion']}).")
@@ -493,7 +500,7 @@ def settings_from_flags() -> DemoSettings:
     if FLAGS.input_size is not None:
         changes.update(input_size=FLAGS.input_size, frame_size=FLAGS.input_size + 8,
                        video_size=FLAGS.input_size + 8)
-    for name in ("width", "optimizer", "learning_rate", "input_scale"):
+    for name in ("width", "optimizer", "learning_rate", "input_scale", "kernel_init"):
         if FLAGS[name].value is not None:
             changes[name] = FLAGS[name].value
     steps = dict(base.steps)

@@ -86,6 +86,13 @@ def define_training_flags(flag_values: flags.FlagValues = FLAGS) -> None:
           "The plateau schedule never goes below this.")
     _once(fv, flags.DEFINE_integer, "keep_checkpoints", 5, "Checkpoints kept (oldest deleted).")
     _once(fv, flags.DEFINE_integer, "seed", 0, "Seed of initialisation and data order.")
+    _once(fv, flags.DEFINE_enum, "kernel_init", "glorot_uniform",
+          ["glorot_uniform", "he_normal"],
+          "Initialiser of the ReLU layers' kernels when training from scratch (the paper "
+          "does not say). glorot_uniform: Keras's default, for the paper's SGD on raw pixels "
+          "(where He's larger weights can diverge). he_normal: derived for rectifiers; use it with "
+          "--optimizer=adam --input_scale=0.015625, where Glorot let Adam kill most units "
+          "of the fusion layers on the motion classes (docs/issue10.md).")
 
 
 def define_distribution_flags(flag_values: flags.FlagValues = FLAGS) -> None:

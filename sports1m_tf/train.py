@@ -75,6 +75,7 @@ class TrainConfig:
     min_learning_rate: float
     keep_checkpoints: int
     seed: int
+    kernel_init: str
     strategy: str
     mixed_precision: str
     xla: str
@@ -297,7 +298,8 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         if build_model_fn is None:
             model = build_model(config.model, num_classes, multires=config.multires,
                                 width=config.width, input_size=input_size,
-                                dropout=config.dropout, input_scale=config.input_scale)
+                                dropout=config.dropout, input_scale=config.input_scale,
+                                kernel_init=config.kernel_init)
         else:
             model = build_model_fn(dataclasses.replace(config, num_classes=num_classes,
                                                        input_size=input_size))
@@ -341,6 +343,9 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         if changed:
             raise ValueError(f"{config.model_dir} holds a run of another model; "
                              f"(old, new): {changed}")
+        # The checkpoint's weights replace the initialisation: record the one the run
+        # really started from (runs from before the flag: Glorot, the default).
+        run_config["kernel_init"] = previous.get("kernel_init", "glorot_uniform")
     if chief:
         checkpoints.write_run_config(config.model_dir, run_config)
 

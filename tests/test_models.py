@@ -178,3 +178,24 @@ def test_input_scale_lives_in_the_model_and_survives_saving(tmp_path):
     assert describe(loaded) == describe(scaled)
     with pytest.raises(ValueError, match="input_scale"):
         build_model("single_frame", 3, input_scale=0.0)
+
+
+def test_kernel_init_sets_the_relu_layers_and_leaves_the_classifier():
+    def kernel_std(model, layer):
+        return float(np.std(model.get_layer(layer).kernel.numpy()))
+
+    keras.utils.set_random_seed(0)
+    glorot = build_model("slow_fusion", 5, width=0.25, input_size=56)  # the default
+    keras.utils.set_random_seed(0)
+    he = build_model("slow_fusion", 5, width=0.25, input_size=56, kernel_init="he_normal")
+    # He: variance 2 / fan_in (truncated normal: Keras rescales it to that std).
+    for layer in ("conv1", "conv2", "conv5", "fc6", "fc7"):
+        kernel = he.get_layer(layer).kernel
+        fan_in = int(np.prod(kernel.shape[:-1]))
+        assert kernel_std(he, layer) == pytest.approx(np.sqrt(2 / fan_in), rel=0.1), layer
+        assert kernel_std(he, layer) > 1.2 * kernel_std(glorot, layer), layer
+    # The softmax layer is not a rectifier: Glorot in both.
+    assert kernel_std(he, "predictions") == pytest.approx(kernel_std(glorot, "predictions"),
+                                                          rel=0.1)
+    with pytest.raises(ValueError, match="kernel_init"):
+        build_model("single_frame", 3, kernel_init="zeros")

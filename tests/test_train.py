@@ -155,7 +155,7 @@ def test_adam_with_scaled_input_learns_and_its_run_restores(records, tmp_path):
                                model_dir=model_dir, train_steps=120, eval_every=40,
                                checkpoint_every=60, log_every=40, optimizer="adam",
                                learning_rate=1e-3, input_scale=1 / 64, shuffle_buffer=64,
-                               strategy="one_device", seed=0)
+                               kernel_init="he_normal", strategy="one_device", seed=0)
     result = train.train(config)
     assert isinstance(result["model"], keras.Model) and result["step"] == 120
     hits = [float(v) for _, v in _tensor_events(
@@ -163,11 +163,15 @@ def test_adam_with_scaled_input_learns_and_its_run_restores(records, tmp_path):
     assert max(hits) >= 0.6, hits   # chance: 0.25
     run_config = checkpoints.load_run_config(model_dir)
     assert run_config["optimizer"] == "adam" and run_config["input_scale"] == 1 / 64
-    assert run_config["shuffle_buffer"] == 64
+    assert run_config["shuffle_buffer"] == 64 and run_config["kernel_init"] == "he_normal"
     frames = np.random.default_rng(0).integers(0, 255, (2, 1, 32, 32, 3), dtype=np.uint8)
     restored = checkpoints.restore_model(model_dir)
     np.testing.assert_allclose(restored(frames, training=False).numpy(),
                                result["model"](frames, training=False).numpy(), atol=1e-6)
+    # Resumed with another --kernel_init: the checkpoint's weights win, and the run
+    # folder still says how the run was initialised.
+    train.train(dataclasses_replace(config, kernel_init="glorot_uniform", train_steps=122))
+    assert checkpoints.load_run_config(model_dir)["kernel_init"] == "he_normal"
     # The checkpoint holds Adam's slots: resuming it as an SGD run is refused by name.
     with pytest.raises(ValueError, match="optimizer"):
         train.train(dataclasses_replace(config, optimizer="sgd", train_steps=130))

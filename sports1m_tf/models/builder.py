@@ -8,7 +8,8 @@ import keras
 from sports1m_tf.models import early_fusion, late_fusion, single_frame, slow_fusion
 from sports1m_tf.models.layers import FramePreprocessing, MergeTime, TimeToBatch
 from sports1m_tf.models.multires import STREAMS, stream_input
-from sports1m_tf.models.trunk import apply_head, apply_trunk
+from sports1m_tf.models.trunk import (DEFAULT_KERNEL_INIT, KERNEL_INITS, apply_head,
+                                     apply_trunk)
 
 # name → (family module, streams). fovea_only / context_only are the single-frame
 # multires ablations of Table 1.
@@ -54,7 +55,8 @@ def model_name(name: str, multires: bool = False) -> str:
 def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
                 width: float = 1.0, input_size: int | None = None,
                 dropout: float = 0.5, clip_frames: int = 16,
-                input_scale: float = 1.0) -> keras.Model:
+                input_scale: float = 1.0,
+                kernel_init: str = DEFAULT_KERNEL_INIT) -> keras.Model:
     """Builds one of the paper's video CNNs.
 
     Args:
@@ -68,6 +70,10 @@ def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
       clip_frames: int. Frames per stored clip (which frames are read). Defaults to 16.
       input_scale: float. Multiplier on the mean-subtracted pixels. Defaults to 1
         (the paper's raw pixel units).
+      kernel_init: str. Initializer of the ReLU layers' kernels, one of
+        `KERNEL_INITS`. Only matters when training from scratch (a checkpoint
+        overwrites it). Defaults to Keras's Glorot uniform; "he_normal" goes with
+        Adam and `input_scale` 1/64.
 
     Returns:
       A `keras.Model` mapping uint8 `[batch, len(frames_needed(name)), S, S, 3]`
@@ -85,6 +91,8 @@ def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
         raise ValueError(f"width must be positive, got {width}")
     if not input_scale > 0:
         raise ValueError(f"input_scale must be positive, got {input_scale}")
+    if kernel_init not in KERNEL_INITS:
+        raise ValueError(f"kernel_init must be one of {KERNEL_INITS}, got {kernel_init!r}")
     family, streams = MODELS[name]
     if multires:
         if streams != ("full",):
@@ -101,14 +109,15 @@ def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
     for stream in streams:
         if stream == "full":
             features, steps_out = apply_trunk(x, steps=steps, temporal=family.TEMPORAL,
-                                              width=width)
+                                              width=width, kernel_init=kernel_init)
         else:
             features, steps_out = apply_trunk(
                 stream_input(x, stream, size), steps=steps, temporal=family.TEMPORAL,
-                width=width, last_pool=False, prefix=f"{stream}_")
+                width=width, last_pool=False, prefix=f"{stream}_", kernel_init=kernel_init)
         merged.append(MergeTime(steps_out, name=f"{stream}_merge_time")(features))
     x = merged[0] if len(merged) == 1 else keras.layers.Concatenate(name="streams")(merged)
-    outputs = apply_head(x, num_classes=num_classes, width=width, dropout=dropout)
+    outputs = apply_head(x, num_classes=num_classes, width=width, dropout=dropout,
+                         kernel_init=kernel_init)
     return keras.Model(frames, outputs, name=model_name(name, multires))
 
 

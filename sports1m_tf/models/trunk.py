@@ -22,6 +22,15 @@ CONV_SPECS = (
     (256, 3, 1, False, True),
 )
 FC_UNITS = 4096
+# Initialisers of the ReLU layers' kernels (the paper does not say). Keras's Glorot
+# is the default: with SGD on raw pixels He's larger weights diverged (the training
+# test's lr 0.01).
+# "he_normal" (He et al. 2015: variance 2/fan_in, derived for rectifiers) goes
+# with Adam on unit-scale inputs: there, Glorot let Adam kill most of slow
+# fusion's conv2 channels and late fusion's fc6 units during the first loss
+# plateau on the motion classes, and such runs stalled (docs/issue10.md).
+KERNEL_INITS = ("glorot_uniform", "he_normal")
+DEFAULT_KERNEL_INIT = "glorot_uniform"
 # No temporal connectivity: each conv sees one time step.
 NO_FUSION = ((1, 1),) * len(CONV_SPECS)
 
@@ -32,7 +41,8 @@ def scaled(units: int, width: float) -> int:
 
 
 def apply_trunk(x, *, steps: int, temporal: Sequence[tuple[int, int]] = NO_FUSION,
-                width: float = 1.0, last_pool: bool = True, prefix: str = ""):
+                width: float = 1.0, last_pool: bool = True, prefix: str = "",
+                kernel_init: str = DEFAULT_KERNEL_INIT):
     """Applies conv1..conv5 (with LRN and pooling) to time-folded frames.
 
     Args:
@@ -42,6 +52,7 @@ def apply_trunk(x, *, steps: int, temporal: Sequence[tuple[int, int]] = NO_FUSIO
       width: float. Multiplier on every conv width.
       last_pool: bool. False for multires streams, which end at conv5 (7×7).
       prefix: str. Layer-name prefix (a multires stream's name).
+      kernel_init: str. Keras initializer of the conv kernels (`KERNEL_INITS`).
 
     Returns:
       (features `[B*steps_out, h, w, 256*width]`, steps_out).
@@ -55,7 +66,8 @@ def apply_trunk(x, *, steps: int, temporal: Sequence[tuple[int, int]] = NO_FUSIO
             x = windows(x)
             steps = windows.output_steps
         x = keras.layers.Conv2D(scaled(filters, width), kernel, strides=stride, padding="same",
-                                activation="relu", name=f"{prefix}conv{i}")(x)
+                                activation="relu", kernel_initializer=kernel_init,
+                                name=f"{prefix}conv{i}")(x)
         if normalise:
             x = LocalResponseNorm(name=f"{prefix}norm{i}")(x)
         if pool and (i < len(CONV_SPECS) or last_pool):
@@ -63,13 +75,18 @@ def apply_trunk(x, *, steps: int, temporal: Sequence[tuple[int, int]] = NO_FUSIO
     return x, steps
 
 
-def apply_head(x, *, num_classes: int, width: float = 1.0, dropout: float = 0.5):
+def apply_head(x, *, num_classes: int, width: float = 1.0, dropout: float = 0.5,
+               kernel_init: str = DEFAULT_KERNEL_INIT):
     """FC(4096)-dropout-FC(4096)-dropout-softmax classifier (float32 under mixed precision).
+
+    `kernel_init` initialises fc6 and fc7 (ReLU layers); the softmax layer keeps
+    Glorot, which suits a layer without a rectifier.
 
     Layer names `fc6`, `fc7`, `predictions` are what transfer learning replaces.
     """
     for name in ("fc6", "fc7"):
-        x = keras.layers.Dense(scaled(FC_UNITS, width), activation="relu", name=name)(x)
+        x = keras.layers.Dense(scaled(FC_UNITS, width), activation="relu",
+                               kernel_initializer=kernel_init, name=name)(x)
         x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
     return keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
                               name="predictions")(x)
