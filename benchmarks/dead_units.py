@@ -43,7 +43,7 @@ def firing_rates(model, clips) -> dict[str, list[float]]:
     import numpy as np
 
     layers = relu_layers(model)
-    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    probe = keras.Model(model.input, [layer.output for layer in layers])
     totals, batches = None, 0
     for frames, _ in clips:
         outputs = probe(frames, training=False)
