@@ -148,7 +148,7 @@ def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
 
 # Settings that only say how long a run goes and how often it reports: a run's
 # checkpoint made with other values of these is still a prefix of the run asked for.
-_LENGTH_FIELDS = ("train_steps", "checkpoint_every", "log_every")
+_LENGTH_FIELDS = ("train_steps", "checkpoint_every", "log_every", "keep_checkpoints")
 # Settings added after some runs were made, with the value those runs had.
 _ADDED_LATER = {"kernel_init": "glorot_uniform"}
 
@@ -331,6 +331,10 @@ def define_flags() -> None:
     flags.DEFINE_enum("kernel_init", "he_normal", ["he_normal", "glorot_uniform"],
                       "sports1m-train --kernel_init (glorot_uniform: the earlier tables).")
     flags.DEFINE_integer("eval_every", 500, "Steps between validations.")
+    flags.DEFINE_integer("checkpoint_every", 1000,
+                         "Steps between checkpoints (a killed run loses at most this many; "
+                         "benchmarks/dead_units.py probes each one).")
+    flags.DEFINE_integer("keep_checkpoints", 5, "Checkpoints kept per run.")
     flags.DEFINE_integer("workers", 2, "Conversion processes.")
     flags.DEFINE_string("work_dir", "/tmp/sports1m_motion_study",
                         "Videos, records and runs (datasets are reused when rerun).")
@@ -422,7 +426,9 @@ def main(argv: Sequence[str]) -> None:
                         shuffle_buffer=FLAGS.shuffle_buffer,
                         dropout=FLAGS.dropout, kernel_init=FLAGS.kernel_init,
                         eval_every=FLAGS.eval_every,
-                        checkpoint_every=min(steps, 1000), log_every=max(1, steps // 10))
+                        checkpoint_every=min(steps, FLAGS.checkpoint_every),
+                        keep_checkpoints=FLAGS.keep_checkpoints,
+                        log_every=max(1, steps // 10))
                 runs.append({"class_set": class_set, "model": model, "seed": seed, **result})
                 logging.info("%s on %s (seed %d): video Hit@1 %.3f, clip Hit@1 %.3f", model,
                              class_set, seed, result["video_hit_at_1"], result["clip_hit_at_1"])
