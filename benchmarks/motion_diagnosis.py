@@ -42,6 +42,8 @@ def define_flags() -> None:
     flags.DEFINE_float("learning_rate", 3e-4, "Learning rate.")
     flags.DEFINE_float("weight_decay", 5e-4, "Decoupled weight decay (0: plain Adam).")
     flags.DEFINE_float("input_scale", 1 / 64, "build_model input_scale (paper: 1).")
+    flags.DEFINE_enum("kernel_init", "glorot_uniform", ["glorot_uniform", "he_normal"],
+                      "build_model kernel_init (the figures in docs/issue10.md: Glorot).")
     flags.DEFINE_integer("steps", 2500, "Optimiser steps.")
     flags.DEFINE_integer("batch_size", 32, "Clips per step.")
     flags.DEFINE_integer("eval_every", 500, "Steps between test evaluations.")
@@ -99,7 +101,8 @@ def main(argv: Sequence[str]) -> None:
     keras.utils.set_random_seed(FLAGS.seed)
     size, crop, batch = FLAGS.video_size, FLAGS.input_size, FLAGS.batch_size
     model = build_model(FLAGS.model, len(names), width=FLAGS.width, input_size=crop,
-                        dropout=FLAGS.dropout, input_scale=FLAGS.input_scale)
+                        dropout=FLAGS.dropout, input_scale=FLAGS.input_scale,
+                        kernel_init=FLAGS.kernel_init)
     frames = tf.constant(frames_needed(FLAGS.model, CLIP_FRAMES))
     config = train.make_config(model_dir="unused", train_files=["unused"],
                                optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
