@@ -129,7 +129,8 @@ def main(argv: Sequence[str]) -> None:
                     model=model, seed=seed, width=FLAGS.width, input_size=FLAGS.input_size,
                     train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size,
                     learning_rate=FLAGS.learning_rate, dropout=FLAGS.dropout,
-                    kernel_init=FLAGS.kernel_init, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.train_steps,
+                    kernel_init=FLAGS.kernel_init, eval_every=FLAGS.eval_every,
+                    checkpoint_every=FLAGS.train_steps,
                     log_every=max(1, FLAGS.train_steps // 10))
                 runs.append({"placement": placement, "model": model, "seed": seed, **result})
                 logging.info("%s (%s): video Hit@1 %.3f, %.0f clips/s", model, placement,
