@@ -21,6 +21,8 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
+from sports1m_tf import cpu_kernels
+
 FLAGS = flags.FLAGS
 
 
@@ -92,6 +94,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
+    cpu_kernels.prefer_onednn()
     define_flags()
     app.run(main)
 

@@ -27,6 +27,8 @@ from typing import Sequence
 
 from absl import app, flags
 
+from sports1m_tf import cpu_kernels
+
 FLAGS = flags.FLAGS
 
 
@@ -82,7 +84,7 @@ def rendered(names: Sequence[str]):
 
 def main(argv: Sequence[str]) -> None:
     del argv
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    cpu_kernels.prefer_onednn()
     import keras
     import numpy as np
     import tensorflow as tf

@@ -32,6 +32,8 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
+from sports1m_tf import cpu_kernels
+
 SPLITS = ("train", "val", "test")
 MODELS = ("single_frame", "early_fusion", "late_fusion", "slow_fusion", "slow_fusion_multires")
 
@@ -445,6 +447,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
+    cpu_kernels.prefer_onednn()
     define_flags()
     app.run(main)
 

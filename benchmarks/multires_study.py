@@ -24,6 +24,8 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
+from sports1m_tf import cpu_kernels
+
 import motion_study as common
 
 MODELS = ("single_frame", "single_frame_multires", "slow_fusion", "slow_fusion_multires")
@@ -147,6 +149,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
+    cpu_kernels.prefer_onednn()
     define_flags()
     app.run(main)
 

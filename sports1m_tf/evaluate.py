@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 from absl import app, flags, logging
 
-from sports1m_tf import figures, metrics
+from sports1m_tf import cpu_kernels, figures, metrics
 from sports1m_tf.video_predictions import VideoAccumulator, VideoPredictions
 from tfrecord_tools import schema, summary
 
@@ -671,6 +671,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
+    cpu_kernels.prefer_onednn()
     define_flags()
     app.run(main)
 

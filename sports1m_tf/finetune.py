@@ -35,9 +35,10 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-# The oneDNN default of sports1m-train (see train.run()). It only counts before
-# TensorFlow is imported, which `sports1m_tf.transfer` does just below.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+from sports1m_tf import cpu_kernels  # noqa: E402
+
+# Before `sports1m_tf.transfer` (just below) imports TensorFlow.
+cpu_kernels.prefer_onednn()
 
 from sports1m_tf import checkpoints, flags_common, train  # noqa: E402
 from sports1m_tf.transfer import PAPER_DROPOUT, REGIMES  # noqa: E402

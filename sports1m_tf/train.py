@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 
 from absl import app, flags, logging
 
-from sports1m_tf import checkpoints, distribute, flags_common
+from sports1m_tf import checkpoints, cpu_kernels, distribute, flags_common
 
 FLAGS = flags.FLAGS
 
@@ -573,11 +573,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    # oneDNN kernels: about 2x fewer CPU seconds per training step here
-    # (benchmarks/train_step.py, docs/issue5.md). TF 2.21 leaves them off on some
-    # CPUs (AMD); the variable only counts before TensorFlow is imported, and an
-    # explicit TF_ENABLE_ONEDNN_OPTS=0 still wins.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    cpu_kernels.prefer_onednn()
     flags_common.define_all()
     app.run(main)
 
