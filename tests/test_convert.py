@@ -352,28 +352,39 @@ def test_sigkill_mid_run_then_rerun_gives_exactly_the_clean_clips(tmp_path):
                                        "train-00001-of-00002.tfrecord"]
 
 
-def _main(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(_cli(*args), capture_output=True, text=True, timeout=120)
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def test_cli_exit_status_nothing_converted_strict_and_usage(tmp_path, videos):
     bad = tmp_path / "bad.csv"
     bad.write_text(f"{videos['folder']}/v/empty.mp4,a\n{videos['folder']}/v/text.mp4,b\n")
-    r = _main(f"--manifest={bad}", f"--output_dir={tmp_path / 'o1'}", "--noprogress")
-    assert r.returncode == 1
-    assert "empty file (0 bytes)" in r.stderr and "not a video" in r.stderr
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(f"{videos['folder']}/v/small.avi,a\n{videos['folder']}/v/gone.mp4,b\n")
+    # The three commands share nothing: run them side by side (each pays its start-up).
+    procs = [
+        _start(f"--manifest={bad}", f"--output_dir={tmp_path / 'o1'}", "--noprogress"),
+        _start(f"--manifest={mixed}", "--clips_per_video=1", "--frame_size=32",
+               "--num_shards=1", "--noprogress", "--split=val",
+               f"--output_dir={tmp_path / 'o2'}", "--strict"),
+        _start(f"--manifest={tmp_path / 'nope.csv'}", f"--output_dir={tmp_path / 'o3'}")]
+    nothing, strict, usage = [_finish(p) for p in procs]
+
+    assert nothing.returncode == 1
+    assert "empty file (0 bytes)" in nothing.stderr and "not a video" in nothing.stderr
     with open(tmp_path / "o1" / "dataset.json") as f:
         assert len(json.load(f)["splits"]["train"]["failed"]) == 2
 
-    mixed = tmp_path / "mixed.csv"
-    mixed.write_text(f"{videos['folder']}/v/small.avi,a\n{videos['folder']}/v/gone.mp4,b\n")
-    r = _main(f"--manifest={mixed}", "--clips_per_video=1", "--frame_size=32", "--num_shards=1",
-              "--noprogress", "--split=val", f"--output_dir={tmp_path / 'o2'}", "--strict")
-    assert r.returncode == 1 and "missing file" in r.stderr
+    assert strict.returncode == 1 and "missing file" in strict.stderr
     assert os.path.exists(tmp_path / "o2" / "val-00000-of-00001.tfrecord")  # still written
 
-    r = _main(f"--manifest={tmp_path / 'nope.csv'}", f"--output_dir={tmp_path}")
-    assert r.returncode == 2 and "nope.csv does not exist" in r.stderr
+    assert usage.returncode == 2 and "nope.csv does not exist" in usage.stderr
 
 
 # --- the other manifest formats, end to end ------------------------------------------------

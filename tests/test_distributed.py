@@ -149,17 +149,18 @@ def test_tf_config_is_validated_with_clear_errors():
 def test_bad_tf_config_fails_fast_from_the_command(tmp_path, records):
     args = [*TINY, *records, f"--model_dir={tmp_path / 'run'}", "--train_steps=2"]
     with _cluster(tmp_path) as launch:
+        # Both at once: each pays TensorFlow's start-up, and they share nothing.
         malformed = launch("malformed", args, tf_config='{"cluster": {"worker": [')
-        code = malformed.wait(60)
-        assert code != 0
-        assert "TF_CONFIG is not valid JSON" in (tmp_path / "malformed.err").read_text()
-
         # Worker 0 of a two-worker cluster whose worker 1 never starts.
         ports = _free_ports(2)
         cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
         started = time.monotonic()
         lonely = launch("lonely", [*args, "--peer_timeout=4"],
                         tf_config=_tf_config(cluster, "worker", 0))
+
+        code = malformed.wait(60)
+        assert code != 0
+        assert "TF_CONFIG is not valid JSON" in (tmp_path / "malformed.err").read_text()
         code = lonely.wait(90)
         err = (tmp_path / "lonely.err").read_text()
         assert code != 0, err[-2000:]
