@@ -69,8 +69,15 @@ class ErrorCounter:
         one = tf.constant(1, tf.int64)
         start = tf.raw_ops.ResourceScatterAdd(resource=started.handle, indices=file_index,
                                               updates=one)
+        # `control_dependencies([start])` around step() alone is not enough: TF puts
+        # the control edge only on the step's ops whose inputs all come from outside
+        # the block (often just its constants), and an op that reads a captured
+        # input can then run, and fail, before `start` (seen as a skipped record
+        # counted 0 times). A predicate read from the counter after `start`
+        # makes the whole step wait for it: a cond's branches run after its predicate.
         with tf.control_dependencies([start]):
-            result = step()
+            counted = tf.raw_ops.ReadVariableOp(resource=started.handle, dtype=tf.int64)
+        result = tf.cond(tf.reduce_all(counted >= 0), step, step)  # always true
         # Runs only once every output exists, i.e. only if the step succeeded.
         with tf.control_dependencies(tf.nest.flatten(result)):
             done = tf.raw_ops.ResourceScatterAdd(resource=finished.handle, indices=file_index,
