@@ -35,7 +35,7 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from sports1m_tf import cpu_kernels  # noqa: E402
+from sports1m_tf import cpu_kernels
 
 # Before `sports1m_tf.transfer` (just below) imports TensorFlow.
 cpu_kernels.prefer_onednn()
