@@ -2,6 +2,10 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Test files run on this many processes (pytest-xdist, one file per process so each
+# module fixture is built once): most of the suite's time is subprocesses importing
+# TensorFlow, which a second process overlaps.
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test bench clean
 
@@ -17,7 +21,7 @@ demo: install
 	$(BIN)/sports1m-demo --workdir=demo_run
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 clean:
 	rm -rf $(VENV) demo_run

