@@ -152,7 +152,7 @@ def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
 # checkpoint made with other values of these is still a prefix of the run asked for.
 _LENGTH_FIELDS = ("train_steps", "checkpoint_every", "log_every", "keep_checkpoints")
 # Settings added after some runs were made, with the value those runs had.
-_ADDED_LATER = {"kernel_init": "glorot_uniform"}
+_ADDED_LATER = {"kernel_init": "glorot_uniform", "lr_schedule": "plateau"}
 
 
 def resume_step(model_dir: str, config) -> int:
@@ -176,7 +176,10 @@ def resume_step(model_dir: str, config) -> int:
         previous = checkpoints.load_run_config(model_dir)
     except (OSError, ValueError):
         return 0
-    wanted = {k: v for k, v in dataclasses.asdict(config).items() if k not in _LENGTH_FIELDS}
+    # A cosine curve is drawn over the whole run: another length is another run.
+    lengths = ("checkpoint_every", "log_every", "keep_checkpoints") \
+        if config.lr_schedule == "cosine" else _LENGTH_FIELDS
+    wanted = {k: v for k, v in dataclasses.asdict(config).items() if k not in lengths}
     wanted = json.loads(json.dumps(wanted))  # tuples -> lists, as run_config.json holds them
     # None: resolved by `train` from the data (num_classes), which checks it itself.
     same = all(previous.get(k, _ADDED_LATER.get(k)) == v
@@ -332,6 +335,8 @@ def define_flags() -> None:
     flags.DEFINE_float("dropout", 0.5, "Dropout after fc6 and fc7 (paper: 0.5).")
     flags.DEFINE_enum("kernel_init", "he_normal", ["he_normal", "glorot_uniform"],
                       "sports1m-train --kernel_init (glorot_uniform: the earlier tables).")
+    flags.DEFINE_enum("lr_schedule", "plateau", ["plateau", "cosine"],
+                      "sports1m-train --lr_schedule (plateau: the earlier tables).")
     flags.DEFINE_integer("eval_every", 500, "Steps between validations.")
     flags.DEFINE_integer("checkpoint_every", 1000,
                          "Steps between checkpoints (a killed run loses at most this many; "
@@ -348,7 +353,7 @@ def study_settings() -> dict:
     return {name: FLAGS[name].value for name in (
         "videos_per_class", "num_frames", "video_size", "frame_size", "input_size", "width",
         "train_steps", "appearance_train_steps", "batch_size", "shuffle_buffer", "optimizer", "learning_rate", "input_scale", "dropout",
-        "eval_every", "kernel_init")}
+        "eval_every", "kernel_init", "lr_schedule")}
 
 
 def table(runs: list[dict], models: Sequence[str], class_sets: Sequence[str]) -> str:
@@ -427,6 +432,7 @@ def main(argv: Sequence[str]) -> None:
                         optimizer=FLAGS.optimizer, input_scale=FLAGS.input_scale,
                         shuffle_buffer=FLAGS.shuffle_buffer,
                         dropout=FLAGS.dropout, kernel_init=FLAGS.kernel_init,
+                        lr_schedule=FLAGS.lr_schedule,
                         eval_every=FLAGS.eval_every,
                         checkpoint_every=min(steps, FLAGS.checkpoint_every),
                         keep_checkpoints=FLAGS.keep_checkpoints,

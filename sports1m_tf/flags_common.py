@@ -83,7 +83,12 @@ def define_training_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     _once(fv, flags.DEFINE_integer, "plateau_patience", 5,
           "Validations without a better clip Hit@1 before the learning rate drops x0.1.")
     _once(fv, flags.DEFINE_float, "min_learning_rate", 1e-6,
-          "The plateau schedule never goes below this.")
+          "The learning rate never goes below this (plateau); cosine ends at it.")
+    _once(fv, flags.DEFINE_enum, "lr_schedule", "plateau", ["plateau", "cosine"],
+          "plateau: the paper's, x0.1 after --plateau_patience validations without a better "
+          "clip Hit@1. cosine: from --learning_rate down to --min_learning_rate at "
+          "--train_steps, whatever validation does (changing --train_steps on resume "
+          "changes the curve).")
     _once(fv, flags.DEFINE_integer, "keep_checkpoints", 5, "Checkpoints kept (oldest deleted).")
     _once(fv, flags.DEFINE_integer, "seed", 0, "Seed of initialisation and data order.")
     _once(fv, flags.DEFINE_enum, "kernel_init", "glorot_uniform",

@@ -73,6 +73,7 @@ class TrainConfig:
     weight_decay: float
     plateau_patience: int
     min_learning_rate: float
+    lr_schedule: str
     keep_checkpoints: int
     seed: int
     kernel_init: str
@@ -135,16 +136,36 @@ def _next_boundary(current: int, config: TrainConfig) -> int:
     return min([config.train_steps] + [(current // n + 1) * n for n in every])
 
 
+def make_learning_rate(config: TrainConfig):
+    """`config.learning_rate` as the optimiser takes it: a float for the plateau schedule
+    (which `train` lowers by assignment), a Keras schedule for cosine.
+
+    Cosine decays from `learning_rate` at step 0 to `min_learning_rate` at
+    `train_steps`, read off the optimiser's own step count, which the checkpoint holds,
+    so a resumed run picks up the curve where it stopped.
+    """
+    if config.lr_schedule == "plateau":
+        return config.learning_rate
+    if config.lr_schedule == "cosine":
+        import keras
+        floor = min(config.min_learning_rate, config.learning_rate)
+        return keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.train_steps,
+            alpha=floor / config.learning_rate if config.learning_rate else 0.0)
+    raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; expected plateau or cosine")
+
+
 def make_optimizer(config: TrainConfig):
     """The run's optimiser: SGD with momentum (the paper) or AdamW, both with decoupled
     weight decay on kernels only (biases are not decayed, as in AlexNet-style training)."""
     import keras
+    learning_rate = make_learning_rate(config)
     if config.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(config.learning_rate, momentum=config.momentum,
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=config.momentum,
                                          weight_decay=config.weight_decay or None)
     elif config.optimizer == "adam":
         # AdamW's decay is w <- w - lr * wd * w, the same decoupled rule as SGD's.
-        optimizer = keras.optimizers.AdamW(config.learning_rate,
+        optimizer = keras.optimizers.AdamW(learning_rate,
                                            weight_decay=config.weight_decay)
     else:
         raise ValueError(f"unknown optimizer {config.optimizer!r}; expected sgd or adam")
@@ -508,7 +529,8 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
                 plateau_wait.assign(0)
             else:
                 plateau_wait.assign_add(1)
-            if int(plateau_wait.numpy()) >= config.plateau_patience:
+            if (config.lr_schedule == "plateau"
+                    and int(plateau_wait.numpy()) >= config.plateau_patience):
                 lowered = max(float(np.asarray(optimizer.learning_rate)) * 0.1,
                               config.min_learning_rate)
                 optimizer.learning_rate.assign(lowered)

@@ -1,7 +1,7 @@
 """sports1m-train on one device, in this process: videos → converter → records → tiny models.
 
-Learning, TensorBoard contents, the NaN stop, the plateau schedule across a
-resume, and the run folder that evaluation and export rely on.
+Learning, TensorBoard contents, the NaN stop, the plateau and cosine schedules
+across a resume, and the run folder that evaluation and export rely on.
 """
 import json
 import os
@@ -116,6 +116,39 @@ def test_plateau_lowers_the_learning_rate_and_its_state_survives_a_resume(record
     second = train.train(train.make_config(**common, train_steps=5))
     assert second["step"] == 5
     assert second["learning_rate"] == pytest.approx(1e-11)
+
+
+def test_cosine_schedule_follows_its_curve_ignores_plateaus_and_resumes_on_it(records, tmp_path):
+    import math
+    model_dir = str(tmp_path / "cosine")
+    # Validation never improves (tiny steps) and the patience is 1: the plateau rule
+    # would cut the learning rate at every validation; cosine must not.
+    config = train.make_config(**SMALL, train_files=records["train"], val_files=records["val"],
+                               model_dir=model_dir, train_steps=8, eval_every=1,
+                               checkpoint_every=4, log_every=1, val_batches=1,
+                               learning_rate=1e-3, min_learning_rate=1e-5, plateau_patience=1,
+                               lr_schedule="cosine", optimizer="adam", strategy="one_device")
+
+    def curve(step):
+        return 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * step / 8))
+
+    result = train.train(config)
+    assert result["learning_rate"] == pytest.approx(1e-5, rel=1e-4)
+    logged = _tensor_events(os.path.join(model_dir, "train"))["learning_rate"]
+    assert [s for s, _ in logged] == list(range(1, 9))
+    for step, value in logged:
+        assert float(value) == pytest.approx(curve(step), rel=1e-4), step
+    # Killed after checkpoint 4: the resumed run goes on along the same curve.
+    for name in tf.io.gfile.glob(os.path.join(model_dir, "ckpt-8*")):
+        tf.io.gfile.remove(name)
+    tf.compat.v1.train.update_checkpoint_state(model_dir, os.path.join(model_dir, "ckpt-4"))
+    train.train(config)
+    again = [(s, float(v)) for s, v in
+             _tensor_events(os.path.join(model_dir, "train"))["learning_rate"]]
+    resumed = [(s, v) for s, v in again[8:]]
+    assert [s for s, _ in resumed] == [5, 6, 7, 8]
+    for step, value in resumed:
+        assert value == pytest.approx(curve(step), rel=1e-4), step
 
 
 def test_resume_refuses_a_different_model(records, tmp_path):
