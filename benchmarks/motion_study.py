@@ -96,6 +96,73 @@ def logged_scalar(events_dir: str, tag: str) -> list[float]:
     return [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)]
 
 
+def validation_curve(model_dir: str) -> dict[int, float]:
+    """Validation clip Hit@1 by step; a step validated again after a resume keeps its
+    latest value."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(os.path.join(model_dir, "validation"),
+                              size_guidance={"tensors": 0})
+    events.Reload()
+    if "clip_hit_at_1" not in events.Tags()["tensors"]:
+        return {}
+    return {e.step: float(tf.make_ndarray(e.tensor_proto))
+            for e in events.Tensors("clip_hit_at_1")}
+
+
+def select_by_validation(model_dir: str) -> dict | None:
+    """The run's model of best validation clip Hit@1: `best_model.keras` when the run
+    kept one, else (runs from before sports1m-train kept it) the best of the kept
+    checkpoints. The first of equal bests. None without validation or checkpoints.
+
+    Returns:
+      dict: `keras_model` or `checkpoint` (for `evaluate.load_members`), `step`,
+      `val_clip_hit_at_1`, `source` (how it was chosen, for the JSON).
+    """
+    from sports1m_tf import checkpoints
+
+    info = checkpoints.load_best_info(model_dir)
+    if info:
+        return {"keras_model": os.path.join(model_dir, checkpoints.BEST_MODEL_FILE),
+                "step": info["step"], "val_clip_hit_at_1": info["val_clip_hit_at_1"],
+                "source": checkpoints.BEST_MODEL_FILE}
+    curve = validation_curve(model_dir)
+    kept = [s for s in checkpoints.checkpoint_steps(model_dir) if s in curve]
+    if not kept:
+        return None
+    step = max(sorted(kept), key=lambda s: curve[s])
+    return {"checkpoint": checkpoints.checkpoint_path(model_dir, step), "step": step,
+            "val_clip_hit_at_1": curve[step],
+            "source": f"best of the kept checkpoints, steps {min(kept)}-{max(kept)}"}
+
+
+def score_selected(data: dict, model_dir: str) -> dict:
+    """Test Hit@1 of `select_by_validation`'s model, as `selected_*` fields ({} when
+    there is none). The test split plays no part in the choice."""
+    import keras
+
+    from sports1m_tf import evaluate
+
+    chosen = select_by_validation(model_dir)
+    if chosen is None:
+        return {}
+    members = evaluate.load_members(checkpoints=[chosen["checkpoint"]] if "checkpoint" in chosen
+                                    else [], keras_models=[chosen.get("keras_model")]
+                                    if "keras_model" in chosen else [])
+    output_dir = os.path.join(model_dir, "selected_test_report")
+    report = evaluate.evaluate(members, data["files"]["test"], output_dir=output_dir,
+                               class_names=data["classes"], write_tensorboard=False,
+                               show_progress=False)
+    keras.backend.clear_session()
+    return {"selected_step": chosen["step"], "selected_from": chosen["source"],
+            "selected_val_clip_hit_at_1": chosen["val_clip_hit_at_1"],
+            "selected_video_hit_at_1": report["video_hit_at_1"],
+            "selected_clip_hit_at_1": report["clip_hit_at_1"],
+            "selected_per_class_video_hit_at_1": per_class_hits(
+                os.path.join(output_dir, "video_probs.npz"))}
+
+
 def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
                        **train_settings) -> dict:
     """Trains one model from scratch on `data`, then scores it on the test videos.
@@ -113,7 +180,8 @@ def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
       `train_seconds` (wall, the whole call: from `resumed_from_step` when an
       earlier checkpoint of the same run was carried on), `train_clips_per_s` (median of the
       logged windows after the first, so step time only: no start-up, tracing
-      or validation), `steps`, `test_videos`.
+      or validation), `steps`, `test_videos`; and `score_selected`'s `selected_*`
+      (the same test scores of the model of best validation Hit@1).
     """
     import shutil
 
@@ -138,6 +206,7 @@ def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
                                show_progress=False)
     speeds = logged_scalar(os.path.join(model_dir, "train"), "clips_per_second")
     keras.backend.clear_session()
+    selected = score_selected(data, model_dir)
     return {"clip_hit_at_1": report["clip_hit_at_1"], "video_hit_at_1": report["video_hit_at_1"],
             "per_class_video_hit_at_1": per_class_hits(
                 os.path.join(model_dir, "test_report", "video_probs.npz")),
@@ -145,7 +214,7 @@ def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
             "train_seconds": round(seconds, 1),
             "train_clips_per_s": statistics.median(speeds[1:] or speeds) if speeds else None,
             "steps": result["step"], "resumed_from_step": resumed_from,
-            "test_videos": report["videos"]}
+            "test_videos": report["videos"], **selected}
 
 
 # Settings that only say how long a run goes and how often it reports: a run's
@@ -359,29 +428,32 @@ def study_settings() -> dict:
         "eval_every", "kernel_init", "lr_schedule", "weight_decay")}
 
 
-def table(runs: list[dict], models: Sequence[str], class_sets: Sequence[str]) -> str:
-    """Markdown: video Hit@1 (and clip Hit@1) per model and class set, over seeds."""
+def table(runs: list[dict], models: Sequence[str], class_sets: Sequence[str],
+          prefix: str = "") -> str:
+    """Markdown: video Hit@1 (and clip Hit@1) per model and class set, over seeds.
+    `prefix="selected_"`: of the models chosen by validation."""
     head = ["model"] + [f"{c}: video Hit@1 (%)" for c in class_sets] + \
            [f"{c}: clip Hit@1 (%)" for c in class_sets]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for model in models:
         row = [model]
-        for key in ("video_hit_at_1", "clip_hit_at_1"):
+        for key in (prefix + "video_hit_at_1", prefix + "clip_hit_at_1"):
             for c in class_sets:
-                row.append(cell(summarise([r[key] for r in runs
+                row.append(cell(summarise([r.get(key) for r in runs
                                            if r["model"] == model and r["class_set"] == c])))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
-def class_table(runs: list[dict], models: Sequence[str], class_set: str) -> str:
+def class_table(runs: list[dict], models: Sequence[str], class_set: str,
+                prefix: str = "") -> str:
     """Markdown: test video Hit@1 (%) per class of one class set, mean over seeds."""
     from sports1m_tf import synthetic
 
     names = synthetic.resolve_classes(class_set)
     lines = ["| model | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 1)]
     for model in models:
-        mine = [r.get("per_class_video_hit_at_1") or {} for r in runs
+        mine = [r.get(prefix + "per_class_video_hit_at_1") or {} for r in runs
                 if r["model"] == model and r["class_set"] == class_set]
         if not any(mine):
             continue
@@ -444,11 +516,32 @@ def main(argv: Sequence[str]) -> None:
                 logging.info("%s on %s (seed %d): video Hit@1 %.3f, clip Hit@1 %.3f", model,
                              class_set, seed, result["video_hit_at_1"], result["clip_hit_at_1"])
                 save(FLAGS.output, settings, runs)
+    # Runs made before the study scored the validation-selected model get it now
+    # (from their folders' kept checkpoints); a folder that is gone stays without.
+    for r in runs:
+        model_dir = os.path.join(FLAGS.work_dir, "runs",
+                                 f"{r['class_set']}_{r['model']}_s{r['seed']}")
+        if "selected_from" in r or r["model"] == CONTROL or not os.path.isdir(model_dir):
+            continue
+        data = make_records(FLAGS.work_dir, classes=r["class_set"],
+                            videos_per_class=FLAGS.videos_per_class,
+                            num_frames=FLAGS.num_frames, video_size=FLAGS.video_size,
+                            frame_size=FLAGS.frame_size, centre_bias=True, seed=r["seed"],
+                            workers=FLAGS.workers)
+        r.update(score_selected(data, model_dir) or {"selected_from": None})
+        save(FLAGS.output, settings, runs)
     chance = {c: 1.0 / len(synthetic.resolve_classes(c)) for c in FLAGS.class_sets}
     text = table(runs, FLAGS.models, FLAGS.class_sets)
     for class_set in FLAGS.class_sets:
         text += f"\n\nPer class, {class_set} classes (video Hit@1 %, mean ± std):\n\n"
         text += class_table(runs, FLAGS.models, class_set)
+    if any(r.get("selected_from") for r in runs):
+        text += ("\n\nThe model of best validation clip Hit@1 of each run (test scores; "
+                 "steps in the JSON's selected_step):\n\n")
+        text += table(runs, FLAGS.models, FLAGS.class_sets, prefix="selected_")
+        for class_set in FLAGS.class_sets:
+            text += f"\n\nPer class, {class_set} classes, selected by validation:\n\n"
+            text += class_table(runs, FLAGS.models, class_set, prefix="selected_")
     save(FLAGS.output, settings, runs, table=text, chance=chance)
     print(text)
     print("\nchance: " + ", ".join(f"{c} {100 * p:.1f}%" for c, p in chance.items()) +

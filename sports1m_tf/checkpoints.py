@@ -6,6 +6,8 @@ transfer learning):
   checkpoint        tf.train.CheckpointManager's index of the ckpt-STEP files
   ckpt-STEP.*       tf.train.Checkpoint(model=, optimizer=, step=, plateau=)
   model.keras       the final model
+  best_model.keras  the model at the best validation clip Hit@1 so far (with validation)
+  best_model.json   its step and validation clip Hit@1
   train/, validation/   TensorBoard events
 """
 from __future__ import annotations
@@ -19,6 +21,8 @@ import tempfile
 
 RUN_CONFIG_FILE = "run_config.json"
 FINAL_MODEL_FILE = "model.keras"
+BEST_MODEL_FILE = "best_model.keras"
+BEST_MODEL_INFO = "best_model.json"
 CHECKPOINT_NAME = "ckpt"
 # Keys of run_config.json that `build_model` needs.
 MODEL_KEYS = ("model", "num_classes", "multires", "width", "input_size", "dropout",
@@ -152,3 +156,27 @@ def discard_write_dir(directory: str, model_dir: str) -> None:
     """Deletes a non-chief task's temporary checkpoint folder."""
     if os.path.abspath(directory) != os.path.abspath(model_dir):
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def load_best_info(model_dir: str) -> dict | None:
+    """`best_model.json` of a run (`step`, `val_clip_hit_at_1`); None when absent."""
+    path = os.path.join(model_dir, BEST_MODEL_INFO)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable best-model record ({e})") from e
+
+
+def save_best_model(model, model_dir: str, step: int, hit_at_1: float) -> str:
+    """Writes `best_model.keras` and its record; a kill midway leaves the old pair."""
+    path = os.path.join(model_dir, BEST_MODEL_FILE)
+    # Keras wants a .keras suffix; the rename makes the replacement atomic.
+    tmp = os.path.join(model_dir, f".tmp_{BEST_MODEL_FILE}")
+    model.save(tmp)
+    os.replace(tmp, path)
+    _atomic_write_text(os.path.join(model_dir, BEST_MODEL_INFO),
+                       json.dumps({"step": int(step), "val_clip_hit_at_1": float(hit_at_1)}))
+    return path

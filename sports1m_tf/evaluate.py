@@ -100,6 +100,7 @@ def load_members(model_dirs: Sequence[str] = (), checkpoints: Sequence[str] = ()
         model = run_checkpoints.restore_model(run_dir, step=step)
         members.append(Member(model, dict(source="checkpoint", path=prefix, step=step,
                                           model_dir=run_dir)))
+    from sports1m_tf import checkpoints as run_checkpoints
     for path in keras_models:
         if not os.path.exists(path):
             raise FileNotFoundError(f"--keras_model {path}: no such file")
@@ -108,6 +109,8 @@ def load_members(model_dirs: Sequence[str] = (), checkpoints: Sequence[str] = ()
         folder = os.path.dirname(os.path.abspath(path))
         run_dir = folder if os.path.exists(os.path.join(folder, "run_config.json")) else None
         step = _checkpoint_step(tf.train.latest_checkpoint(run_dir)) if run_dir else None
+        if run_dir and os.path.basename(path) == run_checkpoints.BEST_MODEL_FILE:
+            step = (run_checkpoints.load_best_info(run_dir) or {}).get("step")
         members.append(Member(model, dict(source="keras_model", path=path, step=step,
                                           model_dir=run_dir)))
     for member in members:

@@ -256,6 +256,9 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
       dict: `step` (final), `loss` (last logged training loss), `validation`
       (last validation's `hit_at_1` and `loss`, or None), `model` (the
       `keras.Model`), `model_path` (the chief's model.keras; None elsewhere),
+      `best_model_path` (the chief's best_model.keras: the weights of the best
+      validation clip Hit@1, for model selection; None without validation or
+      off the chief), `best_step` (its step),
       `learning_rate` (final), `weights_sha256` (digest of the final
       weights). The ps and worker tasks of a parameter-server cluster serve
       forever instead of returning.
@@ -378,6 +381,16 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         checkpoint.restore(latest).assert_existing_objects_matched()
         logging.info("resumed from %s", latest)
     start_step = int(step.numpy())
+    # The best-validation model outlives checkpoint rotation. Its own record, not
+    # plateau_best, says what to beat: a kill between the two writes must not let a
+    # worse model replace it on resume. A fresh run drops a stale one.
+    best_info = checkpoints.load_best_info(config.model_dir) if latest else None
+    best_hit = best_info["val_clip_hit_at_1"] if best_info else -1.0
+    best_step = best_info["step"] if best_info else None
+    if chief and not latest:
+        for name in (checkpoints.BEST_MODEL_FILE, checkpoints.BEST_MODEL_INFO):
+            if os.path.exists(os.path.join(config.model_dir, name)):
+                os.remove(os.path.join(config.model_dir, name))
 
     # -----------------------------------------------------------------------
     # Input
@@ -539,6 +552,10 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
                              "learning rate now %.2g", config.plateau_patience, lowered)
             logging.info("validation at step %d: clip Hit@1 %.4f, loss %.4f (%d clips)",
                          current, hit, last_validation["loss"], last_validation["clips"])
+            if hit > best_hit:
+                best_hit, best_step = hit, current
+                if chief:
+                    checkpoints.save_best_model(model, config.model_dir, current, hit)
             with val_writer.as_default():
                 tf.summary.scalar("clip_hit_at_1", hit, step=current)
                 tf.summary.scalar("loss", last_validation["loss"], step=current)
@@ -572,6 +589,9 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         k: last_validation[k] for k in ("hit_at_1", "loss", "clips")}
     return {"step": current, "loss": last_loss, "validation": validation, "model": model,
             "model_path": model_path if chief else None,
+            "best_model_path": (os.path.join(config.model_dir, checkpoints.BEST_MODEL_FILE)
+                                if chief and best_step is not None else None),
+            "best_step": best_step,
             "learning_rate": float(np.asarray(optimizer.learning_rate)),
             "weights_sha256": digest.hexdigest()}
 
@@ -591,6 +611,7 @@ def main(argv: Sequence[str]) -> None:
         logging.error("%s", e)
         raise SystemExit(f"sports1m-train: {e}") from None
     print(json.dumps({k: result[k] for k in ("step", "loss", "validation", "model_path",
+                                             "best_model_path", "best_step",
                                              "learning_rate", "weights_sha256")}))
 
 

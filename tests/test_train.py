@@ -36,6 +36,15 @@ def records(tmp_path_factory):
             "classes": converted["classes"]}
 
 
+def _motion_study():
+    import importlib.util
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "motion_study.py")
+    spec = importlib.util.spec_from_file_location("motion_study", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _tensor_events(folder):
     events = EventAccumulator(folder, size_guidance={"tensors": 0})
     events.Reload()
@@ -149,6 +158,63 @@ def test_cosine_schedule_follows_its_curve_ignores_plateaus_and_resumes_on_it(re
     assert [s for s, _ in resumed] == [5, 6, 7, 8]
     for step, value in resumed:
         assert value == pytest.approx(curve(step), rel=1e-4), step
+
+
+def test_best_model_holds_the_best_validation_weights_across_a_resume(records, tmp_path):
+    import sports1m_tf.models  # noqa: F401  (custom layers for loading)
+    model_dir = str(tmp_path / "best")
+    common = dict(**SMALL, train_files=records["train"], val_files=records["val"],
+                  model_dir=model_dir, eval_every=10, checkpoint_every=10, log_every=10,
+                  keep_checkpoints=20, learning_rate=0.01, strategy="one_device", seed=0)
+
+    def check(expected_steps):
+        logged = _tensor_events(os.path.join(model_dir, "validation"))["clip_hit_at_1"]
+        steps, hits = [s for s, _ in logged], [float(v) for _, v in logged]
+        assert steps == expected_steps
+        best = int(np.argmax(hits))  # the first of equal bests: only a gain replaces it
+        info = checkpoints.load_best_info(model_dir)
+        assert info["step"] == steps[best]
+        assert info["val_clip_hit_at_1"] == pytest.approx(hits[best])
+        saved = keras.saving.load_model(os.path.join(model_dir, checkpoints.BEST_MODEL_FILE),
+                                        compile=False)
+        at_step = checkpoints.restore_model(model_dir, steps[best])
+        for a, b in zip(saved.weights, at_step.weights, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+        return info
+
+    result = train.train(train.make_config(**common, train_steps=40))
+    first = check([10, 20, 30, 40])
+    assert result["best_step"] == first["step"]
+    assert result["best_model_path"] == os.path.join(model_dir, checkpoints.BEST_MODEL_FILE)
+    # The motion study's choice: best_model.keras, or for a run from before it was
+    # kept, the best of the kept checkpoints (here with step 10's dropped).
+    study = _motion_study()
+    chosen = study.select_by_validation(model_dir)
+    assert chosen["keras_model"] == result["best_model_path"] and chosen["step"] == first["step"]
+    info_path = os.path.join(model_dir, checkpoints.BEST_MODEL_INFO)
+    os.rename(info_path, info_path + ".away")
+    step_10 = tf.io.gfile.glob(os.path.join(model_dir, "ckpt-10.*"))
+    for name in step_10:
+        os.rename(name, name + ".away")
+    hits = {s: float(v) for s, v in
+            _tensor_events(os.path.join(model_dir, "validation"))["clip_hit_at_1"]}
+    chosen = study.select_by_validation(model_dir)
+    assert chosen["step"] == max([20, 30, 40], key=lambda s: hits[s])
+    assert chosen["checkpoint"] == os.path.join(model_dir, f"ckpt-{chosen['step']}")
+    assert chosen["source"] == "best of the kept checkpoints, steps 20-40"
+    for name in [info_path] + step_10:
+        os.rename(name + ".away", name)
+    # Extended by a resume: only a better validation replaces the kept model.
+    result = train.train(train.make_config(**common, train_steps=120))
+    second = check([10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120])
+    assert second["val_clip_hit_at_1"] >= first["val_clip_hit_at_1"]
+    assert second["val_clip_hit_at_1"] > 0.5  # it learnt; the kept model is not step 10's
+    # A fresh run in the folder (no checkpoint) does not inherit the old best.
+    for name in tf.io.gfile.glob(os.path.join(model_dir, "ckpt-*")) + \
+            [os.path.join(model_dir, "checkpoint")]:
+        tf.io.gfile.remove(name)
+    train.train(train.make_config(**{**common, "eval_every": 1000}, train_steps=2))
+    assert checkpoints.load_best_info(model_dir)["step"] == 2
 
 
 def test_resume_refuses_a_different_model(records, tmp_path):
