@@ -186,6 +186,9 @@ def test_best_model_holds_the_best_validation_weights_across_a_resume(records, t
     first = check([10, 20, 30, 40])
     assert result["best_step"] == first["step"]
     assert result["best_model_path"] == os.path.join(model_dir, checkpoints.BEST_MODEL_FILE)
+    from sports1m_tf import evaluate
+    member, = evaluate.load_members(keras_models=[result["best_model_path"]])
+    assert member.identity["step"] == first["step"]  # not the run's latest checkpoint
     # The motion study's choice: best_model.keras, or for a run from before it was
     # kept, the best of the kept checkpoints (here with step 10's dropped).
     study = _motion_study()
