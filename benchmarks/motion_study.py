@@ -84,8 +84,8 @@ def make_records(root: str, *, classes: str, videos_per_class: int, num_frames: 
     return {"files": {s: os.path.join(records, f"{s}-*") for s in SPLITS}, "classes": names}
 
 
-def logged_scalar(events_dir: str, tag: str) -> list[float]:
-    """The values of a scalar written with `tf.summary.scalar`, in step order."""
+def _logged(events_dir: str, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of a scalar written with `tf.summary.scalar`, in the order written."""
     import tensorflow as tf
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -93,22 +93,18 @@ def logged_scalar(events_dir: str, tag: str) -> list[float]:
     events.Reload()
     if tag not in events.Tags()["tensors"]:
         return []
-    return [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)]
+    return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
+
+
+def logged_scalar(events_dir: str, tag: str) -> list[float]:
+    """The values of a scalar written with `tf.summary.scalar`, in step order."""
+    return [value for _, value in _logged(events_dir, tag)]
 
 
 def validation_curve(model_dir: str) -> dict[int, float]:
     """Validation clip Hit@1 by step; a step validated again after a resume keeps its
     latest value."""
-    import tensorflow as tf
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(os.path.join(model_dir, "validation"),
-                              size_guidance={"tensors": 0})
-    events.Reload()
-    if "clip_hit_at_1" not in events.Tags()["tensors"]:
-        return {}
-    return {e.step: float(tf.make_ndarray(e.tensor_proto))
-            for e in events.Tensors("clip_hit_at_1")}
+    return dict(_logged(os.path.join(model_dir, "validation"), "clip_hit_at_1"))
 
 
 def select_by_validation(model_dir: str) -> dict | None:
@@ -147,9 +143,9 @@ def score_selected(data: dict, model_dir: str) -> dict:
     chosen = select_by_validation(model_dir)
     if chosen is None:
         return {}
-    members = evaluate.load_members(checkpoints=[chosen["checkpoint"]] if "checkpoint" in chosen
-                                    else [], keras_models=[chosen.get("keras_model")]
-                                    if "keras_model" in chosen else [])
+    members = evaluate.load_members(
+        checkpoints=[chosen["checkpoint"]] if "checkpoint" in chosen else (),
+        keras_models=[chosen["keras_model"]] if "keras_model" in chosen else ())
     output_dir = os.path.join(model_dir, "selected_test_report")
     report = evaluate.evaluate(members, data["files"]["test"], output_dir=output_dir,
                                class_names=data["classes"], write_tensorboard=False,
@@ -463,6 +459,14 @@ def class_table(runs: list[dict], models: Sequence[str], class_set: str,
     return "\n".join(lines)
 
 
+def study_records(class_set: str, seed: int) -> dict:
+    """`make_records` of one class set and seed, at the study's flags."""
+    return make_records(FLAGS.work_dir, classes=class_set,
+                        videos_per_class=FLAGS.videos_per_class, num_frames=FLAGS.num_frames,
+                        video_size=FLAGS.video_size, frame_size=FLAGS.frame_size,
+                        centre_bias=True, seed=seed, workers=FLAGS.workers)
+
+
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -483,11 +487,7 @@ def main(argv: Sequence[str]) -> None:
             todo = [m for m in FLAGS.models if (class_set, m, seed) not in done]
             if not todo:
                 continue
-            data = make_records(FLAGS.work_dir, classes=class_set,
-                                videos_per_class=FLAGS.videos_per_class,
-                                num_frames=FLAGS.num_frames, video_size=FLAGS.video_size,
-                                frame_size=FLAGS.frame_size, centre_bias=True, seed=seed,
-                                workers=FLAGS.workers)
+            data = study_records(class_set, seed)
             steps = FLAGS.appearance_train_steps if class_set == "appearance" else \
                 FLAGS.train_steps
             for model in todo:
@@ -523,12 +523,8 @@ def main(argv: Sequence[str]) -> None:
                                  f"{r['class_set']}_{r['model']}_s{r['seed']}")
         if "selected_from" in r or r["model"] == CONTROL or not os.path.isdir(model_dir):
             continue
-        data = make_records(FLAGS.work_dir, classes=r["class_set"],
-                            videos_per_class=FLAGS.videos_per_class,
-                            num_frames=FLAGS.num_frames, video_size=FLAGS.video_size,
-                            frame_size=FLAGS.frame_size, centre_bias=True, seed=r["seed"],
-                            workers=FLAGS.workers)
-        r.update(score_selected(data, model_dir) or {"selected_from": None})
+        r.update(score_selected(study_records(r["class_set"], r["seed"]), model_dir)
+                 or {"selected_from": None})
         save(FLAGS.output, settings, runs)
     chance = {c: 1.0 / len(synthetic.resolve_classes(c)) for c in FLAGS.class_sets}
     text = table(runs, FLAGS.models, FLAGS.class_sets)

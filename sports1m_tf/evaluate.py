@@ -83,16 +83,15 @@ def load_members(model_dirs: Sequence[str] = (), checkpoints: Sequence[str] = ()
     import tensorflow as tf
 
     import sports1m_tf.models as models  # registers the custom layers for load_model
+    from sports1m_tf import checkpoints as run_checkpoints
 
     members = []
     for model_dir in model_dirs:
-        from sports1m_tf import checkpoints as run_checkpoints
         model = run_checkpoints.restore_model(model_dir)
         step = _checkpoint_step(tf.train.latest_checkpoint(model_dir))
         members.append(Member(model, dict(source="model_dir", path=model_dir, step=step,
                                           model_dir=model_dir)))
     for prefix in checkpoints:
-        from sports1m_tf import checkpoints as run_checkpoints
         step = _checkpoint_step(prefix)
         if step is None:
             raise ValueError(f"--checkpoint {prefix!r}: expected a prefix RUN_DIR/ckpt-STEP")
@@ -100,7 +99,6 @@ def load_members(model_dirs: Sequence[str] = (), checkpoints: Sequence[str] = ()
         model = run_checkpoints.restore_model(run_dir, step=step)
         members.append(Member(model, dict(source="checkpoint", path=prefix, step=step,
                                           model_dir=run_dir)))
-    from sports1m_tf import checkpoints as run_checkpoints
     for path in keras_models:
         if not os.path.exists(path):
             raise FileNotFoundError(f"--keras_model {path}: no such file")
