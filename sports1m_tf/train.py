@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 
 from absl import app, flags, logging
 
-from sports1m_tf import checkpoints, cpu_kernels, distribute, flags_common
+from sports1m_tf import checkpoints, cli, cpu_kernels, distribute, flags_common
 
 FLAGS = flags.FLAGS
 
@@ -616,9 +616,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    cpu_kernels.prefer_onednn()
     flags_common.define_all()
-    app.run(main)
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,130 @@
+"""How every `sports1m-*` command starts and ends.
+
+A command module defines its absl flags at import time and a `main(argv)`; its
+console script is `run = cli.entry(main)`. The entry:
+
+- keeps TensorFlow's C++ start-up chatter (CPU-feature banners, the `cuInit`
+  line on machines without a GPU driver) off the console unless the user set
+  `TF_CPP_MIN_LOG_LEVEL`, and prefers the oneDNN CPU kernels (both only count
+  before TensorFlow is imported, which is why command modules import it lazily
+  or after this module);
+- answers `--help` with the command's own docstring and flags;
+- turns a `UserError` (a mistake in the command's input) into one line on
+  stderr and exit status 1, with no traceback;
+- stops on Ctrl-C (SIGINT) with exit status 130, even when the main thread is
+  inside a long TensorFlow call that never returns to Python.
+
+This module imports no TensorFlow and nothing of the project but
+`cpu_kernels`, so the light commands (conversion, synthetic data) stay light.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+from typing import Callable, Optional, Sequence
+
+from absl import app, flags
+
+# Seconds the main thread gets to unwind after Ctrl-C before the process is ended
+# from a watchdog thread: a TensorFlow op that does not return (an input pipeline
+# that skips every record, a blocked RPC) never lets Python raise KeyboardInterrupt.
+INTERRUPT_GRACE_SECONDS = 5.0
+EXIT_INTERRUPTED = 130
+EXIT_USER_ERROR = 1
+
+# Flags of these packages are the commands' own; absl's and TensorFlow's are not.
+_OWN_PACKAGES = ("sports1m_tf", "tfrecord_tools", "export", "benchmarks")
+
+
+class UserError(Exception):
+    """A mistake in a command's input: a path, a flag value, a file's contents.
+
+    The message is the whole report the user sees (name the path or flag, the
+    problem and the fix); the entry prints it on one line without a traceback.
+    """
+
+
+def quiet_tensorflow() -> None:
+    """Hides TensorFlow's C++ start-up log lines unless the user chose a level."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _command_help(main_module: str) -> str:
+    """The command's docstring and the flags defined by this project's modules."""
+    module = sys.modules.get(main_module)
+    lines = [(module.__doc__ or "").strip(), ""] if module is not None else []
+    by_module = flags.FLAGS.flags_by_module_dict()
+    own = [name for name in by_module if name.split(".")[0] in _OWN_PACKAGES]
+    # The command's module first, then shared flag modules in name order.
+    own.sort(key=lambda name: (name != main_module, name))
+    for name in own:
+        text = flags.FLAGS.module_help(name)
+        if text.strip():
+            lines.append(text)
+    lines.append("\nAlso: --helpfull for every flag, including TensorFlow's and absl's.")
+    return "\n".join(lines)
+
+
+def _exit_if_stuck_after_interrupt(grace: float) -> None:
+    """Ends the process with status 130 `grace` seconds after SIGINT.
+
+    Python runs signal handlers only between bytecodes, so a main thread inside a
+    C++ call would ignore Ctrl-C. The C-level handler always writes the signal
+    number to the wake-up fd, which this daemon thread reads.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    try:
+        signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    except ValueError:  # not the main thread of the main interpreter
+        return
+
+    def watch() -> None:
+        while True:
+            data = reader.recv(64)
+            if not data:
+                return
+            if signal.SIGINT in data:
+                threading.Timer(grace, lambda: os._exit(EXIT_INTERRUPTED)).start()
+                return
+
+    threading.Thread(target=watch, name="interrupt-watchdog", daemon=True).start()
+
+
+def entry(main: Callable[[list[str]], Optional[int]],
+          *, grace_seconds: float = INTERRUPT_GRACE_SECONDS) -> Callable[[], None]:
+    """The console-script function for a command whose flags are defined.
+
+    Args:
+      main: the command's `main(argv) -> exit status or None`, as for `app.run`.
+      grace_seconds: how long Ctrl-C waits for the command to unwind.
+
+    Returns:
+      A no-argument function that runs the command and exits the process.
+    """
+
+    def run(argv: Optional[Sequence[str]] = None) -> None:
+        quiet_tensorflow()
+        from sports1m_tf import cpu_kernels  # after the log level: it may log
+        cpu_kernels.prefer_onednn()
+        argv = list(sys.argv if argv is None else argv)
+        if any(a in ("--help", "-h", "-?", "--helpshort") for a in argv[1:]):
+            print(_command_help(main.__module__))
+            sys.exit(0)
+        _exit_if_stuck_after_interrupt(grace_seconds)
+        prog = os.path.basename(argv[0]) if argv else main.__module__
+        try:
+            app.run(main, argv=argv)
+        except UserError as e:
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
+
+    return run
