@@ -12,6 +12,7 @@ _COMMANDS = {
     "sports1m-demo": "sports1m_tf.demo:run",
     "sports1m-export": "export.export_main:run",
     "sports1m-predict": "export.predict:run",
+    "sports1m-data-service": "sports1m_tf.data_service:run",
 }
 
 setup(
