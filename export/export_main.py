@@ -23,6 +23,8 @@ import os
 
 from absl import app, flags, logging
 
+from sports1m_tf import cli
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training run folder (run_config.json + checkpoints).")
 flags.DEFINE_integer("step", None, "Checkpoint step to export from --model_dir (default latest).")
@@ -120,8 +122,8 @@ def main(argv):
     print(path)
 
 
-def run():
-    app.run(main)
+def run() -> None:
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

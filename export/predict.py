@@ -21,6 +21,8 @@ import sys
 import numpy as np
 from absl import app, flags
 
+from sports1m_tf import cli
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "SavedModel version folder, or a model folder.")
 flags.DEFINE_integer("max_clips", 20, "Most clips per video (paper: 20).")
@@ -208,8 +210,8 @@ def main(argv):
     return 0
 
 
-def run():
-    app.run(main)
+def run() -> None:
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ from typing import Callable, Sequence
 
 from absl import app, flags
 
+from sports1m_tf import cli
+
 STATE_FILE = "demo_state.json"
 MODELS = ("single_frame", "slow_fusion")
 # Console script -> module with run(); the fallback when the script is not
@@ -525,7 +527,7 @@ def main(argv: Sequence[str]) -> None:
 
 def run() -> None:
     define_flags()
-    app.run(main)
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

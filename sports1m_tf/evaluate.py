@@ -35,6 +35,8 @@ from typing import Sequence
 import numpy as np
 from absl import app, flags, logging
 
+from sports1m_tf import cli
+
 from sports1m_tf import cpu_kernels, figures, metrics
 from sports1m_tf.video_predictions import VideoAccumulator, VideoPredictions
 from tfrecord_tools import schema, summary
@@ -127,39 +129,6 @@ def _as_member(item) -> Member:
 # ---------------------------------------------------------------------------
 # Records: classes, labels, and clear errors before any model runs
 # ---------------------------------------------------------------------------
-def dataset_info(files: Sequence[str]) -> tuple[dict | None, str | None]:
-    """The `dataset.json` beside the shards (and its path), or (None, None).
-
-    Raises:
-      ValueError: the shards come from folders whose dataset.json files list
-        different classes.
-    """
-    found: dict[str, dict] = {}
-    for folder in sorted({os.path.dirname(f) for f in files}):
-        info = summary.read(folder)
-        if info is not None:
-            found[os.path.join(folder, summary.FILE_NAME)] = info
-    if not found:
-        return None, None
-    (path, info), *others = found.items()
-    for other_path, other in others:
-        if other["classes"] != info["classes"]:
-            raise ValueError(f"{path} and {other_path} list different classes: evaluate "
-                             "records of one conversion at a time")
-    return info, path
-
-
-def expected_videos(files: Sequence[str], info: dict | None) -> int | None:
-    """Videos in the records when they are exactly one split's shards, else None."""
-    if not info:
-        return None
-    names = {os.path.basename(f) for f in files}
-    for section in info.get("splits", {}).values():
-        if set(section.get("shards", ())) == names:
-            return int(section["videos_converted"])
-    return None
-
-
 def check_labels(files: Sequence[str], num_classes: int) -> None:
     """Checks the first record of every shard for labels the models can score.
 
@@ -196,7 +165,8 @@ def resolve_classes(members: Sequence[Member], files: Sequence[str]) -> list[str
         raise ValueError("the models have different numbers of classes: " + ", ".join(
             f"{m.identity['path']}: {m.identity['describe']['num_classes']}" for m in members))
     num_classes = sizes.pop()
-    info, info_path = dataset_info(files)
+    from sports1m_tf.data import dataset_info
+    info, info_path = dataset_info.dataset_info(files)
     if info is not None:
         if len(info["classes"]) != num_classes:
             bad = members[0].identity["path"] or members[0].identity["describe"]["name"]
@@ -543,12 +513,13 @@ def evaluate(members: Sequence, eval_files, *, output_dir: str, clips_per_video:
                          f"{members[0].identity['describe']['num_classes']} classes")
     check_labels(files, num_classes)
     os.makedirs(output_dir, exist_ok=True)
-    info, _ = dataset_info(files)
+    from sports1m_tf.data import dataset_info
+    info, _ = dataset_info.dataset_info(files)
 
     out = predict_videos(members, files, num_classes=num_classes,
                          clips_per_video=clips_per_video, views=views, batch_size=batch_size,
                          strategy=strategy, montage_videos=montage_videos,
-                         total_videos=expected_videos(files, info), show_progress=show_progress)
+                         total_videos=dataset_info.expected_videos(files, info), show_progress=show_progress)
     videos: VideoPredictions = out["videos"]
     # The ensemble's video prediction: the mean over models of their video means
     # (= the video mean of the clip-averaged outputs: every model saw the same rows).
@@ -672,9 +643,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    cpu_kernels.prefer_onednn()
     define_flags()
-    app.run(main)
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

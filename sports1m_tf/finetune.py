@@ -35,6 +35,8 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
+from sports1m_tf import cli
+
 from sports1m_tf import cpu_kernels
 
 # Before `sports1m_tf.transfer` (just below) imports TensorFlow.
@@ -132,7 +134,8 @@ def finetune(init_from: str, regime: str, *, dropout: float = PAPER_DROPOUT,
     num_classes = train_settings.pop("num_classes", None)
     if num_classes is None and train_settings.get("train_files"):
         files = train_settings["train_files"]
-        classes = train.read_classes([files] if isinstance(files, str) else list(files))
+        from sports1m_tf.data import dataset_info
+        classes = dataset_info.read_classes([files] if isinstance(files, str) else list(files))
         num_classes = len(classes) if classes else None
     if num_classes is None:
         raise ValueError("num_classes is not set and no dataset.json with classes lies beside "
@@ -223,7 +226,7 @@ def main(argv: Sequence[str]) -> None:
 
 def run() -> None:
     define_flags()
-    app.run(main)
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ import cv2
 import numpy as np
 from absl import app, flags, logging
 
+from sports1m_tf import cli
+
 # ---------------------------------------------------------------------------
 # Classes
 # ---------------------------------------------------------------------------
@@ -507,7 +509,7 @@ def main(argv: Sequence[str]) -> None:
 
 def run() -> None:
     define_flags()
-    app.run(main)
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

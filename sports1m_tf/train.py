@@ -120,14 +120,6 @@ def _check_config(config: TrainConfig) -> None:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
 
 
-def read_classes(file_patterns: Sequence[str]) -> list[str] | None:
-    """Class names from the `dataset.json` beside the first shard, or None."""
-    from sports1m_tf.data import list_files
-    from tfrecord_tools import summary
-    info = summary.read(os.path.dirname(list_files(list(file_patterns))[0]))
-    return list(info["classes"]) if info and info.get("classes") else None
-
-
 def _next_boundary(current: int, config: TrainConfig) -> int:
     """The next step at which the loop logs, validates, checkpoints or ends."""
     every = [config.log_every, config.checkpoint_every]
@@ -305,7 +297,8 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     # -----------------------------------------------------------------------
     # Classes and the run's description
     # -----------------------------------------------------------------------
-    class_names = read_classes(config.train_files)
+    from sports1m_tf.data import dataset_info
+    class_names = dataset_info.read_classes(config.train_files)
     num_classes = config.num_classes or (len(class_names) if class_names else None)
     if num_classes is None:
         raise ValueError("num_classes is not set and no dataset.json with classes lies "

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sports1m_tf import evaluate, figures, models
+from sports1m_tf.data import dataset_info
 from sports1m_tf.video_predictions import VideoAccumulator
 from tfrecord_tools import schema
 
@@ -249,9 +250,9 @@ def test_on_records_written_by_the_converter(synthetic_dataset, keras_models, tm
             labels=synthetic_dataset["classes_file"], num_shards=2, clips_per_video=2,
             frame_size=48, workers=1, progress=False)
     files = sorted(tf.io.gfile.glob(os.path.join(out, "test-*")))
-    info, _ = evaluate.dataset_info(files)
+    info, _ = dataset_info.dataset_info(files)
     n_videos = len(synthetic_dataset["videos"]["test"])
-    assert evaluate.expected_videos(files, info) == n_videos
+    assert dataset_info.expected_videos(files, info) == n_videos
     result = evaluate.evaluate([_load(keras_models["single_frame"])], files,
                                output_dir=str(tmp_path / "report"), views=1, batch_size=8,
                                show_progress=False, montage_videos=2)

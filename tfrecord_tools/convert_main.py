@@ -28,6 +28,8 @@ import sys
 
 from absl import app, flags, logging
 
+from sports1m_tf import cli
+
 from tfrecord_tools import manifest as manifest_lib, schema, shards
 
 _MANIFEST = flags.DEFINE_string("manifest", None, "Manifest file (csv, sports1m or ucf101).")
@@ -114,7 +116,7 @@ def main(argv: list[str]) -> int:
 
 
 def run() -> None:
-    app.run(main)
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

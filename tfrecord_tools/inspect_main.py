@@ -21,6 +21,8 @@ import sys
 import numpy as np
 from absl import app, flags
 
+from sports1m_tf import cli
+
 from tfrecord_tools import fileio, schema, shards
 
 _CONTACT_SHEET = flags.DEFINE_string("contact_sheet", "contact_sheet.png",
@@ -253,7 +255,7 @@ def main(argv: list[str]) -> int:
 
 
 def run() -> None:
-    app.run(main)
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

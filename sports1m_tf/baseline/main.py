@@ -30,6 +30,8 @@ from typing import Sequence
 import numpy as np
 from absl import app, flags, logging
 
+from sports1m_tf import cli
+
 from sports1m_tf import metrics
 from sports1m_tf.baseline import classifier, extract
 from sports1m_tf.baseline.descriptors import FEATURE_TYPES, DescriptorSettings
@@ -314,7 +316,7 @@ def main(argv: Sequence[str]) -> None:
 
 def run() -> None:
     define_flags()
-    app.run(main)
+    cli.entry(main)()
 
 
 if __name__ == "__main__":
