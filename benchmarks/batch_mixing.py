@@ -85,13 +85,10 @@ def file_order(pattern: str) -> dict:
 
 
 def batch_distinct(pattern: str, num_videos: int, seed: int, batches: int, **reader) -> float:
-    from sports1m_tf import data
-    ds = data.clip_dataset(pattern, model="single_frame", training=True, batch_size=32,
-                           num_classes=num_videos, input_size=8, seed=seed, flip=False,
-                           repeat=-1, frame_indices=[0], clip_frames=1, **reader)
-    counts = [len(set(np.argmax(target.numpy(), axis=1).tolist()))
-              for _, target in ds.take(batches)]
-    return float(np.mean(counts))
+    from tfrecord_tools import mixing
+    return float(np.mean(mixing.reader_distinct_per_batch(
+        pattern, num_videos, batches=batches, seed=seed, frame_indices=[0], clip_frames=1,
+        **reader)))
 
 
 def mixing_table(root: str) -> dict:

@@ -60,3 +60,27 @@ def write_video():
     `sports1m_tf.synthetic.write_video`.
     """
     return synthetic.write_video
+
+
+@pytest.fixture(scope="session")
+def many_clip_videos(tmp_path_factory) -> dict:
+    """100 tiny videos (40 frames of 32x24, MJPG), each its own class, for measuring how
+    a split's clips mix: converted with `MANY_CLIPS` a video gives 25 clips.
+
+    Returns {"manifest": CSV path, "videos": 100, "clips_per_video": 25, "settings": MANY_CLIPS}.
+    """
+    from tfrecord_tools import testvideos
+    root = tmp_path_factory.mktemp("many_clips")
+    lines = []
+    for i in range(100):
+        testvideos.write_video(str(root / "v" / f"s{i:03d}.avi"), width=32, height=24,
+                               num_frames=40, seed=i)
+        lines.append(f"v/s{i:03d}.avi,c{i:03d}")
+    manifest = root / "videos.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    return {"manifest": str(manifest), "videos": 100, "clips_per_video": 25,
+            "settings": MANY_CLIPS}
+
+
+# Overlapping windows: 25 clips from a 40-frame video.
+MANY_CLIPS = dict(clips_per_video=25, clip_overlap=True, frame_size=16)

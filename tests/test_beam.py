@@ -11,7 +11,7 @@ pytest.importorskip("apache_beam")
 
 import tensorflow as tf  # noqa: E402
 
-from tfrecord_tools import schema, testvideos as tv  # noqa: E402
+from tfrecord_tools import mixing, schema, testvideos as tv  # noqa: E402
 from tfrecord_tools.beam_pipeline import convert_beam  # noqa: E402
 from tfrecord_tools.convert import convert  # noqa: E402
 
@@ -76,6 +76,25 @@ def test_beam_records_read_back_with_the_input_pipeline(both):
     assert target.shape == (4, 5)
     ex = tf.train.SequenceExample.FromString(_records(both["beam"])[0])
     assert len(ex.feature_lists.feature_list[schema.IMAGE_ENCODED].feature) == 16
+
+
+def test_beam_layout_mixes_videos_like_the_local_one(many_clip_videos, tmp_path):
+    from tfrecord_tools.inspect_main import inspect_records
+    kw = dict(num_shards=1, **many_clip_videos["settings"])
+    local, beam = str(tmp_path / "local"), str(tmp_path / "beam")
+    convert(many_clip_videos["manifest"], output_dir=local, progress=False, **kw)
+    summary = convert_beam(many_clip_videos["manifest"], output_dir=beam,
+                           beam_runner="DirectRunner", **kw)  # in-process: quicker start
+    assert summary["clips"] == 2500 and summary["layout"] == "mixed"
+
+    def records(folder):
+        return [r.numpy() for r in tf.data.TFRecordDataset(
+            os.path.join(folder, "train-00000-of-00001.tfrecord"))]
+    assert sorted(records(beam)) == sorted(records(local))
+    # One shard read from its start, the default reader: the engine's shuffle mixed it.
+    assert inspect_records(beam)["splits"]["train"]["mixing"]["ratio"] >= 0.9
+    counts = mixing.reader_distinct_per_batch(os.path.join(beam, "train-*"), 100, batches=40)
+    assert sum(counts) / len(counts) >= 0.9 * mixing.uniform_distinct([25] * 100), counts
 
 
 def test_cli_runner_beam_uses_workers_for_the_direct_runner(tmp_path):

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrecord_tools import clip_encoding, schema, testvideos as tv, video_clips
+from tfrecord_tools import clip_encoding, layout, mixing, schema, shards, testvideos as tv, video_clips
 from tfrecord_tools.convert import convert
+from tfrecord_tools.inspect_main import inspect_records
 from tfrecord_tools.manifest import VideoEntry
 from tfrecord_tools.video_clips import (ClipSettings, choose_clip_starts, convert_video,
                                         video_seed)
@@ -292,6 +293,61 @@ def test_overlapping_clips_decode_each_frame_once_and_match_the_source(videos, t
     # Another value of the option is another conversion: it starts over.
     s = convert(str(manifest), output_dir=one, **{**kw, "clip_overlap": False})
     assert s["clips"] == len(read_records(one)) == 4 and s["settings"]["clip_overlap"] is False
+
+
+# --- layout: batches that mix videos --------------------------------------------------------
+
+def test_mixed_stream_gives_every_clip_once_in_groups_of_nearly_equal_size():
+    assert layout.groups(600, 256) == [(0, 200), (200, 400), (400, 600)]
+    assert layout.groups(256, 256) == [(0, 256)] and layout.groups(0) == []
+    clips = {f"v{i}": [f"v{i}/{c}".encode() for c in range(i % 4)] for i in range(600)}
+
+    def stream(seed):
+        return list(layout.mixed_stream([(v, len(r)) for v, r in clips.items()],
+                                        lambda v: iter(clips[v]), seed))
+    out = stream(0)
+    assert sorted(out) == sorted(r for rs in clips.values() for r in rs)
+    assert out == stream(0) and out != stream(1)
+    # A group's clips come out together (videos kept open: one group at a time)...
+    order = layout.video_order([v for v, r in clips.items() if r], 0)
+    start, stop = layout.groups(len(order))[0]
+    assert stop - start == 225  # 450 videos with clips: two groups
+    first_group = {v.encode() for v in order[start:stop]}
+    n = sum(len(clips[v.decode()]) for v in first_group)
+    assert {r.split(b"/")[0] for r in out[:n]} == first_group
+    # ...and not video after video.
+    runs = sum(a.split(b"/")[0] != b.split(b"/")[0] for a, b in zip(out, out[1:]))
+    assert runs > 0.5 * len(out)
+
+
+def test_inspect_says_whether_a_layout_mixes(tmp_path):
+    clips = tv.tiny_clip_records(100, 30, frame_size=8, clip_frames=1)
+    for name, stream in (
+            ("mixed", layout.mixed_stream([(v, len(r)) for v, r in clips.items()],
+                                          lambda v: iter(clips[v]), 0)),
+            ("by_video", (r for v in sorted(clips) for r in clips[v]))):
+        shards.write_shards(str(tmp_path / name), "train", 4, "none", stream)
+        m = inspect_records(str(tmp_path / name))["splits"]["train"]["mixing"]
+        assert m["uniform_per_32"] == round(mixing.uniform_distinct([30] * 100), 2)
+        assert m["runs"] == 4 * (750 // 32)
+        if name == "mixed":
+            assert m["mixes"] and m["ratio"] >= 0.9
+        else:
+            assert not m["mixes"] and m["distinct_per_32"] < 10
+
+
+@pytest.mark.parametrize("num_shards", [1, 16])
+def test_default_reader_batches_hold_90_percent_of_a_uniform_draws_videos(
+        many_clip_videos, tmp_path, num_shards):
+    out = str(tmp_path / "out")
+    s = convert(many_clip_videos["manifest"], output_dir=out, num_shards=num_shards,
+                progress=False, **many_clip_videos["settings"])
+    assert s["clips"] == 2500 and s["layout"] == "mixed"
+    ideal = mixing.uniform_distinct([25] * 100)  # 27.6 distinct videos in 32 clips
+    counts = mixing.reader_distinct_per_batch(os.path.join(out, "train-*"), 100, batches=40)
+    assert np.mean(counts) >= 0.9 * ideal, counts
+    # The record order itself mixes, whatever the reader (sports1m-inspect's figure).
+    assert inspect_records(out)["splits"]["train"]["mixing"]["ratio"] >= 0.9
 
 
 def test_rerun_of_a_finished_conversion_does_nothing(clean_run, videos):

@@ -1,6 +1,8 @@
 """sports1m-inspect: check and summarise clip shards.
 
 Counts clips and videos per split and class, frames per clip and frame sizes,
+measures whether each split's record order mixes videos (distinct videos per 32
+consecutive records of a shard, against a uniform random draw),
 checks that every record parses as a clip SequenceExample (naming the shard and
 record index of any that does not), and saves a PNG contact sheet of a few clips.
 
@@ -23,7 +25,7 @@ from absl import app, flags
 
 from sports1m_tf import cli
 
-from tfrecord_tools import fileio, schema, shards
+from tfrecord_tools import fileio, mixing, schema, shards
 
 _CONTACT_SHEET = flags.DEFINE_string("contact_sheet", "contact_sheet.png",
                                      "PNG contact sheet path ('' for none).")
@@ -122,7 +124,7 @@ def inspect_records(dir_or_pattern: str, *, contact_sheet: str | None = None,
 
     Returns:
       {"shards": [...], "records": n, "splits": {split: {"clips", "videos",
-       "clips_per_class", "videos_per_class"}}, "frames_per_clip": {n: clips},
+       "clips_per_class", "videos_per_class", "mixing"}}, "frames_per_clip": {n: clips},
        "frame_sizes": {"HxW": clips}, "errors": [{"shard", "record", "error"}],
        "contact_sheet": path or None}.
     """
@@ -138,7 +140,8 @@ def inspect_records(dir_or_pattern: str, *, contact_sheet: str | None = None,
         split = parsed[0] if parsed else os.path.basename(path).split(".")[0]
         s = splits.setdefault(split, {"clips": 0, "videos": set(),
                                       "clips_per_class": collections.Counter(),
-                                      "videos_per_class": collections.defaultdict(set)})
+                                      "videos_per_class": collections.defaultdict(set),
+                                      "mixing": mixing.Meter()})
         try:
             for index, raw in _iter_raw(path):
                 total += 1
@@ -152,6 +155,7 @@ def inspect_records(dir_or_pattern: str, *, contact_sheet: str | None = None,
                     continue
                 s["clips"] += 1
                 s["videos"].add(fields["video"])
+                s["mixing"].add(path, fields["video"])
                 for label, name in zip(fields["labels"], fields["names"] or
                                        [str(i) for i in fields["labels"]]):
                     s["clips_per_class"][name] += 1
@@ -175,7 +179,8 @@ def inspect_records(dir_or_pattern: str, *, contact_sheet: str | None = None,
         "splits": {k: {"clips": v["clips"], "videos": len(v["videos"]),
                        "clips_per_class": dict(sorted(v["clips_per_class"].items())),
                        "videos_per_class": {c: len(vs) for c, vs in
-                                            sorted(v["videos_per_class"].items())}}
+                                            sorted(v["videos_per_class"].items())},
+                       "mixing": v["mixing"].report()}
                    for k, v in splits.items()},
         "frames_per_clip": {str(k): v for k, v in sorted(frames_per_clip.items())},
         "frame_sizes": dict(sizes),
@@ -217,12 +222,25 @@ def _write_contact_sheet(path: str, samples: list[dict], columns: int
     return path, problems
 
 
+def format_mixing(m: dict) -> str:
+    """One line: does the split's record order mix videos (see `mixing.py`)?"""
+    if m["distinct_per_32"] is None:
+        return f"  mixing: no shard holds {m['batch']} records; nothing to measure"
+    verdict = ("mixes" if m["mixes"] else
+               "does NOT mix: reconvert with this sports1m-convert, or train with "
+               "--shuffle_buffer near the split's clip count")
+    return (f"  mixing: {m['distinct_per_32']} distinct videos per {m['batch']} consecutive "
+            f"records, {m['uniform_per_32']} in a uniform random draw "
+            f"({100 * m['ratio']:.0f}%): {verdict}")
+
+
 def format_report(report: dict) -> str:
     """The report as text."""
     out = [f"{len(report['shards'])} shards, {report['records']} records"]
     for split, s in report["splits"].items():
         out.append(f"split {split}: {s['clips']} clips from {s['videos']} videos, "
                    f"{len(s['clips_per_class'])} classes")
+        out.append(format_mixing(s["mixing"]))
         for name, n in s["clips_per_class"].items():
             out.append(f"  {name:30s} {n:8d} clips {s['videos_per_class'][name]:6d} videos")
     out.append("frames per clip: " + ", ".join(f"{k}: {v} clips"

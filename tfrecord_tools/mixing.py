@@ -86,3 +86,31 @@ class Meter:
                 "uniform_per_32": round(ideal, 2),
                 "ratio": None if ratio is None else round(ratio, 3),
                 "mixes": None if ratio is None else ratio >= MIXES_AT}
+
+
+def reader_distinct_per_batch(file_pattern, num_videos: int, *, batches: int = 40,
+                              seed: int = 0, input_size: int = 8, **reader) -> list[int]:
+    """Distinct videos in each of the first `batches` training batches of 32 that
+    `sports1m_tf.data.clip_dataset` (its defaults unless `reader` overrides them)
+    reads from shards whose clips are labelled with their video's index (one class
+    per video, as `testvideos.tiny_clip_records` writes them).
+
+    Args:
+      file_pattern: the shards.
+      num_videos: int. Videos = classes.
+      batches: int. Batches read from the start of the stream.
+      seed: int. The reader's seed.
+      input_size: int. Crop side (no larger than the stored frames).
+      **reader: more `clip_dataset` arguments (shuffle_buffer, cycle_length, ...).
+
+    Returns:
+      One count per batch.
+    """
+    import numpy as np
+
+    from sports1m_tf import data  # deferred: the converter never needs the reader
+    ds = data.clip_dataset(file_pattern, model="single_frame", training=True, batch_size=BATCH,
+                           num_classes=num_videos, input_size=input_size, seed=seed,
+                           flip=False, repeat=-1, **reader)
+    return [len(set(np.argmax(target.numpy(), axis=1).tolist()))
+            for _, target in ds.take(batches)]
