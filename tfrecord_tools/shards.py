@@ -1,11 +1,12 @@
-"""TFRecord shards: names, atomic writing, and dealing clips over shards (SPEC §2).
+"""TFRecord shards: names, atomic writing, and dealing clips over shards.
 
 Shards are `SPLIT-00000-of-000NN.tfrecord` (`.tfrecord.gz` with GZIP). Each is
 written under a hidden temporary name (`.tmp-SPLIT-...`, which no `SPLIT-*`
 pattern matches) and renamed when every shard is complete, so a reader never sees
-a partial shard. Clips are dealt round-robin over the shards while the caller
-walks the videos in a shuffled order: every shard holds clips of many videos and
-classes, and a video's clips land in different shards.
+a partial shard. Clips are dealt round-robin over the shards in the order the
+caller gives (`layout.mixed_stream`: clips of many videos interleaved), so every
+shard holds clips of many videos and classes, and a video's clips land in
+different shards.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Training / validation batches of clips: records → (uint8 frames, soft target) (SPEC §3).
+"""Training / validation batches of clips: records → (uint8 frames, soft target).
 
 Composition:
-  shards (interleaved, GZIP detected) → shuffle → enumerate (per-clip seed)
+  shards (interleaved, each from its own random record when training, GZIP
+  detected) → shuffle → enumerate (per-clip seed)
   → ONE parallel map per clip: parse, keep the model's frames, decode only the
     crop window, flip, count labels
   → ignore_errors (before batch, so a bad record costs one clip, not a batch)
@@ -70,7 +71,7 @@ def multi_hot(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
 
 
 def soft_target(counts: tf.Tensor) -> tf.Tensor:
-    """Uniform distribution over each clip's labels (SPEC §1).
+    """Uniform distribution over each clip's labels (the paper's multi-label target).
 
     Args:
       counts: float32 [..., num_classes]. Label counts or multi-hot; a class
