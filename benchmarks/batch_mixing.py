@@ -15,8 +15,9 @@ Also: the distinct videos per 32 consecutive records in file order (what
 converter's cost per video before and after the mixed layout (the same videos
 converted by this tree and by `--before_ref`, in fresh processes).
 
-Run (≈2 minutes on 2 shared cores):
+Run (≈5 minutes on 2 shared cores):
   nice -n 5 python benchmarks/batch_mixing.py
+  python benchmarks/batch_mixing.py --parts=converter      # only the converter's cost
 Writes benchmarks/results/batch_mixing.json.
 """
 from __future__ import annotations
@@ -42,8 +43,10 @@ flags.DEFINE_list("buffers", ["256", "1024", "4096", "10000"], "Shuffle buffers 
 flags.DEFINE_list("cycles", ["4", "16"], "Interleave cycle lengths besides the default "
                   "(with the default buffer).")
 flags.DEFINE_list("layouts", ["previous", "mixed"], "Layouts to measure.")
-flags.DEFINE_integer("convert_videos", 40, "Videos converted for the cost per video (0: skip).")
-flags.DEFINE_integer("convert_repeats", 2, "Alternating repeats of each converter; median kept.")
+flags.DEFINE_integer("convert_videos", 40, "Videos converted for the cost per video.")
+flags.DEFINE_list("parts", ["mixing", "converter"], "What to measure; the JSON's other parts "
+                  "are kept from its last run.")
+flags.DEFINE_integer("convert_repeats", 5, "Alternating repeats of each converter; median kept.")
 flags.DEFINE_string("before_ref", "58d3eb6",
                     "Git commit of the converter before the mixed layout (round-robin dealing).")
 flags.DEFINE_string("output", os.path.join(os.path.dirname(__file__), "results",
@@ -137,7 +140,7 @@ import tensorflow as tf  # imported before timing: both versions import it to wr
 from tfrecord_tools.convert import convert
 manifest, out = sys.argv[1:3]
 t0, c0 = time.monotonic(), time.process_time()
-s = convert(manifest, output_dir=out, workers=1, clips_per_video=3, frame_size=48,
+s = convert(manifest, output_dir=out, workers=1, clips_per_video=6, frame_size=64,
             num_shards=16, progress=False)
 print(json.dumps({"wall_s": time.monotonic() - t0, "cpu_s": time.process_time() - c0,
                   "videos": s["videos_converted"], "clips": s["clips"],
@@ -152,8 +155,8 @@ def converter_cost(root: str) -> dict:
     videos = os.path.join(root, "videos")
     lines = []
     for i in range(FLAGS.convert_videos):
-        testvideos.write_video(os.path.join(videos, f"s{i}.avi"), width=96, height=72,
-                               num_frames=48, seed=i)
+        testvideos.write_video(os.path.join(videos, f"s{i}.avi"), width=160, height=120,
+                               num_frames=96, seed=i)
         lines.append(f"s{i}.avi,c{i % 4}")
     manifest = os.path.join(videos, "m.csv")
     with open(manifest, "w") as f:
@@ -188,9 +191,14 @@ def converter_cost(root: str) -> dict:
 
 def main(argv):
     del argv
+    out = {}
+    if os.path.exists(FLAGS.output):
+        with open(FLAGS.output) as f:
+            out = json.load(f)
     with tempfile.TemporaryDirectory(prefix="batch_mixing-") as root:
-        out = {"mixing": mixing_table(root)}
-        if FLAGS.convert_videos:
+        if "mixing" in FLAGS.parts:
+            out["mixing"] = mixing_table(root)
+        if "converter" in FLAGS.parts:
             out["converter"] = converter_cost(root)
     os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
     with open(FLAGS.output, "w") as f:

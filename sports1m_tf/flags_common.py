@@ -57,7 +57,7 @@ def define_data_flags(flag_values: flags.FlagValues = FLAGS) -> None:
           "64x64. Chosen by measurement (benchmarks/batch_mixing.py, batch 32, 120 videos "
           "of 100 clips): shards written by sports1m-convert already mix videos, so any "
           "buffer gives at least 98% of the distinct videos of a uniform random draw; "
-          "shards written before that layout give 98% with 16 shards at 1024 (87% at "
+          "shards written before that layout give 97% with 16 shards at 1024 (89% at "
           "256), but a single such shard needs a buffer of the whole split "
           "(sports1m-inspect says whether a split's layout mixes).")
     _once(fv, flags.DEFINE_bool, "flip", True,
