@@ -9,10 +9,11 @@ same `dataset.json` as the local path; only the engine differs:
             the videos over workers) → ParDo(convert_video) ─┬─ (bucket, record)
                                                              └─ outcomes → WriteToText
             (bucket, record) → GroupByKey → records → WriteToTFRecord
-            (each clip's bucket is a hash of (seed, video, clip): a bucket holds
-            a handful of clips from anywhere in the split, so the engine's shuffle
-            by bucket puts clips of many videos next to each other in the shards;
-            Beam's sink writes the shards to a temporary folder and renames them
+            (each clip's bucket and rank are hashes of (seed, video, clip): a
+            bucket is a random sample of ≈256 clips of the split, grouped by the
+            engine's shuffle and written in rank order, so neighbours in the
+            shards come from many videos whatever order the runner keeps; Beam's
+            sink writes the shards to a temporary folder and renames them
             when the stage commits, so shards appear whole)
   driver:   read the outcomes, build dataset.json with `summary.split_section`.
 
@@ -53,8 +54,8 @@ def _import_beam():
 
 
 class _ConvertVideoFn:
-    """FlatMap body: one manifest entry (JSON) → its (bucket, record) pairs, and its
-    outcome tagged."""
+    """FlatMap body: one manifest entry (JSON) → its (bucket, (rank, record)) pairs,
+    and its outcome tagged."""
 
     def __init__(self, settings: ClipSettings, num_buckets: int):
         self.settings, self.num_buckets = settings, num_buckets
@@ -69,7 +70,14 @@ class _ConvertVideoFn:
             result = VideoResult(entry, [], failure=f"unexpected error: {type(e).__name__}: {e}")
         yield beam.pvalue.TaggedOutput(OUTCOME_TAG, json.dumps(result.outcome()))
         for i, record in enumerate(result.records):
-            yield layout.bucket_key(self.settings.seed, entry.video_id, i, self.num_buckets), record
+            bucket, rank = layout.clip_keys(self.settings.seed, entry.video_id, i,
+                                            self.num_buckets)
+            yield bucket, (rank, record)
+
+
+def _in_rank_order(bucket):
+    """A bucket's records in the order of their ranks (`layout.clip_keys`)."""
+    return [record for _, record in sorted(bucket[1], key=lambda ranked: ranked[0])]
 
 
 def build_pipeline(pipeline, *, entries_path: str, outcomes_prefix: str, output_dir: str,
@@ -84,7 +92,7 @@ def build_pipeline(pipeline, *, entries_path: str, outcomes_prefix: str, output_
       output_dir, split, num_shards, compression: the shards (same naming as local).
       settings: ClipSettings.
       num_buckets: int. Keys of the shuffle that mixes clips before the sink
-        (`layout.beam_buckets`: a handful of clips each).
+        (`layout.beam_buckets`).
     """
     beam = _import_beam()
     from apache_beam.io.filesystem import CompressionTypes
@@ -96,7 +104,7 @@ def build_pipeline(pipeline, *, entries_path: str, outcomes_prefix: str, output_
                    OUTCOME_TAG, main="records"))
     _ = (results.records
          | "MixClips" >> beam.GroupByKey()
-         | "Ungroup" >> beam.FlatMap(lambda bucket: bucket[1])
+         | "Ungroup" >> beam.FlatMap(_in_rank_order)
          | "WriteShards" >> beam.io.WriteToTFRecord(
              fileio.join(output_dir, split), file_name_suffix=shards.suffix(compression),
              num_shards=num_shards, shard_name_template="-SSSSS-of-NNNNN",

@@ -107,18 +107,23 @@ def mixed_stream(videos: Sequence[tuple[str, int]], open_video: Callable[[str], 
                               np.random.default_rng(_group_seed(seed, g)))
 
 
-def bucket_key(seed: int, video_id: str, clip_index: int, num_buckets: int) -> int:
-    """A bucket in [0, num_buckets) from (seed, video, clip), the same in every process:
-    the key the Beam pipeline groups clips by before its sink."""
+def clip_keys(seed: int, video_id: str, clip_index: int, num_buckets: int) -> tuple[int, int]:
+    """(bucket in [0, num_buckets), rank) of a clip, from (seed, video, clip) alone, the
+    same in every process: the Beam pipeline groups clips by bucket (the engine's
+    shuffle) and writes each bucket's clips in rank order."""
     digest = hashlib.sha256(f"{seed}/{video_id}/{clip_index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") % max(1, num_buckets)
+    return (int.from_bytes(digest[:8], "little") % max(1, num_buckets),
+            int.from_bytes(digest[8:16], "little"))
 
 
-# Clips a Beam bucket holds on average: a bucket is a random handful of clips from
-# the whole split, so any run of 32 records spans a few buckets of unrelated clips.
-BEAM_BUCKET_CLIPS = 8
+# Clips a Beam bucket holds on average. A bucket is a random sample of the split's
+# clips, written in a random (rank) order, so any run of records mixes videos
+# whatever order the runner delivers buckets and their values in; it is held in
+# a worker's memory to be ordered (256 clips of 200-pixel frames: ≈46 MB).
+BEAM_BUCKET_CLIPS = 256
 
 
 def beam_buckets(num_videos: int, clips_per_video: int) -> int:
-    """Buckets for the Beam pipeline's shuffle: about BEAM_BUCKET_CLIPS clips each."""
+    """Buckets for the Beam pipeline's shuffle: about BEAM_BUCKET_CLIPS clips each
+    when every video gives `clips_per_video` clips (fewer clips, smaller buckets)."""
     return max(1, num_videos * clips_per_video // BEAM_BUCKET_CLIPS)

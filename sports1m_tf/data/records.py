@@ -19,7 +19,8 @@ _GZIP_MAGIC = b"\x1f\x8b\x08"
 
 FilePattern = str | Sequence[str]
 
-# Shards a training pipeline reads at once (see `clip_dataset`'s shuffle_buffer).
+# Shards read at once. With each shard started at its own random record, 16 mixed
+# no better than 8 (benchmarks/batch_mixing.py).
 DEFAULT_CYCLE_LENGTH = 8
 
 
