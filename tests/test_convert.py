@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tfrecord_tools import clip_encoding, layout, mixing, schema, shards, testvideos as tv, video_clips
 from tfrecord_tools.convert import convert
-from tfrecord_tools.inspect_main import inspect_records
+from tfrecord_tools.inspect_main import format_report, inspect_records
 from tfrecord_tools.manifest import VideoEntry
 from tfrecord_tools.video_clips import (ClipSettings, choose_clip_starts, convert_video,
                                         video_seed)
@@ -327,13 +327,15 @@ def test_inspect_says_whether_a_layout_mixes(tmp_path):
                                           lambda v: iter(clips[v]), 0)),
             ("by_video", (r for v in sorted(clips) for r in clips[v]))):
         shards.write_shards(str(tmp_path / name), "train", 4, "none", stream)
-        m = inspect_records(str(tmp_path / name))["splits"]["train"]["mixing"]
+        report = inspect_records(str(tmp_path / name))
+        m = report["splits"]["train"]["mixing"]
+        text = format_report(report)
         assert m["uniform_per_32"] == round(mixing.uniform_distinct([30] * 100), 2)
         assert m["runs"] == 4 * (750 // 32)
         if name == "mixed":
-            assert m["mixes"] and m["ratio"] >= 0.9
+            assert m["mixes"] and m["ratio"] >= 0.9 and "%): mixes" in text
         else:
-            assert not m["mixes"] and m["distinct_per_32"] < 10
+            assert not m["mixes"] and m["distinct_per_32"] < 10 and "does NOT mix" in text
 
 
 @pytest.mark.parametrize("num_shards", [1, 16])
