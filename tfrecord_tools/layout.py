@@ -11,7 +11,8 @@ engine's shuffle, see `beam_pipeline.py`):
   3. Within a group, the clips of all its videos come out in a uniformly random
      order (a seeded permutation of the group's video labels tells which video's
      next clip to read), streamed from the per-video work files: memory is one
-     record plus one open file and one label per clip of the group.
+     record, the group's open files (≤ GROUP_VIDEOS) and one label per clip of
+     the group.
   4. The stream is dealt round-robin over the shards (`shards.write_shards`).
 
 So 32 consecutive records of any shard are a random draw from a group of up to
