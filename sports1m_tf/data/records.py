@@ -4,6 +4,7 @@ Keys come from `tfrecord_tools.schema`; nothing here decodes a frame.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import glob
 import zlib
 from typing import Sequence
@@ -125,10 +126,15 @@ def read_records(files: Sequence[str], *, shuffle_files: bool, seed: int | None,
       A dataset of `(file_index int32 [], record string [])`; the index lets a
       failure be charged to its file (see `ErrorCounter`).
     """
-    compressions = [compression_of(f) for f in files]
-    sizes = [estimated_records(f, c) if random_start else 1 for f, c in zip(files, compressions)]
+    def facts(path: str) -> tuple[str, int]:
+        compression = compression_of(path)
+        return compression, estimated_records(path, compression) if random_start else 1
+
+    # Threads: on gs:// each look at a file's head is a round trip.
+    with concurrent.futures.ThreadPoolExecutor(min(16, len(files))) as pool:
+        compressions, sizes = zip(*pool.map(facts, files))
     shards = tf.data.Dataset.from_tensor_slices(
-        (tf.range(len(files), dtype=tf.int32), list(files), compressions,
+        (tf.range(len(files), dtype=tf.int32), list(files), list(compressions),
          tf.constant(sizes, tf.int64)))
     if shuffle_files and len(files) > 1:
         shards = shards.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
