@@ -36,11 +36,12 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("videos", 120, "Videos of the synthetic split.")
 flags.DEFINE_integer("clips", 100, "Clips per video.")
-flags.DEFINE_integer("batches", 60, "Batches read per configuration and seed (from the start).")
+flags.DEFINE_integer("batches", 40, "Batches read per configuration and seed (from the start).")
 flags.DEFINE_integer("seeds", 2, "Reader seeds per configuration.")
 flags.DEFINE_list("shards", ["1", "16", "64"], "Shard counts.")
-flags.DEFINE_list("buffers", ["256", "1024", "4096", "10000"], "Shuffle buffers besides the default.")
-flags.DEFINE_list("cycles", ["4", "16"], "Interleave cycle lengths besides the default "
+flags.DEFINE_list("buffers", ["256", "1024", "4096", "10000"],
+                  "Shuffle buffers besides the default.")
+flags.DEFINE_list("cycles", ["16"], "Interleave cycle lengths besides the default "
                   "(with the default buffer).")
 flags.DEFINE_list("layouts", ["previous", "mixed"], "Layouts to measure.")
 flags.DEFINE_integer("convert_videos", 40, "Videos converted for the cost per video.")
@@ -179,8 +180,10 @@ def converter_cost(root: str) -> dict:
     result = {}
     for name, rs in runs.items():
         n = rs[0]["videos"]
-        result[name] = {"cpu_ms_per_video": round(1000 * statistics.median(x["cpu_s"] for x in rs) / n, 1),
-                        "wall_ms_per_video": round(1000 * statistics.median(x["wall_s"] for x in rs) / n, 1),
+        def per_video_ms(key, rs=rs, n=n):
+            return round(1000 * statistics.median(x[key] for x in rs) / n, 1)
+        result[name] = {"cpu_ms_per_video": per_video_ms("cpu_s"),
+                        "wall_ms_per_video": per_video_ms("wall_s"),
                         "max_rss_mb": round(max(x["max_rss_mb"] for x in rs)),
                         "videos": n, "clips": rs[0]["clips"]}
     result["cpu_ratio_after_before"] = round(result["after"]["cpu_ms_per_video"]
