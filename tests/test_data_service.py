@@ -84,15 +84,19 @@ def _wait_for_checkpoint(trainers, model_dir, after=0):
 class Service:
     """A dispatcher with a journal and two workers, started as processes."""
 
-    def __init__(self, launch, tmp_path):
+    def __init__(self, launch, tmp_path, wait=True):
         self.launch, self.tmp_path = launch, tmp_path
         self.port, = _free_ports(1)
         self.work_dir = tmp_path / "dispatcher_journal"
         self.target = f"grpc://127.0.0.1:{self.port}"
         self.dispatcher = self.start_dispatcher("dispatcher")
         self.workers = [self.start_worker(f"service_worker{i}") for i in range(2)]
+        if wait:
+            self.wait_listening()
+
+    def wait_listening(self):
         for proc in [self.dispatcher, *self.workers]:
-            _wait_for_line(proc, tmp_path, "listening on")
+            _wait_for_line(proc, self.tmp_path, "listening on")
 
     def start_dispatcher(self, name):
         return self.launch(name, SERVICE, ["--role=dispatcher", f"--port={self.port}",
@@ -117,9 +121,12 @@ def _train_args(records, model_dir, steps, every):
 def test_one_device_training_through_the_service_reaches_its_final_step(tmp_path, records):
     model_dir = tmp_path / "run"
     with _processes(tmp_path) as launch:
-        service = Service(launch, tmp_path)
+        # The trainer starts with the servers (it waits up to --peer_timeout for the
+        # dispatcher): their TensorFlow start-ups overlap.
+        service = Service(launch, tmp_path, wait=False)
         trainer = launch("trainer", TRAIN, [*_train_args(records, model_dir, 12, 6),
                                             f"--data_service={service.target}"])
+        service.wait_listening()
         result = _finish(trainer, tmp_path)
         assert service.journal_holds(model_dir)
         # Servers end cleanly on either signal.
