@@ -1,4 +1,4 @@
-"""Decoding cores one accelerator needs: each model's input cost per clip against its training FLOPs.
+"""Decoding cores one accelerator needs: each model's input cost per clip against its FLOPs.
 
 For every model (single, early, late, slow fusion; full frame and multires):
   * the training input's clips per CPU-second: `clip_dataset` in training mode
