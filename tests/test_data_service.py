@@ -189,3 +189,20 @@ def test_unreachable_dispatcher_is_a_clear_error_within_the_timeout(tmp_path, re
     assert code == 1, err[-2000:]
     assert f"error: no tf.data service dispatcher answers at 127.0.0.1:{port}" in err
     assert "Traceback" not in err
+
+
+def test_bad_addresses_and_roles_are_one_line_errors():
+    from sports1m_tf import cli
+    assert data_service.split_target("grpc://host-1:5050") == ("grpc", "host-1:5050")
+    assert data_service.split_target("127.0.0.1:5050") == ("grpc", "127.0.0.1:5050")
+    for bad in ("http://host:5050", "grpc://host", "grpc://:5050", "host:port"):
+        with pytest.raises(cli.UserError, match="expected grpc://HOST:PORT"):
+            data_service.split_target(bad)
+    cases = {(): "--role is required", ("--role=worker",): "--dispatcher=HOST:PORT is required",
+             ("--role=dispatcher",): "--port is required",
+             ("--role=worker", "--dispatcher=h:1", "--work_dir=/tmp/x"): "--work_dir is for"}
+    for args, message in cases.items():
+        done = subprocess.run([sys.executable, "-m", SERVICE, *args], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert message in done.stderr and "Traceback" not in done.stderr
