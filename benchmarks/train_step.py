@@ -43,6 +43,8 @@ flags.DEFINE_integer("num_classes", 487, "Classes.")
 flags.DEFINE_list("onednn", ["0", "1"], "TF_ENABLE_ONEDNN_OPTS values to compare.")
 flags.DEFINE_integer("matmul_size", 4096, "Square float32 matmul size for the peak rate.")
 flags.DEFINE_string("output", "benchmarks/results/train_step.json", "JSON output.")
+flags.DEFINE_string("precision", "float32", "Keras dtype policy (float32, mixed_bfloat16).")
+flags.DEFINE_bool("xla", False, "XLA-compile the forward and backward pass.")
 flags.DEFINE_string("child", None, "Internal: run one configuration (model:multires).")
 FLAGS = flags.FLAGS
 
@@ -96,7 +98,9 @@ def run_child(spec: str) -> dict:
 
     name, multires = spec.split(":")
     multires = multires == "1"
-    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    keras.mixed_precision.set_global_policy(FLAGS.precision)
+    device = "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"
+    strategy = tf.distribute.OneDeviceStrategy(device)
     with strategy.scope():
         model = build_model(name, FLAGS.num_classes, multires=multires, width=FLAGS.width)
         optimizer = keras.optimizers.SGD(1e-3, momentum=0.9, weight_decay=5e-4)
@@ -109,7 +113,7 @@ def run_child(spec: str) -> dict:
         rng.integers(0, FLAGS.num_classes, FLAGS.batch_size)]
     dataset = tf.data.Dataset.from_tensors((frames, target)).repeat()
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    train_step = make_train_step(strategy, model, optimizer, step)
+    train_step = make_train_step(strategy, model, optimizer, step, xla=FLAGS.xla)
     for _ in range(FLAGS.warmup):
         float(train_step(iterator))
     wall, cpu = time.perf_counter(), time.process_time()
@@ -122,15 +126,19 @@ def run_child(spec: str) -> dict:
             "train_gflop_per_clip": 3 * flops / 1e9, "clips_per_s": clips_per_s,
             "seconds_per_step": wall / FLAGS.steps, "cpu_seconds_per_step": cpu / FLAGS.steps,
             "achieved_gflops": clips_per_s * 3 * flops / 1e9,
-            "tf_matmul_gflops": tf_matmul_gflops(FLAGS.matmul_size),
-            "numpy_matmul_gflops": numpy_matmul_gflops(FLAGS.matmul_size)}
+            "precision": FLAGS.precision, "xla": FLAGS.xla, "device": device,
+            # 0: skip the machine's matmul rate (a GPU's peak comes from its data sheet).
+            "tf_matmul_gflops": tf_matmul_gflops(FLAGS.matmul_size) if FLAGS.matmul_size else None,
+            "numpy_matmul_gflops": (numpy_matmul_gflops(FLAGS.matmul_size)
+                                    if FLAGS.matmul_size else None)}
 
 
 def _child_command(spec: str) -> list[str]:
     return [sys.executable, os.path.abspath(__file__), f"--child={spec}",
             f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}",
             f"--warmup={FLAGS.warmup}", f"--width={FLAGS.width}",
-            f"--num_classes={FLAGS.num_classes}", f"--matmul_size={FLAGS.matmul_size}"]
+            f"--num_classes={FLAGS.num_classes}", f"--matmul_size={FLAGS.matmul_size}",
+            f"--precision={FLAGS.precision}", f"--{'' if FLAGS.xla else 'no'}xla"]
 
 
 def main(argv):

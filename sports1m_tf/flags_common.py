@@ -40,7 +40,8 @@ def define_model_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 
 def define_data_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-    """--train_files, --val_files, --batch_size, --val_batches, --shuffle_buffer, --flip."""
+    """--train_files, --val_files, --batch_size, --val_batches, --shuffle_buffer, --flip,
+    --data_service."""
     fv = flag_values
     _once(fv, flags.DEFINE_multi_string, "train_files", None,
           "Training clip-record globs or paths (repeatable).")
@@ -62,6 +63,10 @@ def define_data_flags(flag_values: flags.FlagValues = FLAGS) -> None:
           "(sports1m-inspect says whether a split's layout mixes).")
     _once(fv, flags.DEFINE_bool, "flip", True,
           "Random horizontal flips in training (off when motion direction matters).")
+    _once(fv, flags.DEFINE_string, "data_service", None,
+          "grpc://HOST:PORT of a tf.data service dispatcher (sports1m-data-service): the "
+          "training pipeline runs on its workers, this process only receives batches "
+          "(validation stays here). Default: the pipeline runs in this process.")
 
 
 def define_training_flags(flag_values: flags.FlagValues = FLAGS) -> None:

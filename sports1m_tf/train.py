@@ -82,6 +82,7 @@ class TrainConfig:
     xla: str
     cpu_devices: int
     peer_timeout: float
+    data_service: str | None = None
 
 
 _FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -395,8 +396,21 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     # is not checkpointed: it would carry the shuffle buffers of decoded clips.)
     data_seed = config.seed + 1_000_003 * start_step
 
+    if config.data_service:  # the training pipeline runs on tf.data service workers
+        from sports1m_tf.data import service as data_service
+        data_service.check_dispatcher(config.data_service, config.peer_timeout)
+        if async_ps:
+            raise cli.UserError("--data_service works with one_device, mirrored and "
+                                "multi_worker, not with parameter servers")
+
     def train_dataset_fn(input_context=None):
         pipeline = input_context.input_pipeline_id if input_context else 0
+        if config.data_service:  # one job for all trainers: the same dataset, seed included
+            return data_service.service_training_dataset(
+                list(config.train_files), service=config.data_service, seed=data_seed,
+                job_name=data_service.job_name(config.model_dir, start_step),
+                batch_size=config.batch_size, flip=config.flip,
+                shuffle_buffer=config.shuffle_buffer, **data_args)
         return data.clip_dataset(
             list(config.train_files), training=True, batch_size=config.batch_size,
             flip=config.flip, repeat=-1, seed=None if async_ps else data_seed + 7919 * pipeline,
