@@ -2,7 +2,7 @@
 
 SGD with momentum 0.9 and decoupled weight decay, learning rate 1e-3 divided by
 10 whenever validation clip Hit@1 stops improving, mini-batches of 32 clips per
-replica (paper §3.3, SPEC §4). The same loop runs under every
+replica, as in the paper (docs/design.md, "Training"). The same loop runs under every
 `tf.distribute` strategy: `strategy.run` of a step function, checkpoints every
 --checkpoint_every steps (a killed run restarted with the same command resumes
 and ends at the same step), TensorBoard summaries, progress lines.
@@ -38,76 +38,12 @@ from typing import Callable, Sequence
 
 from absl import app, flags, logging
 
-from sports1m_tf import checkpoints, cli, distribute, flags_common
+from sports1m_tf import checkpoints, cli, distribute, settings
+# Callers build a run's settings through this module too: train.make_config(...).
+from sports1m_tf.settings import TrainConfig, config_from_flags, make_config  # noqa: F401
 from tfrecord_tools import schema
 
 FLAGS = flags.FLAGS
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything a run needs; the fields are the flags of `flags_common` (defaults live there).
-
-    Build one with `make_config(**overrides)` or `config_from_flags()`.
-    """
-    model: str
-    multires: bool
-    width: float
-    input_size: int | None
-    num_classes: int | None
-    dropout: float
-    input_scale: float
-    train_files: Sequence[str]
-    val_files: Sequence[str] | None
-    batch_size: int
-    val_batches: int
-    flip: bool
-    shuffle_buffer: int
-    model_dir: str
-    train_steps: int
-    eval_every: int
-    checkpoint_every: int
-    log_every: int
-    learning_rate: float
-    optimizer: str
-    momentum: float
-    weight_decay: float
-    plateau_patience: int
-    min_learning_rate: float
-    lr_schedule: str
-    keep_checkpoints: int
-    seed: int
-    kernel_init: str
-    strategy: str
-    mixed_precision: str
-    xla: str
-    cpu_devices: int
-    peer_timeout: float
-
-
-_FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
-
-
-def config_from_flags() -> TrainConfig:
-    """The `TrainConfig` of the parsed command line."""
-    return TrainConfig(**{name: FLAGS[name].value for name in _FIELDS})
-
-
-def make_config(**overrides) -> TrainConfig:
-    """A `TrainConfig` with the flags' defaults, changed by `overrides` (for Python callers)."""
-    # A private FlagValues: other commands imported into the same process may
-    # declare flags of the same names with other defaults.
-    defaults = flags.FlagValues()
-    flags_common.define_all(defaults)
-    unknown = sorted(set(overrides) - set(_FIELDS))
-    if unknown:
-        raise TypeError(f"unknown training settings {unknown}")
-    values = {name: defaults[name].default for name in _FIELDS}
-    values.update(overrides)
-    for name in ("train_files", "val_files"):
-        if isinstance(values[name], str):
-            values[name] = [values[name]]
-    return TrainConfig(**values)
 
 
 def _check_config(config: TrainConfig) -> None:
@@ -520,7 +456,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    flags_common.define_all()
+    settings.define_flags()
     cli.entry(main)()
 
 
