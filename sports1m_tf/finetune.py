@@ -211,11 +211,11 @@ def main(argv: Sequence[str]) -> None:
     for name in ("init_from", "model_dir", "train_files"):
         if not FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
-    settings = {f.name: FLAGS[f.name].value for f in dataclasses.fields(settings.TrainConfig)
+    overrides = {f.name: FLAGS[f.name].value for f in dataclasses.fields(settings.TrainConfig)
                 if f.name not in _ARCHITECTURE and f.name in FLAGS}
     try:
         result = finetune(FLAGS.init_from, FLAGS.regime, dropout=FLAGS.dropout,
-                          num_classes=FLAGS.num_classes, **settings)
+                          num_classes=FLAGS.num_classes, **overrides)
     except (FileNotFoundError, ValueError, TimeoutError, FloatingPointError) as e:
         logging.error("%s", e)
         raise SystemExit(f"sports1m-finetune: {e}") from None

@@ -1,4 +1,4 @@
-"""The paper's metrics (SPEC §5, paper §4.1) in plain NumPy.
+"""The paper's metrics in plain NumPy (docs/design.md, "Metrics").
 
 Shared by training's validation, `sports1m-eval` and the feature-histogram
 baseline, so every number in the project is computed the same way. No
@@ -25,6 +25,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 LabelLists = Sequence[Sequence[int]] | np.ndarray
+# The k of the reported Hit@k and the number of top classes listed (the paper's Hit@5).
+TOP_K = 5
 _ROW_BLOCK = 8192  # rows per block where [N, C] temporaries would otherwise be made
 
 
