@@ -22,6 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from sports1m_tf import cli
+from tfrecord_tools import schema
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "SavedModel version folder, or a model folder.")
@@ -29,8 +30,8 @@ flags.DEFINE_integer("max_clips", 20, "Most clips per video (paper: 20).")
 flags.DEFINE_boolean("json", False, "Print one JSON document instead of text.")
 flags.mark_flag_as_required("saved_model")
 
-CLIP_FRAMES = 16
-FRAME_SIZE = 200
+CLIP_FRAMES = schema.CLIP_FRAMES
+FRAME_SIZE = schema.FRAME_SIZE
 
 
 class VideoError(Exception):

@@ -19,12 +19,11 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from sports1m_tf.data import centre_crop, eval_views
+from sports1m_tf.data import VIEWS, centre_crop, eval_views
+from sports1m_tf.metrics import TOP_K
 from sports1m_tf.models import describe
 from tfrecord_tools import schema
 
-TOP_K = 5
-VIEWS = 4
 # Signature name → input key.
 SIGNATURE_INPUTS = {"serving_default": "clips", "predict_video": "clips",
                     "predict_jpeg": "jpeg_frames"}
@@ -181,7 +180,7 @@ def all_views(clips: tf.Tensor, size: int) -> tf.Tensor:
       first); the order does not matter to the average taken over them.
     """
     steps = clips.shape[1]
-    views = eval_views(fold_time(clips), size, VIEWS)           # [4, n*T, S, S, 3]
+    views = eval_views(fold_time(clips), size, len(VIEWS))      # [4, n*T, S, S, 3]
     return tf.reshape(views, [-1, steps, size, size, 3])
 
 

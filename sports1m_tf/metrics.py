@@ -242,24 +242,8 @@ def ucf101_groups(class_names: Sequence[str]) -> dict[str, list[int]]:
 
 
 # ---------------------------------------------------------------------------
-# Views and confusions
+# Confusions
 # ---------------------------------------------------------------------------
-def average_views(probs: np.ndarray, views: int) -> np.ndarray:
-    """Averages consecutive views of each clip (SPEC §3: a clip's views are consecutive rows).
-
-    Args:
-      probs: `[N * views, C]`.
-      views: int. Views per clip.
-
-    Returns:
-      `[N, C]`.
-    """
-    probs = np.asarray(probs)
-    if probs.shape[0] % views:
-        raise ValueError(f"{probs.shape[0]} rows are not a whole number of {views}-view clips")
-    return probs.reshape(-1, views, probs.shape[-1]).mean(axis=1)
-
-
 def confusion_counts(probs: np.ndarray, label_lists: LabelLists) -> np.ndarray:
     """Confusion matrix of top-1 predictions: `counts[true, predicted]`.
 

@@ -37,12 +37,12 @@ from sports1m_tf.baseline import classifier, extract
 from sports1m_tf.baseline.descriptors import FEATURE_TYPES, DescriptorSettings
 from sports1m_tf.baseline.histograms import vector_dimension
 from sports1m_tf.baseline.vocabulary import Vocabulary, fit_vocabulary
+from sports1m_tf.metrics import TOP_K
 from tfrecord_tools import summary
 
 MODEL_FILE = "model.keras"
 VOCABULARY_FILE = "vocabulary.npz"
 CONFIG_FILE = "baseline.json"
-TOP_K = 5
 
 FLAGS = flags.FLAGS
 

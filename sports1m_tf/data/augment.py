@@ -74,29 +74,6 @@ def flip_clip(frames: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
     return mirror(frames, flip)
 
 
-def random_crop_and_flip(frames: tf.Tensor, size: int, seed: tf.Tensor,
-                         flip: bool = True) -> tf.Tensor:
-    """Training augmentation on decoded frames: one random crop and flip for the clip.
-
-    The pipeline draws the same window and flip (`random_crop_window`) and
-    applies the window while decoding; this is the same transform for frames
-    that are already decoded.
-
-    Args:
-      frames: uint8 [T, H, W, C].
-      size: int. Crop size.
-      seed: int [2]. Stateless seed for this clip.
-      flip: bool. Allow the random horizontal flip.
-
-    Returns:
-      uint8 [T, size, size, C].
-    """
-    shape = tf.shape(frames)
-    window, flip_now = random_crop_window(shape[1], shape[2], size, seed)
-    out = crop_clip(frames, window)
-    return flip_clip(out, flip_now) if flip else out
-
-
 def centre_crop(frames: tf.Tensor, size: int) -> tf.Tensor:
     """The centre `size`×`size` crop of every frame: uint8 [T, size, size, C]."""
     shape = tf.shape(frames)
