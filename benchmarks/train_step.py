@@ -1,4 +1,4 @@
-"""Training-step throughput of every model at full size, against the machine's matmul rate (issue 5).
+"""Training-step throughput of every model at full size, against the machine's matmul rate.
 
 For each model, full-frame and multires, the step that `sports1m-train` runs
 (`sports1m_tf.optimization.make_train_step`: strategy.run of forward + backward +

@@ -7,7 +7,7 @@ Each video is decoded once with OpenCV, front to back; up to `--max_clips` clips
 of 16 consecutive frames, evenly spaced over the video, are kept as the converter
 stores frames (centre square, resized to 200×200), and the SavedModel's
 `predict_video` signature averages the 4 views of every clip into the video's
-prediction (paper §4.1). `--saved_model` is a version folder or a model folder
+prediction (as evaluation does). `--saved_model` is a version folder or a model folder
 (its highest version is used). A video that cannot be read is reported and
 skipped; the exit status is 1 if any video failed.
 """

@@ -1,4 +1,4 @@
-"""The `tf.distribute` strategy of a run, from `--strategy` and `TF_CONFIG` (SPEC §4).
+"""The `tf.distribute` strategy of a run, from `--strategy` and `TF_CONFIG`.
 
 `auto` picks: a `TF_CONFIG` cluster with a `ps` job → parameter servers
 (asynchronous, the paper's Downpour SGD analogue); a cluster with several

@@ -1,4 +1,4 @@
-"""sports1m-finetune: transfer a trained model to a new task (paper §4.2, SPEC §6).
+"""sports1m-finetune: transfer a trained model to a new task (docs/design.md, "Transfer learning").
 
 The model to fine-tune comes from `sports1m_tf.transfer.make_transfer_model`
 (regimes `top1`, `top3`, `all`, `scratch`); everything else is
@@ -35,16 +35,9 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from sports1m_tf import cli
-
-from sports1m_tf import cpu_kernels
-
-# Before `sports1m_tf.transfer` (just below) imports TensorFlow.
-cpu_kernels.prefer_onednn()
-
-from sports1m_tf import checkpoints, settings, train  # noqa: E402
-from sports1m_tf.model_names import MODEL_NAMES  # noqa: E402
-from sports1m_tf.transfer import PAPER_DROPOUT, REGIMES  # noqa: E402
+from sports1m_tf import checkpoints, cli, settings, train
+from sports1m_tf.model_names import MODEL_NAMES
+from sports1m_tf.transfer_regimes import PAPER_DROPOUT, REGIMES
 
 FLAGS = flags.FLAGS
 # TrainConfig fields that describe the architecture: taken from the source model.

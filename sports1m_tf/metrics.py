@@ -121,7 +121,7 @@ def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------
-# Average precision (paper §4.1 Table 2, §4.2 Table 4)
+# Average precision (the paper's Tables 2 and 4)
 # ---------------------------------------------------------------------------
 def _average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
     """AP of one class: sum over thresholds of (recall step) x (precision there)."""

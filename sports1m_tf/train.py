@@ -225,15 +225,6 @@ def _run_config(config: TrainConfig, model, class_names, strategy, precision: st
             **(extra or {})}
 
 
-def _summary_writers(model_dir: str, chief: bool):
-    """`(train_writer, validation_writer)`: TensorBoard writers, no-ops off the chief."""
-    import tensorflow as tf
-    if not chief:
-        return tf.summary.create_noop_writer(), tf.summary.create_noop_writer()
-    return (tf.summary.create_file_writer(os.path.join(model_dir, "train")),
-            tf.summary.create_file_writer(os.path.join(model_dir, "validation")))
-
-
 class _Progress:
     """Training speed over the steps since the last progress line (not validation or saving)."""
 
@@ -246,32 +237,18 @@ class _Progress:
 
     def report(self, step: int, loss: float, learning_rate: float) -> None:
         """Logs a progress line and writes the training scalars; starts a new window."""
-        import tensorflow as tf
+        from sports1m_tf import summaries
         step_time = self._time / max(self._steps, 1)
         clips_per_s = self._steps * self._clips_per_step / max(self._time, 1e-9)
         eta = (self._config.train_steps - step) * step_time
         logging.info("step %d/%d  loss %.4f  %.1f clips/s  %.3f s/step  lr %.2g  ETA %s",
                      step, self._config.train_steps, loss, clips_per_s, step_time,
                      learning_rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
-        with self._writer.as_default():
-            tf.summary.scalar("loss", loss, step=step)
-            tf.summary.scalar("learning_rate", learning_rate, step=step)
-            tf.summary.scalar("clips_per_second", clips_per_s, step=step)
-            tf.summary.scalar("step_time_seconds", step_time, step=step)
+        summaries.write_training_scalars(self._writer, step, loss=loss,
+                                         learning_rate=learning_rate,
+                                         clips_per_second=clips_per_s,
+                                         step_time_seconds=step_time)
         self._time, self._steps = 0.0, 0
-
-
-def _write_validation_summaries(validation: dict, step: int, model, writers) -> None:
-    import tensorflow as tf
-
-    from sports1m_tf import summaries
-    train_writer, val_writer = writers
-    with val_writer.as_default():
-        tf.summary.scalar("clip_hit_at_1", validation["hit_at_1"], step=step)
-        tf.summary.scalar("loss", validation["loss"], step=step)
-        summaries.write_confusion_image(validation["confusion"], step)
-    with train_writer.as_default():
-        summaries.write_filter_images(model, step)
 
 
 def _at(step: int, every: int, config: TrainConfig) -> bool:
@@ -371,18 +348,17 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     run_steps = distribute.make_step_runner(train_step, iterator, coordinator)
     agree = distribute.make_agree(strategy)
     predict = tf.function(lambda frames: model(frames, training=False))
-    writers = _summary_writers(config.model_dir, chief)
-    progress = _Progress(config, config.batch_size * strategy.num_replicas_in_sync, writers[0])
+    writers = summaries.run_writers(config.model_dir, chief)
+    clips_per_step = config.batch_size * strategy.num_replicas_in_sync
+    progress = _Progress(config, clips_per_step, writers[0])
 
     # The loop: steps up to the next log, validation or checkpoint boundary.
-    current, last_loss, validation, saved_at = start_step, float("nan"), None, None
-    if latest:
-        saved_at = start_step
+    current, last_loss, validation = start_step, float("nan"), None
+    saved_at = start_step if latest else None
     logging.info("training %s from step %d to %d: %d clips per step over %d replica(s)%s",
-                 model.name, current, config.train_steps,
-                 config.batch_size * strategy.num_replicas_in_sync,
-                 strategy.num_replicas_in_sync, "" if coordinator is None
-                 else " (asynchronous parameter servers)")
+                 model.name, current, config.train_steps, clips_per_step,
+                 strategy.num_replicas_in_sync,
+                 "" if coordinator is None else " (asynchronous parameter servers)")
     with writers[0].as_default():
         summaries.write_filter_images(model, current)
     while current < config.train_steps:
@@ -407,7 +383,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
                          current, validation["hit_at_1"], validation["loss"],
                          validation["clips"])
             best.offer(model, current, validation["hit_at_1"])
-            _write_validation_summaries(validation, current, model, writers)
+            summaries.write_validation(writers, current, validation, model)
         if _at(current, config.checkpoint_every, config):
             # Every MultiWorkerMirrored worker takes part (so the decision depends
             # only on the step); only the chief's copy stays.

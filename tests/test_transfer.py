@@ -1,4 +1,4 @@
-"""Transfer learning (issue 8): what each regime freezes, a UCF-101-layout dataset of
+"""Transfer learning: what each regime freezes, a UCF-101-layout dataset of
 real video files converted and fine-tuned end to end, the class groups, and a
 source/target pair on which transfer beats training from scratch.
 

@@ -14,7 +14,7 @@ same `dataset.json` as the local path; only the engine differs:
 
 A video that fails yields an outcome with its reason and no record; its element
 never raises, so one bad file cannot fail the pipeline. Paths go through
-`fileio`, i.e. `tf.io.gfile` for gs:// (see docs/issue11.md for what was tested).
+`fileio`, i.e. `tf.io.gfile` for gs://.
 
 Beam is imported only here: `pip install .[beam]` (apache-beam, google-crc32c).
 

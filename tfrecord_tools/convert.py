@@ -1,4 +1,4 @@
-"""Local conversion: a manifest of videos → clip TFRecord shards + dataset.json (SPEC §2).
+"""Local conversion: a manifest of videos → clip TFRecord shards + dataset.json.
 
 Resumable by construction. Worker processes convert one video at a time with
 `video_clips.convert_video` and store each result (records, or the failure) as one

@@ -1,4 +1,4 @@
-"""TFRecord shards: names, atomic writing, and dealing clips over shards (SPEC §2).
+"""TFRecord shards: names, atomic writing, and dealing clips over shards.
 
 Shards are `SPLIT-00000-of-000NN.tfrecord` (`.tfrecord.gz` with GZIP). Each is
 written under a hidden temporary name (`.tmp-SPLIT-...`, which no `SPLIT-*`

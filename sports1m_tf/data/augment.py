@@ -1,6 +1,7 @@
 """Clip-level crops, flips and evaluation views: pure `tf` functions on [T, H, W, C] clips.
 
-One crop window and one flip decision per clip, applied to every frame (SPEC §3):
+One crop window and one flip decision per clip, applied to every frame
+(docs/design.md, "Input and augmentation"):
 `tf.image.random_flip_left_right` on a 4-D tensor would flip each frame on its
 own, so it is not used. Windows are separate from the cropping so that the
 training pipeline can hand them to `tf.io.decode_and_crop_jpeg`.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-# Evaluation views (paper §4.1), in this order: (corner, flipped).
+# Evaluation views, in this order: (corner, flipped).
 VIEWS = (("centre", False), ("centre", True), ("top_left", False), ("bottom_right", True))
 
 

@@ -1,4 +1,6 @@
-"""Training / validation batches of clips: records → (uint8 frames, soft target) (SPEC §3).
+"""Training / validation batches of clips: records → (uint8 frames, soft target).
+
+The crop and flip are described in docs/design.md ("Input and augmentation").
 
 Composition:
   shards (interleaved, GZIP detected) → shuffle → enumerate (per-clip seed)
@@ -67,7 +69,7 @@ def multi_hot(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
 
 
 def soft_target(counts: tf.Tensor) -> tf.Tensor:
-    """Uniform distribution over each clip's labels (SPEC §1).
+    """Uniform distribution over each clip's labels (a multi-label clip shares its target).
 
     Args:
       counts: float32 [..., num_classes]. Label counts or multi-hot; a class

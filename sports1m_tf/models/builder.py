@@ -59,7 +59,7 @@ def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
       name: str. One of `single_frame`, `early_fusion`, `late_fusion`,
         `slow_fusion`, `fovea_only`, `context_only`.
       num_classes: int. Classifier size. Defaults to 487 (Sports-1M).
-      multires: bool. Fovea + context streams (paper §3.2). Defaults to False.
+      multires: bool. Fovea + context streams. Defaults to False.
       width: float. Multiplier on every conv and FC width. Defaults to 1.0.
       input_size: int. Square frame size; defaults to 170 (178 for multires).
       dropout: float. Dropout rate after fc6 and fc7. Defaults to 0.5.
