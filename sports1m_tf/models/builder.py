@@ -63,7 +63,7 @@ def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
       width: float. Multiplier on every conv and FC width. Defaults to 1.0.
       input_size: int. Square frame size; defaults to 170 (178 for multires).
       dropout: float. Dropout rate after fc6 and fc7. Defaults to 0.5.
-      clip_frames: int. Frames per stored clip (which frames are read). Defaults to 16.
+      clip_frames: int. Frames per stored clip (which frames are read). Defaults to `CLIP_FRAMES`.
       input_scale: float. Multiplier on the mean-subtracted pixels. Defaults to 1
         (the paper's raw pixel units).
       kernel_init: str. Initializer of the ReLU layers' kernels, one of
