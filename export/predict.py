@@ -7,7 +7,7 @@ Each video is decoded once with OpenCV, front to back; up to `--max_clips` clips
 of 16 consecutive frames, evenly spaced over the video, are kept as the converter
 stores frames (centre square, resized to 200×200), and the SavedModel's
 `predict_video` signature averages the 4 views of every clip into the video's
-prediction (paper §4.1). `--saved_model` is a version folder or a model folder
+prediction (as evaluation does). `--saved_model` is a version folder or a model folder
 (its highest version is used). A video that cannot be read is reported and
 skipped; the exit status is 1 if any video failed.
 """
@@ -22,6 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from sports1m_tf import cli
+from tfrecord_tools import schema
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "SavedModel version folder, or a model folder.")
@@ -29,8 +30,8 @@ flags.DEFINE_integer("max_clips", 20, "Most clips per video (paper: 20).")
 flags.DEFINE_boolean("json", False, "Print one JSON document instead of text.")
 flags.mark_flag_as_required("saved_model")
 
-CLIP_FRAMES = 16
-FRAME_SIZE = 200
+CLIP_FRAMES = schema.CLIP_FRAMES
+FRAME_SIZE = schema.FRAME_SIZE
 
 
 class VideoError(Exception):

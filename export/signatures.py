@@ -1,11 +1,11 @@
-"""Serving functions (SPEC §7): raw frames in, probabilities and the top classes out.
+"""Serving functions (docs/design.md): raw frames in, probabilities and the top classes out.
 
 Every function is pure TF graph: frame selection is a gather, crops are slices,
 views are a static stack of four, decoding is one `tf.map_fn` over the frames
 the model reads. Preprocessing matches training and evaluation:
 
   any H×W frame → centre square crop → resize to 200×200 (what the converter
-  stores, SPEC §2) → the model's crop (centre for `serving_default`, the four
+  stores) → the model's crop (centre for `serving_default`, the four
   evaluation views of `sports1m_tf.data.eval_views` for `predict_video`).
 
 Inputs carry no static rank in the signature so that the in-graph checks below
@@ -19,12 +19,11 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from sports1m_tf.data import centre_crop, eval_views
+from sports1m_tf.data import VIEWS, centre_crop, eval_views
+from sports1m_tf.metrics import TOP_K
 from sports1m_tf.models import describe
 from tfrecord_tools import schema
 
-TOP_K = 5
-VIEWS = 4
 # Signature name → input key.
 SIGNATURE_INPUTS = {"serving_default": "clips", "predict_video": "clips",
                     "predict_jpeg": "jpeg_frames"}
@@ -181,7 +180,7 @@ def all_views(clips: tf.Tensor, size: int) -> tf.Tensor:
       first); the order does not matter to the average taken over them.
     """
     steps = clips.shape[1]
-    views = eval_views(fold_time(clips), size, VIEWS)           # [4, n*T, S, S, 3]
+    views = eval_views(fold_time(clips), size, len(VIEWS))      # [4, n*T, S, S, 3]
     return tf.reshape(views, [-1, steps, size, size, 3])
 
 
@@ -216,7 +215,7 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
         float32 [batch, 5], `top_k_names` string [batch, 5] (centre view).
       - `predict_video`: `clips` uint8 [n, 16, H, W, 3], the clips of ONE video
         → the same outputs with batch 1: the mean of the softmax over the 4
-        views of the n clips (paper §4.1).
+        views of the n clips (as evaluation does).
       - `predict_jpeg`: `jpeg_frames` string [batch, 16] → as `serving_default`.
       (k = min(5, C).)
     """

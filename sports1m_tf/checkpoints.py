@@ -27,6 +27,8 @@ CHECKPOINT_NAME = "ckpt"
 # Keys of run_config.json that `build_model` needs.
 MODEL_KEYS = ("model", "num_classes", "multires", "width", "input_size", "dropout",
               "clip_frames")
+# Settings added after the first runs: a run_config.json without them used these values.
+_OLDER_RUN_DEFAULTS = {"input_scale": 1.0, "optimizer": "sgd"}
 
 
 def _atomic_write_text(path: str, text: str) -> None:
@@ -180,3 +182,71 @@ def save_best_model(model, model_dir: str, step: int, hit_at_1: float) -> str:
     _atomic_write_text(os.path.join(model_dir, BEST_MODEL_INFO),
                        json.dumps({"step": int(step), "val_clip_hit_at_1": float(hit_at_1)}))
     return path
+
+
+def check_resumable(model_dir: str, run_config: dict) -> dict:
+    """Checks that resuming in `model_dir` trains the same model; returns the config to record.
+
+    Args:
+      model_dir: str. A run folder holding a checkpoint.
+      run_config: dict. The new run's description (see `write_run_config`).
+
+    Returns:
+      `run_config` with the folder's `kernel_init`: the checkpoint's weights
+      replace the initialisation, so the record keeps the one the run really
+      started from (runs from before the setting: Glorot, the default).
+
+    Raises:
+      ValueError: the folder holds a run of another model (names the keys that differ).
+    """
+    if not os.path.exists(os.path.join(model_dir, RUN_CONFIG_FILE)):
+        return run_config
+    previous = load_run_config(model_dir)
+    changed = {k: (previous[k], run_config[k]) for k in MODEL_KEYS
+               if previous.get(k) != run_config.get(k)}
+    for k, default in _OLDER_RUN_DEFAULTS.items():
+        if previous.get(k, default) != run_config[k]:
+            changed[k] = (previous.get(k, default), run_config[k])
+    if changed:
+        raise ValueError(f"{model_dir} holds a run of another model; (old, new): {changed}")
+    return {**run_config, "kernel_init": previous.get("kernel_init", "glorot_uniform")}
+
+
+class BestModel:
+    """`best_model.keras`: the weights of the best validation clip Hit@1 so far.
+
+    It outlives checkpoint rotation. Its own record (`best_model.json`), not the
+    plateau schedule's state, says what to beat: a kill between the two writes
+    must not let a worse model replace it on resume. A fresh run drops a stale one.
+
+    Args:
+      model_dir: str. The run folder.
+      resumed: bool. The run continues from a checkpoint.
+      writer: bool. This task writes the files (the chief).
+    """
+
+    def __init__(self, model_dir: str, *, resumed: bool, writer: bool):
+        self._model_dir, self._writer = model_dir, writer
+        info = load_best_info(model_dir) if resumed else None
+        self.hit_at_1 = info["val_clip_hit_at_1"] if info else -1.0
+        self.step = info["step"] if info else None
+        if writer and not resumed:
+            for name in (BEST_MODEL_FILE, BEST_MODEL_INFO):
+                if os.path.exists(os.path.join(model_dir, name)):
+                    os.remove(os.path.join(model_dir, name))
+
+    def offer(self, model, step: int, hit_at_1: float) -> bool:
+        """Keeps `model` if `hit_at_1` beats the best so far; returns whether it did."""
+        if hit_at_1 <= self.hit_at_1:
+            return False
+        self.hit_at_1, self.step = hit_at_1, step
+        if self._writer:
+            save_best_model(model, self._model_dir, step, hit_at_1)
+        return True
+
+    @property
+    def path(self) -> str | None:
+        """The kept model's file (None off the writer or before any validation)."""
+        if not self._writer or self.step is None:
+            return None
+        return os.path.join(self._model_dir, BEST_MODEL_FILE)

@@ -16,6 +16,14 @@ console script is `run = cli.entry(main)`. The entry:
 
 This module imports no TensorFlow and nothing of the project but
 `cpu_kernels`, so the light commands (conversion, synthetic data) stay light.
+
+Why some imports of TensorFlow are inside functions: a console script imports
+its command module before `run()` calls the entry, so a command module and
+whatever it imports at the top must not import TensorFlow (nor
+`sports1m_tf.data`, whose package import loads it); the variables above would
+come too late. Those modules import it in the functions that need it; modules
+reached only from there (`optimization`, `summaries`, `models`, `data`) import
+it at the top. docs/design.md ("Package layering") says the same for readers.
 """
 from __future__ import annotations
 

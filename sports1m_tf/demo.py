@@ -78,7 +78,8 @@ class DemoSettings:
       steps: dict model -> training steps.
       batch_size: int. Clips per training step.
       optimizer: str. `sports1m-train --optimizer`: "adam" (default here: the paper's
-        SGD does not learn the motion classes within minutes, docs/issue10.md) or "sgd".
+        SGD does not learn the motion classes within minutes; docs/design.md,
+        "Training") or "sgd".
       learning_rate: float. Learning rate.
       shuffle_buffer: int. `sports1m-train --shuffle_buffer`.
       input_scale: float. `sports1m-train --input_scale` (1/64 with Adam).

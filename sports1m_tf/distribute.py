@@ -1,4 +1,4 @@
-"""The `tf.distribute` strategy of a run, from `--strategy` and `TF_CONFIG` (SPEC §4).
+"""The `tf.distribute` strategy of a run, from `--strategy` and `TF_CONFIG`.
 
 `auto` picks: a `TF_CONFIG` cluster with a `ps` job → parameter servers
 (asynchronous, the paper's Downpour SGD analogue); a cluster with several
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import socket
 import time
@@ -282,3 +283,45 @@ def is_chief(task: ClusterTask | None) -> bool:
     if task.task_type == "chief":
         return True
     return task.task_type == "worker" and task.task_id == 0 and "chief" not in task.cluster
+
+
+def make_agree(strategy):
+    """A function `agree(value) -> value` that makes a float identical on every worker.
+
+    Every MultiWorkerMirrored worker runs the same validation, but a differently
+    rounded result must not let their learning rates diverge: the mean over
+    workers is what each uses. Under any other strategy it returns its argument.
+    """
+    import tensorflow as tf
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return lambda value: value
+
+    @tf.function
+    def mean_over_workers(value):
+        per_replica = strategy.run(tf.identity, args=(value,))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
+
+    return lambda value: float(mean_over_workers(tf.constant(value, tf.float64)))
+
+
+def make_step_runner(train_step, iterator, coordinator=None):
+    """`run_steps(count) -> losses`: runs `count` training steps.
+
+    Synchronous strategies stop at the first non-finite loss; under parameter
+    servers (`coordinator` given) the steps are scheduled on the workers and
+    every loss comes back.
+    """
+    def run_steps(count: int) -> list[float]:
+        if coordinator is not None:
+            scheduled = [coordinator.schedule(train_step, args=(iterator,))
+                         for _ in range(count)]
+            coordinator.join()
+            return [float(value.fetch()) for value in scheduled]
+        losses = []
+        for _ in range(count):
+            losses.append(float(train_step(iterator)))
+            if not math.isfinite(losses[-1]):
+                break
+        return losses
+
+    return run_steps

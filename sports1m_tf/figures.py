@@ -3,7 +3,7 @@
 - `plot_confusion`: the confusion matrix restricted to the N classes most
   involved in confusions, ordered so that classes confused with each other sit
   side by side. 487 × 487 cells are unreadable; the errors worth reading are
-  among a few fine-grained classes (paper §4.1: deer hunting vs. hunting, ...).
+  among a few fine-grained classes (as in the paper: deer hunting vs. hunting, ...).
 - `plot_prediction_montage`: the paper's Figure 4: per video one frame, its
   ground truth (blue) and the top-5 predictions as bars, green when the class
   is one of the video's labels, red when not.

@@ -1,4 +1,4 @@
-"""sports1m-finetune: transfer a trained model to a new task (paper §4.2, SPEC §6).
+"""sports1m-finetune: transfer a trained model to a new task (docs/design.md, "Transfer learning").
 
 The model to fine-tune comes from `sports1m_tf.transfer.make_transfer_model`
 (regimes `top1`, `top3`, `all`, `scratch`); everything else is
@@ -35,15 +35,9 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from sports1m_tf import cli
-
-from sports1m_tf import cpu_kernels
-
-# Before `sports1m_tf.transfer` (just below) imports TensorFlow.
-cpu_kernels.prefer_onednn()
-
-from sports1m_tf import checkpoints, flags_common, train  # noqa: E402
-from sports1m_tf.transfer import PAPER_DROPOUT, REGIMES  # noqa: E402
+from sports1m_tf import checkpoints, cli, settings, train
+from sports1m_tf.model_names import MODEL_NAMES
+from sports1m_tf.transfer_regimes import PAPER_DROPOUT, REGIMES
 
 FLAGS = flags.FLAGS
 # TrainConfig fields that describe the architecture: taken from the source model.
@@ -85,7 +79,7 @@ def source_spec(init_from: str) -> dict:
     layers = {layer["config"].get("name"): layer for layer in config["config"]["layers"]}
     name = config["config"]["name"]
     family = name.removesuffix("_multires")
-    if "fc6" not in layers or "predictions" not in layers or family not in flags_common.MODEL_NAMES:
+    if "fc6" not in layers or "predictions" not in layers or family not in MODEL_NAMES:
         raise ValueError(f"--init_from {init_from}: model {name!r} was not built by "
                          "sports1m_tf.models (no fc6/predictions layers)")
     input_shape = layers["frames"]["config"]["batch_shape"]
@@ -144,7 +138,7 @@ def finetune(init_from: str, regime: str, *, dropout: float = PAPER_DROPOUT,
                                width=spec["width"], input_size=spec["input_size"],
                                num_classes=num_classes, dropout=dropout, **train_settings)
 
-    def build_model_fn(config: train.TrainConfig):
+    def build_model_fn(config: settings.TrainConfig):
         # Loaded here, inside the strategy's scope and after train() has set up
         # the devices (loading earlier would initialise them too soon for
         # --cpu_devices). Only its weights are read.
@@ -182,10 +176,8 @@ def _save_plain(model, path: str, width: float) -> None:
 # Command
 # ---------------------------------------------------------------------------
 def define_flags() -> None:
-    """Declares the command's flags (at run time: see `sports1m_tf.flags_common`)."""
-    flags_common.define_data_flags()
-    flags_common.define_training_flags()
-    flags_common.define_distribution_flags()
+    """Declares the command's flags (at run time: see `sports1m_tf.settings`)."""
+    settings.define_flags(("data", "training", "distribution"))
     own = {
         "init_from": (flags.DEFINE_string, None,
                       "Source model: a training run folder or a .keras file."),
@@ -212,11 +204,11 @@ def main(argv: Sequence[str]) -> None:
     for name in ("init_from", "model_dir", "train_files"):
         if not FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
-    settings = {f.name: FLAGS[f.name].value for f in dataclasses.fields(train.TrainConfig)
+    overrides = {f.name: FLAGS[f.name].value for f in dataclasses.fields(settings.TrainConfig)
                 if f.name not in _ARCHITECTURE and f.name in FLAGS}
     try:
         result = finetune(FLAGS.init_from, FLAGS.regime, dropout=FLAGS.dropout,
-                          num_classes=FLAGS.num_classes, **settings)
+                          num_classes=FLAGS.num_classes, **overrides)
     except (FileNotFoundError, ValueError, TimeoutError, FloatingPointError) as e:
         logging.error("%s", e)
         raise SystemExit(f"sports1m-finetune: {e}") from None

@@ -1,4 +1,4 @@
-"""The paper's metrics (SPEC §5, paper §4.1) in plain NumPy.
+"""The paper's metrics in plain NumPy (docs/design.md, "Metrics").
 
 Shared by training's validation, `sports1m-eval` and the feature-histogram
 baseline, so every number in the project is computed the same way. No
@@ -25,6 +25,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 LabelLists = Sequence[Sequence[int]] | np.ndarray
+# The k of the reported Hit@k and the number of top classes listed (the paper's Hit@5).
+TOP_K = 5
 _ROW_BLOCK = 8192  # rows per block where [N, C] temporaries would otherwise be made
 
 
@@ -119,7 +121,7 @@ def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------
-# Average precision (paper §4.1 Table 2, §4.2 Table 4)
+# Average precision (the paper's Tables 2 and 4)
 # ---------------------------------------------------------------------------
 def _average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
     """AP of one class: sum over thresholds of (recall step) x (precision there)."""
@@ -240,24 +242,8 @@ def ucf101_groups(class_names: Sequence[str]) -> dict[str, list[int]]:
 
 
 # ---------------------------------------------------------------------------
-# Views and confusions
+# Confusions
 # ---------------------------------------------------------------------------
-def average_views(probs: np.ndarray, views: int) -> np.ndarray:
-    """Averages consecutive views of each clip (SPEC §3: a clip's views are consecutive rows).
-
-    Args:
-      probs: `[N * views, C]`.
-      views: int. Views per clip.
-
-    Returns:
-      `[N, C]`.
-    """
-    probs = np.asarray(probs)
-    if probs.shape[0] % views:
-        raise ValueError(f"{probs.shape[0]} rows are not a whole number of {views}-view clips")
-    return probs.reshape(-1, views, probs.shape[-1]).mean(axis=1)
-
-
 def confusion_counts(probs: np.ndarray, label_lists: LabelLists) -> np.ndarray:
     """Confusion matrix of top-1 predictions: `counts[true, predicted]`.
 

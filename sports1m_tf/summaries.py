@@ -1,13 +1,16 @@
-"""TensorBoard images of a training run: conv1 filters (paper Figure 3) and the confusion matrix.
+"""A training run's TensorBoard events: scalars, conv1 filters (paper Figure 3), confusions.
 
 Images are built in NumPy (no plotting library in the training loop) and
-written with `tf.summary.image` inside the caller's writer context.
+written with `tf.summary.image` inside the caller's writer context. Imported by
+the training loop once TensorFlow may load (see `sports1m_tf.cli`).
 """
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
+import tensorflow as tf
 
 _PAD = 1  # pixels between filters and between a filter's time slices
 
@@ -90,12 +93,43 @@ def confusion_image(counts: np.ndarray, cell: int | None = None) -> np.ndarray:
 
 def write_filter_images(model, step: int) -> None:
     """Writes each stream's conv1 filter grid as `filters/<layer>` (call inside a writer)."""
-    import tensorflow as tf
     for name, kernel in conv1_kernels(model).items():
         tf.summary.image(f"filters/{name}", filter_grid(kernel)[None], step=step)
 
 
 def write_confusion_image(counts: np.ndarray, step: int) -> None:
     """Writes the confusion matrix as `confusion_matrix` (call inside a writer)."""
-    import tensorflow as tf
     tf.summary.image("confusion_matrix", confusion_image(counts)[None], step=step)
+
+
+def run_writers(model_dir: str, chief: bool):
+    """`(train_writer, validation_writer)` of a run folder; no-ops off the chief."""
+    if not chief:
+        return tf.summary.create_noop_writer(), tf.summary.create_noop_writer()
+    return (tf.summary.create_file_writer(os.path.join(model_dir, "train")),
+            tf.summary.create_file_writer(os.path.join(model_dir, "validation")))
+
+
+def write_training_scalars(writer, step: int, **scalars: float) -> None:
+    """Writes `scalars` (name → value) at `step` to `writer`."""
+    with writer.as_default():
+        for name, value in scalars.items():
+            tf.summary.scalar(name, value, step=step)
+
+
+def write_validation(writers, step: int, validation: dict, model) -> None:
+    """A validation's scalars and confusion image, and the model's conv1 filters.
+
+    Args:
+      writers: `run_writers`' pair.
+      step: int. The training step.
+      validation: dict with `hit_at_1`, `loss` and `confusion` counts.
+      model: the trained `keras.Model`.
+    """
+    train_writer, val_writer = writers
+    with val_writer.as_default():
+        tf.summary.scalar("clip_hit_at_1", validation["hit_at_1"], step=step)
+        tf.summary.scalar("loss", validation["loss"], step=step)
+        write_confusion_image(validation["confusion"], step)
+    with train_writer.as_default():
+        write_filter_images(model, step)

@@ -2,7 +2,7 @@
 
 SGD with momentum 0.9 and decoupled weight decay, learning rate 1e-3 divided by
 10 whenever validation clip Hit@1 stops improving, mini-batches of 32 clips per
-replica (paper §3.3, SPEC §4). The same loop runs under every
+replica, as in the paper (docs/design.md, "Training"). The same loop runs under every
 `tf.distribute` strategy: `strategy.run` of a step function, checkpoints every
 --checkpoint_every steps (a killed run restarted with the same command resumes
 and ends at the same step), TensorBoard summaries, progress lines.
@@ -38,76 +38,12 @@ from typing import Callable, Sequence
 
 from absl import app, flags, logging
 
-from sports1m_tf import checkpoints, cli, cpu_kernels, distribute, flags_common
+from sports1m_tf import checkpoints, cli, distribute, settings
+# Callers build a run's settings through this module too: train.make_config(...).
+from sports1m_tf.settings import TrainConfig, config_from_flags, make_config  # noqa: F401
+from tfrecord_tools import schema
 
 FLAGS = flags.FLAGS
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything a run needs; the fields are the flags of `flags_common` (defaults live there).
-
-    Build one with `make_config(**overrides)` or `config_from_flags()`.
-    """
-    model: str
-    multires: bool
-    width: float
-    input_size: int | None
-    num_classes: int | None
-    dropout: float
-    input_scale: float
-    train_files: Sequence[str]
-    val_files: Sequence[str] | None
-    batch_size: int
-    val_batches: int
-    flip: bool
-    shuffle_buffer: int
-    model_dir: str
-    train_steps: int
-    eval_every: int
-    checkpoint_every: int
-    log_every: int
-    learning_rate: float
-    optimizer: str
-    momentum: float
-    weight_decay: float
-    plateau_patience: int
-    min_learning_rate: float
-    lr_schedule: str
-    keep_checkpoints: int
-    seed: int
-    kernel_init: str
-    strategy: str
-    mixed_precision: str
-    xla: str
-    cpu_devices: int
-    peer_timeout: float
-    data_service: str | None = None
-
-
-_FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
-
-
-def config_from_flags() -> TrainConfig:
-    """The `TrainConfig` of the parsed command line."""
-    return TrainConfig(**{name: FLAGS[name].value for name in _FIELDS})
-
-
-def make_config(**overrides) -> TrainConfig:
-    """A `TrainConfig` with the flags' defaults, changed by `overrides` (for Python callers)."""
-    # A private FlagValues: other commands imported into the same process may
-    # declare flags of the same names with other defaults.
-    defaults = flags.FlagValues()
-    flags_common.define_all(defaults)
-    unknown = sorted(set(overrides) - set(_FIELDS))
-    if unknown:
-        raise TypeError(f"unknown training settings {unknown}")
-    values = {name: defaults[name].default for name in _FIELDS}
-    values.update(overrides)
-    for name in ("train_files", "val_files"):
-        if isinstance(values[name], str):
-            values[name] = [values[name]]
-    return TrainConfig(**values)
 
 
 def _check_config(config: TrainConfig) -> None:
@@ -129,105 +65,218 @@ def _next_boundary(current: int, config: TrainConfig) -> int:
     return min([config.train_steps] + [(current // n + 1) * n for n in every])
 
 
-def make_learning_rate(config: TrainConfig):
-    """`config.learning_rate` as the optimiser takes it: a float for the plateau schedule
-    (which `train` lowers by assignment), a Keras schedule for cosine.
-
-    Cosine decays from `learning_rate` at step 0 to `min_learning_rate` at
-    `train_steps`, read off the optimiser's own step count, which the checkpoint holds,
-    so a resumed run picks up the curve where it stopped.
-    """
-    if config.lr_schedule == "plateau":
-        return config.learning_rate
-    if config.lr_schedule == "cosine":
-        import keras
-        floor = min(config.min_learning_rate, config.learning_rate)
-        return keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=config.train_steps,
-            alpha=floor / config.learning_rate if config.learning_rate else 0.0)
-    raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; expected plateau or cosine")
-
-
-def make_optimizer(config: TrainConfig):
-    """The run's optimiser: SGD with momentum (the paper) or AdamW, both with decoupled
-    weight decay on kernels only (biases are not decayed, as in AlexNet-style training)."""
-    import keras
-    learning_rate = make_learning_rate(config)
-    if config.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(learning_rate, momentum=config.momentum,
-                                         weight_decay=config.weight_decay or None)
-    elif config.optimizer == "adam":
-        # AdamW's decay is w <- w - lr * wd * w, the same decoupled rule as SGD's.
-        optimizer = keras.optimizers.AdamW(learning_rate,
-                                           weight_decay=config.weight_decay)
-    else:
-        raise ValueError(f"unknown optimizer {config.optimizer!r}; expected sgd or adam")
-    optimizer.exclude_from_weight_decay(var_names=["bias"])
-    return optimizer
-
-
-def make_train_step(strategy, model, optimizer, step, *, xla: bool = False):
-    """The training step every strategy runs (also timed by benchmarks/train_step.py).
-
-    Soft-target cross-entropy averaged over the global batch
-    (`tf.nn.compute_average_loss`), gradients of the model's trainable variables
-    only, `optimizer.apply_gradients`. A step whose loss or gradient is not
-    finite is skipped as a whole, decided in cross-replica context so that every
-    replica and worker agrees.
+def build_training_dataset(config: TrainConfig, data_args: dict, seed: int | None,
+                           input_context=None):
+    """The training input of one pipeline: shuffled, augmented, repeated batches.
 
     Args:
-      strategy: the `tf.distribute.Strategy` the model and optimiser were built in.
-      model: `keras.Model`, uint8 clips → softmax.
-      optimizer: a built Keras optimiser (possibly a `LossScaleOptimizer`).
-      step: int64 `tf.Variable`, incremented once per applied step.
-      xla: bool. XLA-compile the forward and backward pass.
+      config: `TrainConfig` (files, batch size, flip, shuffle buffer).
+      data_args: dict. What the built model reads (`_data_args`).
+      seed: int or None. The run's data seed (None: each pipeline its own way).
+      input_context: `tf.distribute.InputContext` of this pipeline, or None.
 
     Returns:
-      A `tf.function` `train_step(iterator) -> loss` (float32 scalar; NaN when
-      the step was skipped), `iterator` yielding `(frames, target)`.
+      `tf.data.Dataset` of `(frames, target)` batches of `config.batch_size`.
     """
+    from sports1m_tf import data
+    pipeline = input_context.input_pipeline_id if input_context else 0
+    return data.clip_dataset(
+        list(config.train_files), training=True, batch_size=config.batch_size,
+        flip=config.flip, repeat=-1, seed=None if seed is None else seed + 7919 * pipeline,
+        shuffle_buffer=config.shuffle_buffer, **data_args)
+
+
+def build_validation_dataset(config: TrainConfig, data_args: dict):
+    """The validation input: centre crops of `config.val_files`, in order, once.
+
+    Returns:
+      `tf.data.Dataset` of `(frames, target)` batches, limited to
+      `config.val_batches` batches when that is positive.
+    """
+    from sports1m_tf import data
+    dataset = data.clip_dataset(list(config.val_files), training=False,
+                                batch_size=config.batch_size, **data_args)
+    return dataset.take(config.val_batches) if config.val_batches > 0 else dataset
+
+
+def _training_iterator(strategy, config: TrainConfig, data_args: dict, start_step: int):
+    """`(iterator, coordinator)` over the training input of every replica.
+
+    Each input pipeline gets its own seed, moved on by the resumed step so that a
+    restarted run does not replay the clips it has already seen. (Iterator state
+    is not checkpointed: it would carry the shuffle buffers of decoded clips.)
+    The coordinator is None except under parameter servers.
+    """
+    import tensorflow as tf
+    if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
+        # One function builds every worker's pipeline: with the global seed cleared,
+        # each worker shuffles its own way (asynchronous training is not
+        # reproducible anyway).
+        if config.data_service:
+            raise cli.UserError("--data_service works with one_device, mirrored and "
+                                "multi_worker, not with parameter servers")
+        tf.random.set_seed(None)
+        coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
+        dataset = coordinator.create_per_worker_dataset(
+            lambda context=None: build_training_dataset(config, data_args, None, context))
+        return iter(dataset), coordinator
+    seed = config.seed + 1_000_003 * start_step
+    if config.data_service:
+        # The whole pipeline runs on the service's workers; every trainer of the run
+        # joins one job (same name, same seed), so each batch goes to one trainer.
+        from sports1m_tf.data import service as data_service
+        data_service.check_dispatcher(config.data_service, config.peer_timeout)
+        job = data_service.job_name(config.model_dir, start_step)
+        dataset = strategy.distribute_datasets_from_function(
+            lambda context=None: data_service.service_training_dataset(
+                list(config.train_files), service=config.data_service, seed=seed,
+                job_name=job, batch_size=config.batch_size, flip=config.flip,
+                shuffle_buffer=config.shuffle_buffer, **data_args))
+        return iter(dataset), None
+    dataset = strategy.distribute_datasets_from_function(
+        lambda context=None: build_training_dataset(config, data_args, seed, context))
+    return iter(dataset), None
+
+
+def validate(predict: Callable, dataset, agree: Callable[[float], float] = float) -> dict:
+    """Clip-level validation of a model on `dataset`.
+
+    Args:
+      predict: `fn(frames) -> probabilities`, the model in inference mode.
+      dataset: `tf.data.Dataset` of `(frames, target)` batches.
+      agree: makes a float identical on every worker (`distribute.make_agree`).
+
+    Returns:
+      dict: `hit_at_1` (clip Hit@1), `loss` (mean cross-entropy), `clips`,
+      `confusion` (`metrics.confusion_counts`).
+    """
+    import numpy as np
+
+    from sports1m_tf import metrics
+    probs, targets = [], []
+    for frames, target in dataset:
+        probs.append(predict(frames).numpy())
+        targets.append(target.numpy())
+    probs, targets = np.concatenate(probs), np.concatenate(targets)
+    labels = targets > 0
+    loss = float(np.mean(-np.sum(targets * np.log(np.clip(probs, 1e-7, 1.0)), axis=1)))
+    return {"hit_at_1": agree(metrics.hit_at_k(probs, labels, 1)), "loss": agree(loss),
+            "clips": len(probs), "confusion": metrics.confusion_counts(probs, labels)}
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of the model's weights: identifies them across processes and runs."""
+    import numpy as np
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(np.asarray(weight.numpy())).tobytes())
+    return digest.hexdigest()
+
+
+def _resolve_precision(config: TrainConfig) -> tuple[str, bool]:
+    """Sets the Keras dtype policy and seed; returns `(precision, xla)` as resolved."""
     import keras
     import tensorflow as tf
+    on_gpu = bool(tf.config.list_logical_devices("GPU"))
+    precision = config.mixed_precision
+    if precision == "auto":
+        precision = "bfloat16" if on_gpu else "off"
+    keras.mixed_precision.set_global_policy(
+        "float32" if precision == "off" else f"mixed_{precision}")
+    keras.utils.set_random_seed(config.seed)
+    return precision, config.xla == "on" or (config.xla == "auto" and on_gpu)
 
-    variables = model.trainable_variables
-    loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
-    def replica_gradients(frames, target):
-        with tf.GradientTape() as tape:
-            probs = model(frames, training=True)
-            # Soft-target cross-entropy: multi-label clips have uniform targets.
-            per_clip = keras.losses.categorical_crossentropy(target, probs)
-            loss = tf.nn.compute_average_loss(per_clip)
-            scaled = optimizer.scale_loss(loss) if loss_scaled else loss
-        grads = tape.gradient(scaled, variables)
-        # Loss scaling overflows on purpose now and then (the optimiser skips
-        # those steps itself); otherwise a non-finite gradient means divergence.
-        norm = tf.zeros([]) if loss_scaled else tf.linalg.global_norm(grads)
-        return grads, loss, norm
+def _resolve_classes(config: TrainConfig) -> tuple[list | None, int]:
+    """`(class_names, num_classes)` from the settings and the records' dataset.json."""
+    from sports1m_tf.data import dataset_info
+    class_names = dataset_info.read_classes(config.train_files)
+    num_classes = config.num_classes or (len(class_names) if class_names else None)
+    if num_classes is None:
+        raise ValueError("num_classes is not set and no dataset.json with classes lies "
+                         f"beside {list(config.train_files)}")
+    if class_names and len(class_names) != num_classes:
+        raise ValueError(f"num_classes={num_classes} but the records' dataset.json lists "
+                         f"{len(class_names)} classes")
+    return class_names, num_classes
 
-    if xla:
-        replica_gradients = tf.function(replica_gradients, jit_compile=True)
 
-    def replica_apply(grads):
-        optimizer.apply_gradients(zip(grads, variables))
+def _build_model(config: TrainConfig, build_model_fn: Callable | None, num_classes: int):
+    """The run's model, from `build_model_fn` or from the settings (in the strategy's scope)."""
+    from sports1m_tf.models import build_model, default_input_size
+    config = dataclasses.replace(
+        config, num_classes=num_classes,
+        input_size=config.input_size or default_input_size(config.model, config.multires))
+    if build_model_fn is not None:
+        return build_model_fn(config)
+    return build_model(config.model, num_classes, multires=config.multires, width=config.width,
+                       input_size=config.input_size, dropout=config.dropout,
+                       input_scale=config.input_scale, kernel_init=config.kernel_init)
 
-    @tf.function
-    def train_step(iterator):
-        frames, target = next(iterator)
-        grads, losses, norms = strategy.run(replica_gradients, args=(frames, target))
-        loss = strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
-        norm = strategy.reduce(tf.distribute.ReduceOp.SUM, norms, axis=None)
-        finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
-        # Applying inside a cross-replica `if` (not in the replica function, where
-        # control flow around the gradient all-reduce is not allowed): a skipped
-        # step leaves weights, optimiser state and counter untouched.
-        if finite:
-            strategy.run(replica_apply, args=(grads,))
-        step.assign_add(tf.cast(finite, tf.int64))
-        # A skipped step reports NaN, even when only its gradient overflowed.
-        return tf.where(finite, loss, tf.constant(float("nan")))
 
-    return train_step
+def _data_args(model) -> dict:
+    """What the input pipelines must produce for `model` (read off the built model)."""
+    from sports1m_tf.models import describe
+    built = describe(model)
+    return {k: built[k] for k in ("multires", "num_classes", "input_size")} | {
+        "model": built["name"]}
+
+
+def _run_config(config: TrainConfig, model, class_names, strategy, precision: str,
+                xla: bool, extra: dict | None) -> dict:
+    """The run's `run_config.json`: the built model, the classes, the settings as resolved."""
+    from sports1m_tf.models import describe
+    built = describe(model)
+    return {"model": built["name"], "multires": built["multires"],
+            "num_classes": built["num_classes"], "input_size": built["input_size"],
+            "class_names": class_names, "clip_frames": schema.CLIP_FRAMES,
+            **{k: v for k, v in dataclasses.asdict(config).items()
+               if k not in ("model", "multires", "input_size", "num_classes")},
+            # What the built model holds (a fine-tuned model keeps its source's).
+            "input_scale": built["input_scale"],
+            "resolved_strategy": type(strategy).__name__,
+            "replicas": strategy.num_replicas_in_sync,
+            "resolved_mixed_precision": precision, "resolved_xla": xla,
+            **(extra or {})}
+
+
+class _Progress:
+    """Training speed over the steps since the last progress line (not validation or saving)."""
+
+    def __init__(self, config: TrainConfig, clips_per_step: int, writer):
+        self._config, self._clips_per_step, self._writer = config, clips_per_step, writer
+        self._time, self._steps = 0.0, 0
+
+    def add(self, seconds: float, steps: int) -> None:
+        self._time, self._steps = self._time + seconds, self._steps + steps
+
+    def report(self, step: int, loss: float, learning_rate: float) -> None:
+        """Logs a progress line and writes the training scalars; starts a new window."""
+        from sports1m_tf import summaries
+        step_time = self._time / max(self._steps, 1)
+        clips_per_s = self._steps * self._clips_per_step / max(self._time, 1e-9)
+        eta = (self._config.train_steps - step) * step_time
+        logging.info("step %d/%d  loss %.4f  %.1f clips/s  %.3f s/step  lr %.2g  ETA %s",
+                     step, self._config.train_steps, loss, clips_per_s, step_time,
+                     learning_rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
+        summaries.write_training_scalars(self._writer, step, loss=loss,
+                                         learning_rate=learning_rate,
+                                         clips_per_second=clips_per_s,
+                                         step_time_seconds=step_time)
+        self._time, self._steps = 0.0, 0
+
+
+def _at(step: int, every: int, config: TrainConfig) -> bool:
+    return step % every == 0 or step == config.train_steps
+
+
+def _not_finite_error(config: TrainConfig, losses: list[float], first_step: int,
+                      saved: int) -> FloatingPointError:
+    bad = next(i for i, loss in enumerate(losses) if not math.isfinite(loss))
+    return FloatingPointError(
+        f"training loss or gradient is not finite at step {first_step + bad + 1} "
+        f"(model_dir {config.model_dir}); the last good state is saved as "
+        f"checkpoint {saved}: lower --learning_rate or check the data")
 
 
 def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
@@ -263,110 +312,39 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         different model.
     """
     _check_config(config)
-    # -----------------------------------------------------------------------
-    # Cluster and strategy
-    # -----------------------------------------------------------------------
     task = distribute.parse_tf_config()
     if distribute.is_server_task(config.strategy, task):
         distribute.serve_forever(task)  # ps and worker tasks of a parameter-server cluster
     if config.cpu_devices > 1:
         distribute.split_cpu(config.cpu_devices)
-    import keras
     import numpy as np
     import tensorflow as tf
 
-    from sports1m_tf import data, metrics, summaries
-    from sports1m_tf.models import build_model, default_input_size, describe
+    from sports1m_tf import optimization, summaries
 
+    # Strategy, precision, classes, model and optimiser.
     strategy, task = distribute.make_strategy(config.strategy, peer_timeout=config.peer_timeout)
     chief = distribute.is_chief(task)
-    async_ps = isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
-    on_gpu = bool(tf.config.list_logical_devices("GPU"))
-    replicas = strategy.num_replicas_in_sync
-
-    # -----------------------------------------------------------------------
-    # Precision, XLA, seeds
-    # -----------------------------------------------------------------------
-    precision = config.mixed_precision
-    if precision == "auto":
-        precision = "bfloat16" if on_gpu else "off"
-    keras.mixed_precision.set_global_policy(
-        "float32" if precision == "off" else f"mixed_{precision}")
-    xla = config.xla == "on" or (config.xla == "auto" and on_gpu)
-    keras.utils.set_random_seed(config.seed)
-
-    # -----------------------------------------------------------------------
-    # Classes and the run's description
-    # -----------------------------------------------------------------------
-    from sports1m_tf.data import dataset_info
-    class_names = dataset_info.read_classes(config.train_files)
-    num_classes = config.num_classes or (len(class_names) if class_names else None)
-    if num_classes is None:
-        raise ValueError("num_classes is not set and no dataset.json with classes lies "
-                         f"beside {list(config.train_files)}")
-    if class_names and len(class_names) != num_classes:
-        raise ValueError(f"num_classes={num_classes} but the records' dataset.json lists "
-                         f"{len(class_names)} classes")
-    input_size = config.input_size or default_input_size(config.model, config.multires)
-
-    # -----------------------------------------------------------------------
-    # Model, optimiser, step counter, checkpoint
-    # -----------------------------------------------------------------------
+    precision, xla = _resolve_precision(config)
+    class_names, num_classes = _resolve_classes(config)
     with strategy.scope():
-        if build_model_fn is None:
-            model = build_model(config.model, num_classes, multires=config.multires,
-                                width=config.width, input_size=input_size,
-                                dropout=config.dropout, input_scale=config.input_scale,
-                                kernel_init=config.kernel_init)
-        else:
-            model = build_model_fn(dataclasses.replace(config, num_classes=num_classes,
-                                                       input_size=input_size))
-        optimizer = make_optimizer(config)
-        if precision == "float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        variables = model.trainable_variables
-        optimizer.build(variables)
-        # A plain tf.Variable: Keras variables' assign_add is not atomic under
-        # asynchronous parameter-server updates (optimizer.iterations undercounts).
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
-                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    # The plateau schedule's state lives in the checkpoint so that resuming keeps it.
-    plateau_best = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="plateau_best")
-    plateau_wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="plateau_wait")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
-                                     plateau=tf.train.Checkpoint(best=plateau_best,
-                                                                 wait=plateau_wait))
-    latest = tf.train.latest_checkpoint(config.model_dir)
+        model = _build_model(config, build_model_fn, num_classes)
+        optimizer = optimization.make_optimizer(config, loss_scale=precision == "float16")
+        optimizer.build(model.trainable_variables)
+        step = optimization.step_counter()
+    plateau = optimization.PlateauSchedule(config.plateau_patience, config.min_learning_rate,
+                                           lowers=config.lr_schedule == "plateau")
 
-    built = describe(model)
-    run_config = {"model": built["name"], "multires": built["multires"],
-                  "num_classes": built["num_classes"], "input_size": built["input_size"],
-                  "class_names": class_names, "clip_frames": 16,
-                  **{k: v for k, v in dataclasses.asdict(config).items()
-                     if k not in ("model", "multires", "input_size", "num_classes")},
-                  # What the built model holds (a fine-tuned model keeps its source's).
-                  "input_scale": built["input_scale"],
-                  "resolved_strategy": type(strategy).__name__, "replicas": replicas,
-                  "resolved_mixed_precision": precision, "resolved_xla": xla,
-                  **(run_config_extra or {})}
-    config_path = os.path.join(config.model_dir, checkpoints.RUN_CONFIG_FILE)
-    if latest and os.path.exists(config_path):
-        previous = checkpoints.load_run_config(config.model_dir)
-        changed = {k: (previous[k], run_config[k]) for k in checkpoints.MODEL_KEYS
-                   if previous.get(k) != run_config.get(k)}
-        # Runs from before these settings existed used the defaults.
-        for k, default in (("input_scale", 1.0), ("optimizer", "sgd")):
-            if previous.get(k, default) != run_config[k]:
-                changed[k] = (previous.get(k, default), run_config[k])
-        if changed:
-            raise ValueError(f"{config.model_dir} holds a run of another model; "
-                             f"(old, new): {changed}")
-        # The checkpoint's weights replace the initialisation: record the one the run
-        # really started from (runs from before the flag: Glorot, the default).
-        run_config["kernel_init"] = previous.get("kernel_init", "glorot_uniform")
+    # The run folder: its description, the checkpoint to resume, the best model so far.
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
+                                     plateau=plateau)
+    latest = tf.train.latest_checkpoint(config.model_dir)
+    run_config = _run_config(config, model, class_names, strategy, precision, xla,
+                             run_config_extra)
+    if latest:
+        run_config = checkpoints.check_resumable(config.model_dir, run_config)
     if chief:
         checkpoints.write_run_config(config.model_dir, run_config)
-
     write_dir = checkpoints.write_dir(config.model_dir, chief, task.task_id if task else 0)
     manager = tf.train.CheckpointManager(
         checkpoint, write_dir, max_to_keep=config.keep_checkpoints if chief else 1,
@@ -375,232 +353,78 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         checkpoint.restore(latest).assert_existing_objects_matched()
         logging.info("resumed from %s", latest)
     start_step = int(step.numpy())
-    # The best-validation model outlives checkpoint rotation. Its own record, not
-    # plateau_best, says what to beat: a kill between the two writes must not let a
-    # worse model replace it on resume. A fresh run drops a stale one.
-    best_info = checkpoints.load_best_info(config.model_dir) if latest else None
-    best_hit = best_info["val_clip_hit_at_1"] if best_info else -1.0
-    best_step = best_info["step"] if best_info else None
-    if chief and not latest:
-        for name in (checkpoints.BEST_MODEL_FILE, checkpoints.BEST_MODEL_INFO):
-            if os.path.exists(os.path.join(config.model_dir, name)):
-                os.remove(os.path.join(config.model_dir, name))
+    best = checkpoints.BestModel(config.model_dir, resumed=bool(latest), writer=chief)
 
-    # -----------------------------------------------------------------------
-    # Input
-    # -----------------------------------------------------------------------
-    data_args = dict(model=built["name"], multires=built["multires"],
-                     num_classes=built["num_classes"], input_size=built["input_size"])
-    # Each input pipeline gets its own seed, moved on by the resumed step so that a
-    # restarted run does not replay the clips it has already seen. (Iterator state
-    # is not checkpointed: it would carry the shuffle buffers of decoded clips.)
-    data_seed = config.seed + 1_000_003 * start_step
+    # Input and steps.
+    data_args = _data_args(model)
+    iterator, coordinator = _training_iterator(strategy, config, data_args, start_step)
+    val_dataset = build_validation_dataset(config, data_args) if config.val_files else None
+    train_step = optimization.make_train_step(strategy, model, optimizer, step, xla=xla)
+    run_steps = distribute.make_step_runner(train_step, iterator, coordinator)
+    agree = distribute.make_agree(strategy)
+    predict = tf.function(lambda frames: model(frames, training=False))
+    writers = summaries.run_writers(config.model_dir, chief)
+    clips_per_step = config.batch_size * strategy.num_replicas_in_sync
+    progress = _Progress(config, clips_per_step, writers[0])
 
-    if config.data_service:  # the training pipeline runs on tf.data service workers
-        from sports1m_tf.data import service as data_service
-        data_service.check_dispatcher(config.data_service, config.peer_timeout)
-        if async_ps:
-            raise cli.UserError("--data_service works with one_device, mirrored and "
-                                "multi_worker, not with parameter servers")
-
-    def train_dataset_fn(input_context=None):
-        pipeline = input_context.input_pipeline_id if input_context else 0
-        if config.data_service:  # one job for all trainers: the same dataset, seed included
-            return data_service.service_training_dataset(
-                list(config.train_files), service=config.data_service, seed=data_seed,
-                job_name=data_service.job_name(config.model_dir, start_step),
-                batch_size=config.batch_size, flip=config.flip,
-                shuffle_buffer=config.shuffle_buffer, **data_args)
-        return data.clip_dataset(
-            list(config.train_files), training=True, batch_size=config.batch_size,
-            flip=config.flip, repeat=-1, seed=None if async_ps else data_seed + 7919 * pipeline,
-            shuffle_buffer=config.shuffle_buffer, **data_args)
-
-    if async_ps:
-        # One function builds every worker's pipeline: with the global seed cleared,
-        # each worker shuffles its own way (asynchronous training is not
-        # reproducible anyway).
-        tf.random.set_seed(None)
-        coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
-        iterator = iter(coordinator.create_per_worker_dataset(train_dataset_fn))
-    else:
-        iterator = iter(strategy.distribute_datasets_from_function(train_dataset_fn))
-    val_dataset = None
-    if config.val_files:
-        val_dataset = data.clip_dataset(list(config.val_files), training=False,
-                                        batch_size=config.batch_size, **data_args)
-        if config.val_batches > 0:
-            val_dataset = val_dataset.take(config.val_batches)
-
-    # -----------------------------------------------------------------------
-    # Steps
-    # -----------------------------------------------------------------------
-    train_step = make_train_step(strategy, model, optimizer, step, xla=xla)
-
-    @tf.function
-    def predict(frames):
-        return model(frames, training=False)
-
-    def run_steps(count: int) -> list[float]:
-        """Runs `count` steps; returns their losses (sync: stops at a non-finite one)."""
-        if async_ps:
-            scheduled = [coordinator.schedule(train_step, args=(iterator,))
-                         for _ in range(count)]
-            coordinator.join()
-            return [float(value.fetch()) for value in scheduled]
-        losses = []
-        for _ in range(count):
-            losses.append(float(train_step(iterator)))
-            if not math.isfinite(losses[-1]):
-                break
-        return losses
-
-    @tf.function
-    def mean_over_workers(value):
-        per_replica = strategy.run(lambda v: tf.identity(v), args=(value,))
-        return strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
-
-    def agree(value: float) -> float:
-        """`value` made identical on every worker (each runs the same validation, but a
-        differently rounded result must not let their learning rates diverge)."""
-        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            return value
-        return float(mean_over_workers(tf.constant(value, tf.float64)))
-
-    def validate() -> dict:
-        probs, targets = [], []
-        for frames, target in val_dataset:
-            probs.append(predict(frames).numpy())
-            targets.append(target.numpy())
-        probs, targets = np.concatenate(probs), np.concatenate(targets)
-        labels = targets > 0
-        loss = float(np.mean(-np.sum(targets * np.log(np.clip(probs, 1e-7, 1.0)), axis=1)))
-        return {"hit_at_1": agree(metrics.hit_at_k(probs, labels, 1)), "loss": agree(loss),
-                "clips": len(probs), "confusion": metrics.confusion_counts(probs, labels)}
-
-    # -----------------------------------------------------------------------
-    # Summaries (chief only)
-    # -----------------------------------------------------------------------
-    if chief:
-        train_writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "train"))
-        val_writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "validation"))
-    else:
-        train_writer = val_writer = tf.summary.create_noop_writer()
-
+    # The loop: steps up to the next log, validation or checkpoint boundary.
+    current, last_loss, validation = start_step, float("nan"), None
     saved_at = start_step if latest else None
-
-    def save(at: int) -> None:
-        # Every MultiWorkerMirrored worker must take part (so the decision to save
-        # depends only on the step); only the chief's copy stays.
-        nonlocal saved_at
-        manager.save(checkpoint_number=at)
-        saved_at = at
-
-    # -----------------------------------------------------------------------
-    # Loop
-    # -----------------------------------------------------------------------
-    clips_per_step = config.batch_size * replicas
-    current, last_loss, last_validation = start_step, float("nan"), None
     logging.info("training %s from step %d to %d: %d clips per step over %d replica(s)%s",
-                 model.name, current, config.train_steps, clips_per_step, replicas,
-                 " (asynchronous parameter servers)" if async_ps else "")
-    with train_writer.as_default():
+                 model.name, current, config.train_steps, clips_per_step,
+                 strategy.num_replicas_in_sync,
+                 "" if coordinator is None else " (asynchronous parameter servers)")
+    with writers[0].as_default():
         summaries.write_filter_images(model, current)
-    # Only time spent in steps counts towards speed (not validation or saving).
-    window_time, window_steps = 0.0, 0
     while current < config.train_steps:
         started = time.perf_counter()
         losses = run_steps(_next_boundary(current, config) - current)
-        window_time += time.perf_counter() - started
         done = int(step.numpy())
-        bad = [i for i, loss in enumerate(losses) if not math.isfinite(loss)]
-        if bad:
+        if not all(math.isfinite(loss) for loss in losses):
             # The non-finite step was not applied: the state is the last good one.
-            save(done)
-            raise FloatingPointError(
-                f"training loss or gradient is not finite at step {current + bad[0] + 1} "
-                f"(model_dir {config.model_dir}); the last good state is saved as "
-                f"checkpoint {done}: lower --learning_rate or check the data")
-        window_steps += done - current
+            manager.save(checkpoint_number=done)
+            raise _not_finite_error(config, losses, current, done)
+        progress.add(time.perf_counter() - started, done - current)
         current, last_loss = done, float(np.mean(losses))
-
-        if current % config.log_every == 0 or current == config.train_steps:
-            step_time = window_time / max(window_steps, 1)
-            clips_per_s = window_steps * clips_per_step / max(window_time, 1e-9)
-            learning_rate = float(np.asarray(optimizer.learning_rate))
-            eta = (config.train_steps - current) * step_time
-            logging.info("step %d/%d  loss %.4f  %.1f clips/s  %.3f s/step  lr %.2g  ETA %s",
-                         current, config.train_steps, last_loss, clips_per_s, step_time,
-                         learning_rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
-            with train_writer.as_default():
-                tf.summary.scalar("loss", last_loss, step=current)
-                tf.summary.scalar("learning_rate", learning_rate, step=current)
-                tf.summary.scalar("clips_per_second", clips_per_s, step=current)
-                tf.summary.scalar("step_time_seconds", step_time, step=current)
-            window_time, window_steps = 0.0, 0
-
-        if val_dataset is not None and (current % config.eval_every == 0
-                                        or current == config.train_steps):
-            last_validation = validate()
-            hit = last_validation["hit_at_1"]
-            # Plateau schedule: x0.1 after `plateau_patience` validations without a gain.
-            if hit > float(plateau_best.numpy()):
-                plateau_best.assign(hit)
-                plateau_wait.assign(0)
-            else:
-                plateau_wait.assign_add(1)
-            if (config.lr_schedule == "plateau"
-                    and int(plateau_wait.numpy()) >= config.plateau_patience):
-                lowered = max(float(np.asarray(optimizer.learning_rate)) * 0.1,
-                              config.min_learning_rate)
-                optimizer.learning_rate.assign(lowered)
-                plateau_wait.assign(0)
+        if _at(current, config.log_every, config):
+            progress.report(current, last_loss, optimization.current_learning_rate(optimizer))
+        if val_dataset is not None and _at(current, config.eval_every, config):
+            validation = validate(predict, val_dataset, agree)
+            lowered = plateau.update(validation["hit_at_1"], optimizer)
+            if lowered is not None:
                 logging.info("validation Hit@1 has not improved for %d evaluations: "
                              "learning rate now %.2g", config.plateau_patience, lowered)
             logging.info("validation at step %d: clip Hit@1 %.4f, loss %.4f (%d clips)",
-                         current, hit, last_validation["loss"], last_validation["clips"])
-            if hit > best_hit:
-                best_hit, best_step = hit, current
-                if chief:
-                    checkpoints.save_best_model(model, config.model_dir, current, hit)
-            with val_writer.as_default():
-                tf.summary.scalar("clip_hit_at_1", hit, step=current)
-                tf.summary.scalar("loss", last_validation["loss"], step=current)
-                summaries.write_confusion_image(last_validation["confusion"], current)
-            with train_writer.as_default():
-                summaries.write_filter_images(model, current)
+                         current, validation["hit_at_1"], validation["loss"],
+                         validation["clips"])
+            best.offer(model, current, validation["hit_at_1"])
+            summaries.write_validation(writers, current, validation, model)
+        if _at(current, config.checkpoint_every, config):
+            # Every MultiWorkerMirrored worker takes part (so the decision depends
+            # only on the step); only the chief's copy stays.
+            manager.save(checkpoint_number=current)
+            saved_at = current
 
-        if current % config.checkpoint_every == 0 or current == config.train_steps:
-            save(current)
-
-    # -----------------------------------------------------------------------
-    # Final model
-    # -----------------------------------------------------------------------
+    # The final model.
     if saved_at != current:
-        save(current)
+        manager.save(checkpoint_number=current)
     model_path = os.path.join(config.model_dir, checkpoints.FINAL_MODEL_FILE)
     if chief:
-        with train_writer.as_default():
+        with writers[0].as_default():
             summaries.write_filter_images(model, current)
-        train_writer.flush()
-        val_writer.flush()
+        for writer in writers:
+            writer.flush()
         model.save(model_path)
         logging.info("finished at step %d; final model %s", current, model_path)
     else:
         checkpoints.discard_write_dir(write_dir, config.model_dir)
-    # Identifies the final weights across processes (MultiWorkerMirrored workers agree).
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(np.asarray(weight.numpy())).tobytes())
-    validation = None if last_validation is None else {
-        k: last_validation[k] for k in ("hit_at_1", "loss", "clips")}
-    return {"step": current, "loss": last_loss, "validation": validation, "model": model,
+    return {"step": current, "loss": last_loss, "model": model,
+            "validation": None if validation is None else {
+                k: validation[k] for k in ("hit_at_1", "loss", "clips")},
             "model_path": model_path if chief else None,
-            "best_model_path": (os.path.join(config.model_dir, checkpoints.BEST_MODEL_FILE)
-                                if chief and best_step is not None else None),
-            "best_step": best_step,
-            "learning_rate": float(np.asarray(optimizer.learning_rate)),
-            "weights_sha256": digest.hexdigest()}
+            "best_model_path": best.path, "best_step": best.step,
+            "learning_rate": optimization.current_learning_rate(optimizer),
+            "weights_sha256": weights_digest(model)}
 
 
 # ---------------------------------------------------------------------------
@@ -623,7 +447,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    flags_common.define_all()
+    settings.define_flags()
     cli.entry(main)()
 
 

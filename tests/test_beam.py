@@ -11,7 +11,8 @@ pytest.importorskip("apache_beam")
 
 import tensorflow as tf  # noqa: E402
 
-from tfrecord_tools import mixing, schema, testvideos as tv  # noqa: E402
+import testvideos as tv  # noqa: E402
+from tfrecord_tools import mixing, schema  # noqa: E402
 from tfrecord_tools.beam_pipeline import convert_beam  # noqa: E402
 from tfrecord_tools.convert import convert  # noqa: E402
 

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrecord_tools import clip_encoding, layout, mixing, schema, shards, testvideos as tv, video_clips
+import reference_records
+import testvideos as tv
+from tfrecord_tools import clip_encoding, layout, mixing, schema, shards, video_clips
 from tfrecord_tools.convert import convert
 from tfrecord_tools.inspect_main import format_report, inspect_records
 from tfrecord_tools.manifest import VideoEntry
@@ -64,12 +66,12 @@ def clean_run(videos, tmp_path_factory):
 
 # --- records -----------------------------------------------------------------------------
 
-def test_encoder_without_tensorflow_matches_schema_make_clip_example():
+def test_the_converters_encoder_matches_an_independent_tf_train_encoder():
     kw = dict(media_id="vid/ü", label_indices=[3, 486], label_strings=["a", "b c"],
               encoded_frames=[b"\xff\xd8" * 300, b"x"], frame_timestamps_us=[0, 2 ** 40],
               frame_rate=29.97, height=200, width=200)
     ours = tf.train.SequenceExample.FromString(clip_encoding.encode_clip(**kw))
-    assert ours == tf.train.SequenceExample.FromString(schema.make_clip_example(**kw))
+    assert ours == tf.train.SequenceExample.FromString(reference_records.make_clip_example(**kw))
 
 
 def test_clip_windows_are_disjoint_inside_the_video_and_seeded_by_video_id():

@@ -1,7 +1,7 @@
 """sports1m_tf.data on real records: crops and flips read back from the pixels.
 
-Most records here are written with `schema.make_clip_example` from frames whose
-content is known (random textures, one per frame, JPEG-encoded with OpenCV), so
+Most records here are written with the converter's `clip_encoding.encode_clip`
+from frames whose content is known (random textures, one per frame, JPEG-encoded with OpenCV), so
 that the crop window and flip of every output frame can be found by searching
 the fully decoded source frame. One test goes through real video files → the
 converter → records → both pipelines.
@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from sports1m_tf import data, models
-from tfrecord_tools import schema
+from tfrecord_tools import clip_encoding, schema
 
 SIZE = 48   # stored frame size of the pattern records
 CROP = 32   # model input size in these tests
@@ -33,7 +33,7 @@ def _jpeg(frame):
 
 
 def _record(media_id, labels, encoded):
-    return schema.make_clip_example(
+    return clip_encoding.encode_clip(
         media_id=media_id, label_indices=labels, label_strings=[str(i) for i in labels],
         encoded_frames=encoded, frame_timestamps_us=[i * 40000 for i in range(len(encoded))],
         frame_rate=25.0, height=SIZE, width=SIZE)

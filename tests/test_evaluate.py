@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from sports1m_tf import evaluate, figures, models
 from sports1m_tf.data import dataset_info
 from sports1m_tf.video_predictions import VideoAccumulator
-from tfrecord_tools import schema
+from tfrecord_tools import clip_encoding, schema
 
 SIZE = 32          # model input
 CLIP_STARTS = (0, 12, 24)  # 3 clips of 16 frames from each 40-frame video
@@ -39,7 +39,7 @@ def _clip_record(media_id, labels, classes, frames_bgr, start):
                for f in frames_bgr[start:start + schema.CLIP_FRAMES]]
     stamps = [int((start + i) * 1e6 / 24) for i in range(schema.CLIP_FRAMES)]
     h, w = frames_bgr[0].shape[:2]
-    return schema.make_clip_example(
+    return clip_encoding.encode_clip(
         media_id=media_id, label_indices=labels, label_strings=[classes[i] for i in labels],
         encoded_frames=encoded, frame_timestamps_us=stamps, frame_rate=24.0, height=h, width=w)
 

@@ -10,7 +10,7 @@ import sys
 import cv2
 import tensorflow as tf
 
-from tfrecord_tools import testvideos as tv
+import testvideos as tv
 from tfrecord_tools.convert import convert
 from tfrecord_tools.inspect_main import format_report, inspect_records
 

@@ -85,14 +85,6 @@ def test_group_map_and_ucf101_groups():
     assert sizes == [20, 16, 5, 10]   # + 50 Sports = UCF-101's 101 classes
 
 
-def test_average_views_is_a_mean_over_consecutive_rows():
-    probs = np.arange(24, dtype=np.float64).reshape(8, 3)   # 2 clips x 4 views
-    out = metrics.average_views(probs, 4)
-    np.testing.assert_allclose(out, [probs[:4].mean(0), probs[4:].mean(0)])
-    with pytest.raises(ValueError, match="whole number"):
-        metrics.average_views(probs[:7], 4)
-
-
 def test_confusion_counts_and_symmetric_pairs():
     probs = np.array([
         [0.1, 0.8, 0.1],   # label 0 -> predicted 1

@@ -13,7 +13,7 @@ VARIANTS = [(n, False) for n in MODEL_NAMES] + [
 
 
 def _expected_params(name: str, multires: bool, num_classes: int = 487) -> int:
-    """Independent count from the paper's layer shapes (SPEC §1), not from Keras."""
+    """Independent count from the paper's layer shapes, not from Keras."""
     extents = {"early_fusion": (10, 1, 1, 1, 1), "slow_fusion": (4, 2, 2, 1, 1)}.get(
         name, (1, 1, 1, 1, 1))
     channels = [3, 96, 256, 384, 384, 256]

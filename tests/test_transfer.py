@@ -1,4 +1,4 @@
-"""Transfer learning (issue 8): what each regime freezes, a UCF-101-layout dataset of
+"""Transfer learning: what each regime freezes, a UCF-101-layout dataset of
 real video files converted and fine-tuned end to end, the class groups, and a
 source/target pair on which transfer beats training from scratch.
 
@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from sports1m_tf import checkpoints, evaluate, finetune, metrics, synthetic, train, transfer
 from sports1m_tf.models import build_model
-from tfrecord_tools import schema
+from tfrecord_tools import clip_encoding, schema
 from tfrecord_tools.convert import convert
 
 FRAME = 40          # stored frames
@@ -64,7 +64,7 @@ def source_run(tmp_path_factory):
             for v in range(48):
                 for f, frame in enumerate(_render(name, [101, v], 2)):
                     jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-                    writer.write(schema.make_clip_example(
+                    writer.write(clip_encoding.encode_clip(
                         media_id=f"{name}_{v}_{f}", label_indices=[label], label_strings=[name],
                         encoded_frames=[jpeg] * schema.CLIP_FRAMES,
                         frame_timestamps_us=list(range(schema.CLIP_FRAMES)), frame_rate=24.0,

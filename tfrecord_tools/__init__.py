@@ -1,1 +1,1 @@
-"""Videos to clip TFRecords (SPEC §2). Imports no TensorFlow at package import."""
+"""Videos to clip TFRecords (docs/design.md). Imports no TensorFlow at package import."""

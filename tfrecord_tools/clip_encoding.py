@@ -1,11 +1,12 @@
 """The clip `tf.train.SequenceExample` serialised without importing TensorFlow.
 
-`schema.make_clip_example` builds the same message through `tf.train`; importing
-TensorFlow costs ≈3.5 s and ≈400 MB per process, which converter workers (one per
-core, many per Beam worker) would pay only to concatenate a few byte strings.
-The protobuf wire format of `example.proto` is small enough to write directly;
-`tests/test_convert.py` checks that TensorFlow parses the result into a message
-equal to `make_clip_example`'s.
+The project's one record serializer (the converter, tests and benchmarks write
+with it). Importing TensorFlow costs ≈3.5 s and ≈400 MB per process, which
+converter workers (one per core, many per Beam worker) would pay only to
+concatenate a few byte strings. The protobuf wire format of `example.proto` is
+small enough to write directly; `tests/test_convert.py` checks that TensorFlow
+parses the result into a message equal to the one an independent `tf.train`
+encoder builds (`tests/reference_records.py`).
 
 Wire format used (tensorflow/core/example/{example,feature}.proto):
   SequenceExample{context: Features = 1, feature_lists: FeatureLists = 2}
@@ -69,7 +70,7 @@ def encode_clip(
     width: int,
     image_format: str = "JPEG",
 ) -> bytes:
-    """Serialises one clip exactly as `schema.make_clip_example` does (same arguments).
+    """Serialises one clip (keys: `tfrecord_tools.schema`; docs/design.md, "Clip records").
 
     Args:
       media_id: str. The video's id.

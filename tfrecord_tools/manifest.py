@@ -1,4 +1,4 @@
-"""Manifests: which videos to convert, with which labels (SPEC §2).
+"""Manifests: which videos to convert, with which labels.
 
 Three formats:
   csv      `path,label[;label...]` (comma- or tab-separated, optional `path,label`

@@ -1,4 +1,4 @@
-"""`dataset.json`: what a conversion produced, built from per-video outcomes (SPEC §2).
+"""`dataset.json`: what a conversion produced, built from per-video outcomes.
 
 One file per output folder. It holds the class list and one section per split, so
 converting `train` then `test` into the same folder keeps both. Local and Beam

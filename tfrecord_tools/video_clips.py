@@ -36,14 +36,14 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 @dataclasses.dataclass(frozen=True)
 class ClipSettings:
-    """How clips are cut and stored (SPEC §2 defaults)."""
+    """How clips are cut and stored (defaults: docs/design.md, "Clip records")."""
 
     clips_per_video: int = 100
     clip_frames: int = schema.CLIP_FRAMES
     frame_size: int = schema.FRAME_SIZE
     jpeg_quality: int = 90
     seed: int = 0
-    # Off by default (SPEC §2, Sports-1M: disjoint windows). On, a video with fewer than
+    # Off by default (Sports-1M: disjoint windows). On, a video with fewer than
     # `clips_per_video` disjoint windows gets overlapping ones (UCF-101: 50 a video).
     clip_overlap: bool = False
 

@@ -1,4 +1,4 @@
-"""The feature-histogram baseline (paper §4.1, Table 1 row 1; SPEC §5b).
+"""The feature-histogram baseline: the first row of the paper's Table 1 (docs/design.md).
 
 Dense local descriptors (HOG, hue-saturation colour, optical-flow orientation)
 → one k-means vocabulary per descriptor type → soft-assigned histograms per

@@ -3,7 +3,7 @@
 Inputs are standardised inside the model (a `Normalization` layer holding the
 training mean and variance, the variance floored so that words nearly absent in
 training cannot blow up), so a saved model takes raw video vectors. Targets are
-the uniform distribution over a video's labels (SPEC §1, multi-label videos).
+the uniform distribution over a video's labels (multi-label videos; docs/design.md, "Clip records").
 Adam, early stopping on the validation loss (best weights restored); the search
 picks the configuration with the best validation video Hit@1 (ties: lower loss).
 """

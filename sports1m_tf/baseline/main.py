@@ -25,7 +25,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from absl import app, flags, logging
@@ -33,16 +33,18 @@ from absl import app, flags, logging
 from sports1m_tf import cli
 
 from sports1m_tf import metrics
-from sports1m_tf.baseline import classifier, extract
 from sports1m_tf.baseline.descriptors import FEATURE_TYPES, DescriptorSettings
 from sports1m_tf.baseline.histograms import vector_dimension
 from sports1m_tf.baseline.vocabulary import Vocabulary, fit_vocabulary
+from sports1m_tf.metrics import TOP_K
 from tfrecord_tools import summary
+
+if TYPE_CHECKING:  # TensorFlow loads with these: imported where used (see sports1m_tf.cli)
+    from sports1m_tf.baseline import classifier, extract
 
 MODEL_FILE = "model.keras"
 VOCABULARY_FILE = "vocabulary.npz"
 CONFIG_FILE = "baseline.json"
-TOP_K = 5
 
 FLAGS = flags.FLAGS
 
@@ -157,9 +159,11 @@ def fit(train_files: Sequence[str], val_files: Sequence[str] | None, model_dir: 
     Returns:
       The baseline.json dict (settings, classes, dimension, search results, problems).
     """
+    from sports1m_tf.baseline import classifier, extract
+    from sports1m_tf.data.records import list_files
+
     start = time.time()
     os.makedirs(model_dir, exist_ok=True)
-    from sports1m_tf.data.records import list_files
     train_list = list_files(train_files)
 
     # --- vocabularies ------------------------------------------------------
@@ -240,6 +244,8 @@ def evaluate(eval_files: Sequence[str], model_dir: str, output_dir: str, *,
       The metrics dict (keys as in sports1m-eval's metrics.json; clip_hit_at_1 is
       None: the baseline classifies whole videos), or {"videos": V} for predictions only.
     """
+    from sports1m_tf.baseline import extract
+
     model, vocabulary, config = load(model_dir)
     settings = DescriptorSettings(**config["descriptor_settings"])
     clips = clips_per_video or config["clips_per_video"]
@@ -296,6 +302,7 @@ def main(argv: Sequence[str]) -> None:
         settings = DescriptorSettings(frame_size=FLAGS.frame_size, patch_size=FLAGS.patch_size,
                                       frames_per_clip=FLAGS.frames_per_clip,
                                       flow_gap=FLAGS.flow_gap)
+        from sports1m_tf.baseline import classifier
         configs = classifier.grid([[int(w) for w in h.split("+")] for h in FLAGS.hidden],
                                   [float(d) for d in FLAGS.dropout],
                                   [float(lr) for lr in FLAGS.learning_rate])

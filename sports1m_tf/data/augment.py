@@ -1,6 +1,7 @@
 """Clip-level crops, flips and evaluation views: pure `tf` functions on [T, H, W, C] clips.
 
-One crop window and one flip decision per clip, applied to every frame (SPEC §3):
+One crop window and one flip decision per clip, applied to every frame
+(docs/design.md, "Input and augmentation"):
 `tf.image.random_flip_left_right` on a 4-D tensor would flip each frame on its
 own, so it is not used. Windows are separate from the cropping so that the
 training pipeline can hand them to `tf.io.decode_and_crop_jpeg`.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-# Evaluation views (paper §4.1), in this order: (corner, flipped).
+# Evaluation views, in this order: (corner, flipped).
 VIEWS = (("centre", False), ("centre", True), ("top_left", False), ("bottom_right", True))
 
 
@@ -72,29 +73,6 @@ def mirror(frames: tf.Tensor, flip: tf.Tensor | bool = True) -> tf.Tensor:
 def flip_clip(frames: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
     """Mirrors every frame of `frames` [T, H, W, C] left-right when `flip` (bool []) is True."""
     return mirror(frames, flip)
-
-
-def random_crop_and_flip(frames: tf.Tensor, size: int, seed: tf.Tensor,
-                         flip: bool = True) -> tf.Tensor:
-    """Training augmentation on decoded frames: one random crop and flip for the clip.
-
-    The pipeline draws the same window and flip (`random_crop_window`) and
-    applies the window while decoding; this is the same transform for frames
-    that are already decoded.
-
-    Args:
-      frames: uint8 [T, H, W, C].
-      size: int. Crop size.
-      seed: int [2]. Stateless seed for this clip.
-      flip: bool. Allow the random horizontal flip.
-
-    Returns:
-      uint8 [T, size, size, C].
-    """
-    shape = tf.shape(frames)
-    window, flip_now = random_crop_window(shape[1], shape[2], size, seed)
-    out = crop_clip(frames, window)
-    return flip_clip(out, flip_now) if flip else out
 
 
 def centre_crop(frames: tf.Tensor, size: int) -> tf.Tensor:

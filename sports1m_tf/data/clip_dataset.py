@@ -1,5 +1,7 @@
 """Training / validation batches of clips: records → (uint8 frames, soft target).
 
+The crop and flip are described in docs/design.md ("Input and augmentation").
+
 Composition:
   shards (interleaved, each from its own random record when training, GZIP
   detected) → shuffle → enumerate (per-clip seed)
@@ -71,7 +73,7 @@ def multi_hot(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
 
 
 def soft_target(counts: tf.Tensor) -> tf.Tensor:
-    """Uniform distribution over each clip's labels (the paper's multi-label target).
+    """Uniform distribution over each clip's labels (a multi-label clip shares its target).
 
     Args:
       counts: float32 [..., num_classes]. Label counts or multi-hot; a class

@@ -1,4 +1,6 @@
-"""Evaluation batches: every view of up to N clips per video, with the video's id (SPEC §3, §5).
+"""Evaluation batches: every view of up to N clips per video, with the video's id.
+
+The views and their order are described in docs/design.md ("Evaluation").
 
 Clip selection: the first `clips_per_video` clips of each video in reading order
 (shards in sorted order, interleaved deterministically), numbered by a hash

@@ -1,6 +1,6 @@
 """Clip records on disk: shard listing, GZIP detection, interleaved reading, parsing.
 
-Keys come from `tfrecord_tools.schema`; nothing here decodes a frame.
+Keys come from `tfrecord_tools.schema` (docs/design.md); nothing here decodes a frame.
 """
 from __future__ import annotations
 

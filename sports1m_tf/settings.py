@@ -1,0 +1,184 @@
+"""Every training setting once: its default, its help text, its group of flags.
+
+`TrainConfig` is the one source. sports1m-train, sports1m-finetune and the
+benchmarks declare their absl flags from it (`define_flags`), and Python
+callers build one with `make_config(**overrides)`, which reads the same
+defaults. Flags are declared at run time (a command's `run()`), not at import,
+so that tests can import several commands into one process; a flag that is
+already declared is left alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from absl import flags
+
+from sports1m_tf.distribute import STRATEGIES
+from sports1m_tf.model_names import MODEL_NAMES
+
+FLAGS = flags.FLAGS
+GROUPS = ("model", "data", "training", "distribution")
+
+
+def _setting(default, help_text: str, group: str, kind: str | None = None,
+             choices: Sequence[str] | None = None):
+    """A dataclass field carrying its flag's help text, group, kind and choices."""
+    if kind is None:
+        kind = ("enum" if choices else "bool" if isinstance(default, bool) else
+                "integer" if isinstance(default, int) else
+                "float" if isinstance(default, float) else "string")
+    return dataclasses.field(default=default, metadata={
+        "help": help_text, "group": group, "kind": kind, "choices": choices})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs (docs/design.md, "Training").
+
+    Build one with `make_config(**overrides)` or `config_from_flags()`.
+    """
+    # The model.
+    model: str = _setting("single_frame", "Model family (docs/design.md, 'Models').",
+                          "model", choices=MODEL_NAMES)
+    multires: bool = _setting(False, "Fovea + context streams (178-pixel input).", "model")
+    width: float = _setting(1.0, "Multiplier on every conv and FC width.", "model")
+    input_size: int | None = _setting(None, "Square input size; default 170, or 178 for "
+                                      "multires.", "model", kind="integer")
+    num_classes: int | None = _setting(None, "Classes; default: the `classes` of the "
+                                       "records' dataset.json.", "model", kind="integer")
+    dropout: float = _setting(0.5, "Dropout rate after fc6 and fc7.", "model")
+    input_scale: float = _setting(
+        1.0, "Multiplier on the mean-subtracted pixels, inside the model (so serving "
+        "applies it too). 1 = the paper's raw pixel units; 1/64 (0.015625) = about unit "
+        "variance, for --optimizer=adam.", "model")
+    # The input.
+    train_files: Sequence[str] | None = _setting(
+        None, "Training clip-record globs or paths (repeatable).", "data", kind="multi_string")
+    val_files: Sequence[str] | None = _setting(
+        None, "Validation clip-record globs or paths (repeatable); none: no validation.",
+        "data", kind="multi_string")
+    batch_size: int = _setting(32, "Clips per replica per step (paper: 32).", "data")
+    val_batches: int = _setting(50, "Validation batches per evaluation; 0 = the whole "
+                                "validation set.", "data")
+    flip: bool = _setting(True, "Random horizontal flips in training (off when motion "
+                          "direction matters).", "data")
+    shuffle_buffer: int = _setting(
+        1024, "Training records in the shuffle buffer, after 8 of --train_files' shards are "
+        "interleaved, each read from its own random record. Memory: one encoded record "
+        "each, about 180 KB at 200x200 (1024: about 190 MB; 10000: 1.8 GB) and 25 KB at "
+        "64x64. Chosen by measurement (benchmarks/batch_mixing.py, batch 32, 120 videos "
+        "of 100 clips): shards written by sports1m-convert already mix videos, so any "
+        "buffer gives at least 98% of the distinct videos of a uniform random draw; "
+        "shards written before that layout give 97% with 16 shards at 1024 (89% at "
+        "256), but a single such shard needs a buffer of the whole split "
+        "(sports1m-inspect says whether a split's layout mixes).", "data")
+    data_service: str | None = _setting(
+        None, "grpc://HOST:PORT of a tf.data service dispatcher (sports1m-data-service): the "
+        "training pipeline runs on its workers, this process only receives batches "
+        "(validation stays here). Default: the pipeline runs in this process.", "data",
+        kind="string")
+    # The loop, the optimiser and the schedule.
+    model_dir: str | None = _setting(
+        None, "Run folder: run_config.json, ckpt-STEP, TensorBoard events, model.keras.",
+        "training", kind="string")
+    train_steps: int = _setting(100_000, "Total optimiser steps of the run.", "training")
+    eval_every: int = _setting(1000, "Steps between validations.", "training")
+    checkpoint_every: int = _setting(1000, "Steps between checkpoints.", "training")
+    log_every: int = _setting(50, "Steps between progress lines and training scalars.",
+                              "training")
+    learning_rate: float = _setting(1e-3, "Initial learning rate (paper: 1e-3).", "training")
+    optimizer: str = _setting(
+        "sgd", "sgd: the paper's SGD with momentum. adam: AdamW (same decoupled weight "
+        "decay), NOT the paper's; it learns motion from scratch in thousands of steps where "
+        "SGD needs far more. Use it with --input_scale=0.015625 and a learning rate near "
+        "3e-4.", "training", choices=("sgd", "adam"))
+    momentum: float = _setting(0.9, "SGD momentum (paper: 0.9).", "training")
+    weight_decay: float = _setting(
+        5e-4, "Decoupled weight decay of kernels: w <- w * (1 - lr * wd) each step (keras "
+        "SGD / AdamW weight_decay; biases are not decayed). With --optimizer=adam use about "
+        "0.1: at lr 3e-4, 5e-4 is nearly no decay.", "training")
+    plateau_patience: int = _setting(
+        5, "Validations without a better clip Hit@1 before the learning rate drops x0.1.",
+        "training")
+    min_learning_rate: float = _setting(
+        1e-6, "The learning rate never goes below this (plateau); cosine ends at it.",
+        "training")
+    lr_schedule: str = _setting(
+        "plateau", "plateau: the paper's, x0.1 after --plateau_patience validations without "
+        "a better clip Hit@1. cosine: from --learning_rate down to --min_learning_rate at "
+        "--train_steps, whatever validation does (changing --train_steps on resume changes "
+        "the curve).", "training", choices=("plateau", "cosine"))
+    keep_checkpoints: int = _setting(5, "Checkpoints kept (oldest deleted).", "training")
+    seed: int = _setting(0, "Seed of initialisation and data order.", "training")
+    kernel_init: str = _setting(
+        "glorot_uniform", "Initialiser of the ReLU layers' kernels when training from "
+        "scratch (the paper does not say). glorot_uniform: Keras's default, for the paper's "
+        "SGD on raw pixels (where He's larger weights can diverge). he_normal: derived for "
+        "rectifiers; use it with --optimizer=adam --input_scale=0.015625, where Glorot let "
+        "Adam kill most units of the fusion layers on the motion classes.", "training",
+        choices=("glorot_uniform", "he_normal"))
+    # Where it runs.
+    strategy: str = _setting(
+        "auto", "auto: parameter_server if TF_CONFIG has a ps job, multi_worker if it has "
+        "several workers, mirrored with several local GPUs (or --cpu_devices > 1), else "
+        "one_device.", "distribution", choices=STRATEGIES)
+    mixed_precision: str = _setting(
+        "auto", "Compute dtype. auto: bfloat16 on a GPU, off (float32) on CPU.",
+        "distribution", choices=("auto", "off", "bfloat16", "float16"))
+    xla: str = _setting(
+        "auto", "XLA-compile the forward and backward pass. auto: on with a GPU, off on CPU "
+        "(3-D convolutions 4-5x slower there).", "distribution", choices=("auto", "on", "off"))
+    cpu_devices: int = _setting(
+        1, "Split the CPU into this many logical devices when there is no GPU (runs "
+        "MirroredStrategy's multi-replica path on one machine).", "distribution")
+    peer_timeout: float = _setting(
+        120.0, "Seconds to wait for the cluster's other tasks before failing.", "distribution")
+
+
+_FIELDS = dataclasses.fields(TrainConfig)
+_DEFINE = {"bool": flags.DEFINE_bool, "integer": flags.DEFINE_integer,
+           "float": flags.DEFINE_float, "string": flags.DEFINE_string,
+           "multi_string": flags.DEFINE_multi_string}
+
+
+def define_flags(groups: Sequence[str] = GROUPS,
+                 flag_values: flags.FlagValues = FLAGS) -> None:
+    """Declares the flags of `groups` (some of `GROUPS`) from `TrainConfig`'s fields.
+
+    A flag already declared (by another command in the same process) is left alone.
+    """
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        raise ValueError(f"unknown setting groups {unknown}; expected some of {GROUPS}")
+    for field in _FIELDS:
+        meta = field.metadata
+        if meta["group"] not in groups or field.name in flag_values:
+            continue
+        if meta["kind"] == "enum":
+            flags.DEFINE_enum(field.name, field.default, list(meta["choices"]), meta["help"],
+                              flag_values=flag_values)
+        else:
+            _DEFINE[meta["kind"]](field.name, field.default, meta["help"],
+                                  flag_values=flag_values)
+
+
+def config_from_flags(flag_values: flags.FlagValues = FLAGS, **overrides) -> TrainConfig:
+    """The `TrainConfig` of the parsed command line: declared flags, else defaults."""
+    values = {f.name: flag_values[f.name].value for f in _FIELDS if f.name in flag_values}
+    return make_config(**{**values, **overrides})
+
+
+def make_config(**overrides) -> TrainConfig:
+    """A `TrainConfig` with the defaults, changed by `overrides` (for Python callers).
+
+    Raises:
+      TypeError: an override that is not a setting (names it).
+    """
+    unknown = sorted(set(overrides) - {f.name for f in _FIELDS})
+    if unknown:
+        raise TypeError(f"unknown training settings {unknown}")
+    for name in ("train_files", "val_files"):
+        if isinstance(overrides.get(name), str):
+            overrides[name] = [overrides[name]]
+    return TrainConfig(**overrides)
