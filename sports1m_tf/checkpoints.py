@@ -34,7 +34,15 @@ def _atomic_write_text(path: str, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    # mkstemp creates 0600; the run's other files follow the umask (usually 0644).
+    os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_run_config(model_dir: str, config: dict) -> str:
