@@ -97,6 +97,15 @@ def checkpoint_steps(model_dir: str) -> list[int]:
                   if (m := pattern.match(f)))
 
 
+def finished_step(model_dir: str, train_steps: int) -> int | None:
+    """The run's latest checkpoint step when it is already at or past `train_steps`, else None.
+
+    Resuming such a run has nothing to do (and must not rewrite its files).
+    """
+    steps = checkpoint_steps(model_dir)
+    return steps[-1] if steps and steps[-1] >= train_steps else None
+
+
 def checkpoint_path(model_dir: str, step: int | None = None) -> str | None:
     """The prefix of checkpoint `step` (default: the latest), or None if there is none.
 

@@ -47,6 +47,23 @@ class UserError(Exception):
     """
 
 
+def json_text(value) -> str:
+    """`value` as strict JSON: NaN and infinities become null (JSON has no NaN)."""
+    import json
+    import math
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), allow_nan=False)
+
+
 def quiet_tensorflow() -> None:
     """Hides TensorFlow's C++ start-up log lines unless the user chose a level."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -58,6 +58,10 @@ def define_data_flags(flag_values: flags.FlagValues = FLAGS) -> None:
           "each (about 180 KB at 200x200, 25 KB at 64x64).")
     _once(fv, flags.DEFINE_bool, "flip", True,
           "Random horizontal flips in training (off when motion direction matters).")
+    _once(fv, flags.DEFINE_float, "max_skipped_fraction", 0.01,
+          "Stop training with an error naming the files once more than this fraction of "
+          "the training records read could not be decoded (skipped records are logged per "
+          "file, and written to TensorBoard, at every log step).")
 
 
 def define_training_flags(flag_values: flags.FlagValues = FLAGS) -> None:

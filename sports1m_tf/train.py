@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
 import time
@@ -62,6 +61,7 @@ class TrainConfig:
     val_batches: int
     flip: bool
     shuffle_buffer: int
+    max_skipped_fraction: float
     model_dir: str
     train_steps: int
     eval_every: int
@@ -390,6 +390,10 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     # -----------------------------------------------------------------------
     data_args = dict(model=built["name"], multires=built["multires"],
                      num_classes=built["num_classes"], input_size=built["input_size"])
+    from sports1m_tf import skip_report
+    from sports1m_tf.data import clip_selection, input_checks
+    input_checks.check_run_inputs(config.train_files, config.val_files, built["input_size"])
+    skip_counter = data.ErrorCounter(config.max_skipped_fraction)
     # Each input pipeline gets its own seed, moved on by the resumed step so that a
     # restarted run does not replay the clips it has already seen. (Iterator state
     # is not checkpointed: it would carry the shuffle buffers of decoded clips.)
@@ -400,7 +404,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         return data.clip_dataset(
             list(config.train_files), training=True, batch_size=config.batch_size,
             flip=config.flip, repeat=-1, seed=None if async_ps else data_seed + 7919 * pipeline,
-            shuffle_buffer=config.shuffle_buffer, **data_args)
+            shuffle_buffer=config.shuffle_buffer, error_counter=skip_counter, **data_args)
 
     if async_ps:
         # One function builds every worker's pipeline: with the global seed cleared,
@@ -414,7 +418,10 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     val_dataset = None
     if config.val_files:
         val_dataset = data.clip_dataset(list(config.val_files), training=False,
-                                        batch_size=config.batch_size, **data_args)
+                                        batch_size=config.batch_size, **data_args,
+                                        keep=clip_selection.validation_keep(
+                                            config.val_files, config.val_batches,
+                                            config.batch_size, seed=config.seed))
         if config.val_batches > 0:
             val_dataset = val_dataset.take(config.val_batches)
 
@@ -496,7 +503,8 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     window_time, window_steps = 0.0, 0
     while current < config.train_steps:
         started = time.perf_counter()
-        losses = run_steps(_next_boundary(current, config) - current)
+        with skip_report.explain_stream_end(skip_counter):
+            losses = run_steps(_next_boundary(current, config) - current)
         window_time += time.perf_counter() - started
         done = int(step.numpy())
         bad = [i for i, loss in enumerate(losses) if not math.isfinite(loss)]
@@ -523,6 +531,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
                 tf.summary.scalar("learning_rate", learning_rate, step=current)
                 tf.summary.scalar("clips_per_second", clips_per_s, step=current)
                 tf.summary.scalar("step_time_seconds", step_time, step=current)
+            skip_report.report(skip_counter, train_writer, current)
             window_time, window_steps = 0.0, 0
 
         if val_dataset is not None and (current % config.eval_every == 0
@@ -598,12 +607,19 @@ def main(argv: Sequence[str]) -> None:
     for name in ("model_dir", "train_files"):
         if not FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
+    done = checkpoints.finished_step(FLAGS.model_dir, FLAGS.train_steps)
+    if done is not None:
+        print(f"{FLAGS.model_dir} is already at step {done} (--train_steps={FLAGS.train_steps}): "
+              "nothing to do; raise --train_steps to train further")
+        return
     try:
         result = train(config_from_flags())
+    except cli.UserError:
+        raise
     except (ValueError, TimeoutError, FloatingPointError) as e:
         logging.error("%s", e)
         raise SystemExit(f"sports1m-train: {e}") from None
-    print(json.dumps({k: result[k] for k in ("step", "loss", "validation", "model_path",
+    print(cli.json_text({k: result[k] for k in ("step", "loss", "validation", "model_path",
                                              "best_model_path", "best_step",
                                              "learning_rate", "weights_sha256")}))
 

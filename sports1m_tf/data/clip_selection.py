@@ -182,3 +182,22 @@ def validation_filter(files: Sequence[str], budget: int, *, seed: int = 0):
     clips = list_clips(files)
     selection = spread_over_videos(clips, budget, seed=seed)
     return record_filter(selection), selected_count(selection), len(selection), len(clips)
+
+
+def validation_keep(files: Sequence[str], val_batches: int, batch_size: int, *, seed: int = 0):
+    """The `keep` filter of validation during training: `val_batches` x `batch_size`
+    clips spread over as many videos as that allows, the same at every validation.
+
+    Returns:
+      A `keep(record)` function, or None when `val_batches` is 0 (the whole set).
+    """
+    if val_batches <= 0:
+        return None
+    from absl import logging
+
+    from sports1m_tf.data import records
+    keep, clips, used, videos = validation_filter(records.list_files(list(files)),
+                                                  val_batches * batch_size, seed=seed)
+    logging.info("validation reads %d clips from %d of %d videos (the same at every "
+                 "validation)", clips, used, videos)
+    return keep

@@ -134,3 +134,43 @@ def check_class_names(model_names: Sequence[str] | None, data_names: Sequence[st
             f"{differences}. Labels would mean other classes: use records converted with "
             "the model's class list (sports1m-convert --labels=FILE with one class name a "
             "line, in the model's order)")
+
+
+def warn_empty_classes(files: Sequence[str]) -> list[str]:
+    """Logs a warning naming the classes with 0 clips in the records; returns them."""
+    from absl import logging
+    info, path = dataset_info.dataset_info(files)
+    if not info:
+        return []
+    names = {f.rsplit("/", 1)[-1] for f in files}
+    counts = dict.fromkeys(info.get("classes", ()), 0)
+    for section in info.get("splits", {}).values():
+        if names & set(section.get("shards", ())):
+            for name, n in section.get("clips_per_class", {}).items():
+                counts[name] = counts.get(name, 0) + int(n)
+    empty = [name for name, n in counts.items() if n == 0]
+    if empty:
+        logging.warning("%d of %d classes have no clip in these records (%s): %s. The model "
+                        "keeps an output for each, which no clip teaches", len(empty),
+                        len(counts), path, ", ".join(empty[:20]) + (" ..." if len(empty) > 20
+                                                                    else ""))
+    return empty
+
+
+def check_run_inputs(train_files: Sequence[str], val_files: Sequence[str] | None,
+                     crop: int) -> None:
+    """The checks a training run makes before its first step (crop size, empty classes).
+
+    Raises:
+      InputError: frames smaller than the crop, or no file matches a pattern.
+    """
+    from sports1m_tf.data import records
+    try:
+        train = records.list_files(list(train_files))
+        val = records.list_files(list(val_files)) if val_files else []
+    except ValueError as e:
+        raise InputError(f"{e}: check --train_files / --val_files") from None
+    check_crop_fits(train, crop)
+    if val:
+        check_crop_fits(val, crop)
+    warn_empty_classes(train)
