@@ -9,8 +9,9 @@ console script is `run = cli.entry(main)`. The entry:
   before TensorFlow is imported, which is why command modules import it lazily
   or after this module);
 - answers `--help` with the command's own docstring and flags;
-- turns a `UserError` (a mistake in the command's input) into one line on
-  stderr and exit status 1, with no traceback;
+- turns a `UserError` (a mistake in the command's input), or an error about a
+  path (missing, a file where a folder belongs, not writable), into one line
+  on stderr and exit status 1, with no traceback;
 - stops on Ctrl-C (SIGINT) with exit status 130, even when the main thread is
   inside a long TensorFlow call that never returns to Python.
 
@@ -85,6 +86,21 @@ def _command_help(main_module: str) -> str:
     return "\n".join(lines)
 
 
+_PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+                FileExistsError)
+
+
+def _path_error_text(e: OSError) -> str:
+    """'PATH: problem (fix)' for an OSError about a path."""
+    if e.filename is None or e.strerror is None:
+        return str(e)
+    hint = {PermissionError: "choose a path you can write to, or change its permissions",
+            IsADirectoryError: "a file was expected here",
+            NotADirectoryError: "a folder was expected here",
+            FileExistsError: "move it away or choose another path"}.get(type(e), "check the path")
+    return f"{e.filename}: {e.strerror.lower()} ({hint})"
+
+
 def _exit_if_stuck_after_interrupt(grace: float) -> None:
     """Ends the process with status 130 `grace` seconds after SIGINT.
 
@@ -139,6 +155,10 @@ def entry(main: Callable[[list[str]], Optional[int]],
             app.run(main, argv=argv)
         except UserError as e:
             print(f"{prog}: error: {e}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+        except _PATH_ERRORS as e:
+            # A path that is missing, of the wrong kind or not writable: the user's to fix.
+            print(f"{prog}: error: {_path_error_text(e)}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)

@@ -297,7 +297,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     # -----------------------------------------------------------------------
     # Classes and the run's description
     # -----------------------------------------------------------------------
-    from sports1m_tf.data import dataset_info
+    from sports1m_tf.data import clip_selection, dataset_info, input_checks
     class_names = dataset_info.read_classes(config.train_files)
     num_classes = config.num_classes or (len(class_names) if class_names else None)
     if num_classes is None:
@@ -357,6 +357,9 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         for k, default in (("input_scale", 1.0), ("optimizer", "sgd")):
             if previous.get(k, default) != run_config[k]:
                 changed[k] = (previous.get(k, default), run_config[k])
+        input_checks.check_class_names(previous.get("class_names"), class_names,
+                                       model_source=config_path,
+                                       data_source="--train_files' dataset.json")
         if changed:
             raise ValueError(f"{config.model_dir} holds a run of another model; "
                              f"(old, new): {changed}")
@@ -391,7 +394,6 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     data_args = dict(model=built["name"], multires=built["multires"],
                      num_classes=built["num_classes"], input_size=built["input_size"])
     from sports1m_tf import skip_report
-    from sports1m_tf.data import clip_selection, input_checks
     input_checks.check_run_inputs(config.train_files, config.val_files, built["input_size"])
     skip_counter = data.ErrorCounter(config.max_skipped_fraction)
     # Each input pipeline gets its own seed, moved on by the resumed step so that a

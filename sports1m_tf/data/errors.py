@@ -153,15 +153,19 @@ class ErrorCounter:
         return (f"{sum(n for _, n in by_file)} of {self.records_read()} records skipped"
                 f"{': ' + files + more if by_file else ''}")
 
+    def budget_error(self) -> SkippedRecordsError:
+        """The error that says which files' records were skipped, and the fix."""
+        limit = ("" if self.max_skipped_fraction is None else
+                 f" (more than --max_skipped_fraction={self.max_skipped_fraction:g})")
+        return SkippedRecordsError(
+            f"too many clip records could not be decoded{limit}: {self.describe()}. "
+            "Check those files (sports1m-inspect), convert them again, or leave them "
+            "out of the file list")
+
     def check_budget(self) -> None:
         """Raises `SkippedRecordsError` when the skipped records exceed the budget."""
         if self.over_budget():
-            limit = ("" if self.max_skipped_fraction is None else
-                     f" (more than --max_skipped_fraction={self.max_skipped_fraction:g})")
-            raise SkippedRecordsError(
-                f"too many clip records could not be decoded{limit}: {self.describe()}. "
-                "Check those files (sports1m-inspect), convert them again, or leave them "
-                "out of the file list")
+            raise self.budget_error()
 
     def by_file(self) -> dict[str, int]:
         """Failed-record counts per file (files with no failure are left out)."""

@@ -174,3 +174,15 @@ def check_run_inputs(train_files: Sequence[str], val_files: Sequence[str] | None
     if val:
         check_crop_fits(val, crop)
     warn_empty_classes(train)
+
+
+def run_class_names(model_dir: str | None) -> list[str] | None:
+    """The `class_names` a training run recorded in its run_config.json, or None."""
+    import json
+    import os
+    path = os.path.join(model_dir or "", "run_config.json")
+    if not model_dir or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        names = json.load(f).get("class_names")
+    return list(names) if names else None
