@@ -20,7 +20,9 @@ This module imports no TensorFlow and nothing of the project but
 """
 from __future__ import annotations
 
+import atexit
 import os
+import re
 import signal
 import socket
 import sys
@@ -66,8 +68,76 @@ def json_text(value) -> str:
 
 
 def quiet_tensorflow() -> None:
-    """Hides TensorFlow's C++ start-up log lines unless the user chose a level."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    """Hides TensorFlow's C++ start-up log lines unless the user chose a level.
+
+    TF 2.21 logs through absl's C++ logging before reading `TF_CPP_MIN_LOG_LEVEL`
+    (the oneDNN and CUDA-stub lines, twice), so the variable alone is not enough:
+    the process's stderr also passes through `_NativeLogFilter`.
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    _NativeLogFilter.install()
+
+
+class _NativeLogFilter:
+    """Forwards file descriptor 2 to the real stderr, less TensorFlow's C++ chatter.
+
+    C++ code writes to the descriptor, not to `sys.stderr`, so the filter sits at
+    the descriptor: a pipe, read by a daemon thread. Dropped: C++ INFO/WARNING
+    lines (`I1203 12:00:00.000 123 file.cc:45] ...`, among them tf.data's
+    per-record "Error raised" warnings), absl's "before InitializeLog" notice and
+    the `cuInit` error of machines without a GPU driver. Python's own log lines
+    (`file.py:45]`) and every other line pass.
+    """
+
+    _NOISE = re.compile(
+        r"^(?:[IW]\d{4} [\d:.]+\s+\d+ [\w./-]+\.(?:cc|h|cpp):\d+\]"
+        r"|WARNING: All log messages before absl::InitializeLog\(\)"
+        r"|E\d{4} .*(?:cuInit|cuda_diagnostics|cuda_executor|cudart_stub))")
+
+    @classmethod
+    def install(cls) -> None:
+        try:
+            sys.stderr.flush()
+            real = os.dup(2)
+            read, write = os.pipe()
+            os.dup2(write, 2)
+            os.close(write)
+        except OSError:
+            return
+        thread = threading.Thread(target=cls._forward, args=(read, real), daemon=True,
+                                  name="stderr-filter")
+        thread.start()
+
+        def restore() -> None:
+            # Puts the real stderr back (closing the pipe's writer), then lets the
+            # thread pass on what is left. Child processes may hold the pipe open.
+            try:
+                sys.stderr.flush()
+                os.dup2(real, 2)
+            except (OSError, ValueError):
+                return
+            thread.join(timeout=2.0)
+
+        atexit.register(restore)
+
+    @classmethod
+    def _forward(cls, read: int, real: int) -> None:
+        with os.fdopen(read, "rb", buffering=0) as pipe:
+            pending = b""
+            while True:
+                chunk = pipe.read(65536)
+                if not chunk:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                kept = [ln for ln in lines
+                        if not cls._NOISE.match(ln.decode("utf-8", "replace"))]
+                if kept:
+                    os.write(real, b"\n".join(kept) + b"\n")
+            if pending and not cls._NOISE.match(pending.decode("utf-8", "replace")):
+                os.write(real, pending)
 
 
 def _command_help(main_module: str) -> str:

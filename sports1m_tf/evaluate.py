@@ -642,11 +642,14 @@ def main(argv: Sequence[str]) -> None:
         strategy = tf.distribute.MirroredStrategy(devices)
     with (strategy.scope() if strategy else tf.distribute.get_strategy().scope()):
         members = load_members(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.keras_model)
-    evaluate(members, FLAGS.eval_files, output_dir=FLAGS.output_dir,
-             clips_per_video=FLAGS.clips_per_video, views=FLAGS.views,
-             batch_size=FLAGS.batch_size, strategy=strategy, compare_with=FLAGS.compare_with,
-             montage_videos=FLAGS.montage_videos, confusion_classes=FLAGS.confusion_classes,
-             show_progress=FLAGS.progress)
+    try:
+        evaluate(members, FLAGS.eval_files, output_dir=FLAGS.output_dir,
+                 clips_per_video=FLAGS.clips_per_video, views=FLAGS.views,
+                 batch_size=FLAGS.batch_size, strategy=strategy,
+                 compare_with=FLAGS.compare_with, montage_videos=FLAGS.montage_videos,
+                 confusion_classes=FLAGS.confusion_classes, show_progress=FLAGS.progress)
+    except ValueError as e:  # records or settings that do not fit the models
+        raise cli.UserError(str(e)) from None
 
 
 def run() -> None:

@@ -219,8 +219,8 @@ def main(argv: Sequence[str]) -> None:
                           num_classes=FLAGS.num_classes, **settings)
     except (FileNotFoundError, ValueError, TimeoutError, FloatingPointError) as e:
         logging.error("%s", e)
-        raise SystemExit(f"sports1m-finetune: {e}") from None
-    print(json.dumps({k: result.get(k) for k in ("step", "loss", "validation", "model_path",
+        raise SystemExit(f"sports1m-finetune: error: {e}") from None
+    print(cli.json_text({k: result.get(k) for k in ("step", "loss", "validation", "model_path",
                                                  "learning_rate", "weights_sha256", "transfer")}))
 
 

@@ -620,7 +620,7 @@ def main(argv: Sequence[str]) -> None:
         raise
     except (ValueError, TimeoutError, FloatingPointError) as e:
         logging.error("%s", e)
-        raise SystemExit(f"sports1m-train: {e}") from None
+        raise SystemExit(f"sports1m-train: error: {e}") from None
     print(cli.json_text({k: result[k] for k in ("step", "loss", "validation", "model_path",
                                              "best_model_path", "best_step",
                                              "learning_rate", "weights_sha256")}))
