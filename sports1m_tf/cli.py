@@ -80,6 +80,14 @@ def quiet_tensorflow() -> None:
     _NativeLogFilter.install()
 
 
+def quiet_tensorflow_import(command: str) -> None:
+    """For a command module that imports TensorFlow at import time: quiets it there
+    too, but only when the process runs that command (not when a test or library
+    imports the module)."""
+    if os.path.basename(sys.argv[0] if sys.argv else "") == command:
+        quiet_tensorflow()
+
+
 class _NativeLogFilter:
     """Forwards file descriptor 2 to the real stderr, less TensorFlow's C++ chatter.
 

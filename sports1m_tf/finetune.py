@@ -41,6 +41,7 @@ from sports1m_tf import cpu_kernels
 
 # Before `sports1m_tf.transfer` (just below) imports TensorFlow.
 cpu_kernels.prefer_onednn()
+cli.quiet_tensorflow_import("sports1m-finetune")
 
 from sports1m_tf import checkpoints, flags_common, train  # noqa: E402
 from sports1m_tf.transfer import PAPER_DROPOUT, REGIMES  # noqa: E402

@@ -270,8 +270,8 @@ def main(argv: list[str]) -> int:
                              sheet_clips=_SHEET_CLIPS.value, sheet_frames=_SHEET_FRAMES.value,
                              decode_all=_DECODE_ALL.value)
     if not report["shards"]:
-        print(f"sports1m-inspect: no shard matches {argv[1]}", file=sys.stderr)
-        return 1
+        raise cli.UserError(f"no shard matches {argv[1]}: give a folder of shards or a glob "
+                            "such as 'records/train-*'")
     print(format_report(report))
     if _JSON_OUT.value:
         fileio.write_text_atomic(_JSON_OUT.value, json.dumps(report, indent=1) + "\n")

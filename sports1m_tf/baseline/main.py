@@ -32,6 +32,8 @@ from absl import app, flags, logging
 
 from sports1m_tf import cli
 
+cli.quiet_tensorflow_import("sports1m-baseline")  # before the imports below load TensorFlow
+
 from sports1m_tf import metrics
 from sports1m_tf.baseline import classifier, extract
 from sports1m_tf.baseline.descriptors import FEATURE_TYPES, DescriptorSettings
