@@ -164,6 +164,8 @@ def _command_help(main_module: str) -> str:
     return "\n".join(lines)
 
 
+_WAKEUP_SOCKETS: list[socket.socket] = []
+
 _PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
                 FileExistsError)
 
@@ -190,6 +192,9 @@ def _exit_if_stuck_after_interrupt(grace: float) -> None:
         return
     reader, writer = socket.socketpair()
     writer.setblocking(False)
+    # Both ends must outlive this function: a collected socket closes its descriptor,
+    # and the signal handler would then write into whatever file reuses that number.
+    _WAKEUP_SOCKETS[:] = [reader, writer]
     try:
         signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     except ValueError:  # not the main thread of the main interpreter
