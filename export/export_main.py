@@ -104,7 +104,11 @@ def main(argv):
 
     model, names = load_model_and_names(FLAGS.model_dir, FLAGS.keras_model, FLAGS.step)
     if FLAGS.class_names:
-        names = read_class_names(FLAGS.class_names)
+        from sports1m_tf.data import input_checks
+        given = read_class_names(FLAGS.class_names)
+        input_checks.check_class_names(names, given, model_source=f"{FLAGS.model_dir}",
+                                       data_source=f"--class_names {FLAGS.class_names}")
+        names = given
     describe(model)  # fails early, naming the problem, for a model not built by sports1m_tf
     name = FLAGS.name or model.name  # e.g. slow_fusion, slow_fusion_multires
     frame_size = FLAGS.frame_size or trained_frame_size(FLAGS.model_dir, FLAGS.keras_model)

@@ -36,7 +36,15 @@ def _atomic_write_text(path: str, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    # mkstemp creates 0600; the run's other files follow the umask (usually 0644).
+    os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_run_config(model_dir: str, config: dict) -> str:
@@ -89,6 +97,15 @@ def checkpoint_steps(model_dir: str) -> list[int]:
     pattern = re.compile(rf"{CHECKPOINT_NAME}-(\d+)\.index$")
     return sorted(int(m.group(1)) for f in os.listdir(model_dir)
                   if (m := pattern.match(f)))
+
+
+def finished_step(model_dir: str, train_steps: int) -> int | None:
+    """The run's latest checkpoint step when it is already at or past `train_steps`, else None.
+
+    Resuming such a run has nothing to do (and must not rewrite its files).
+    """
+    steps = checkpoint_steps(model_dir)
+    return steps[-1] if steps and steps[-1] >= train_steps else None
 
 
 def checkpoint_path(model_dir: str, step: int | None = None) -> str | None:
@@ -209,6 +226,10 @@ def check_resumable(model_dir: str, run_config: dict) -> dict:
             changed[k] = (previous.get(k, default), run_config[k])
     if changed:
         raise ValueError(f"{model_dir} holds a run of another model; (old, new): {changed}")
+    from sports1m_tf.data import input_checks
+    input_checks.check_class_names(previous.get("class_names"), run_config.get("class_names"),
+                                   model_source=os.path.join(model_dir, RUN_CONFIG_FILE),
+                                   data_source="--train_files' dataset.json")
     return {**run_config, "kernel_init": previous.get("kernel_init", "glorot_uniform")}
 
 

@@ -9,8 +9,9 @@ console script is `run = cli.entry(main)`. The entry:
   before TensorFlow is imported, which is why command modules import it lazily
   or after this module);
 - answers `--help` with the command's own docstring and flags;
-- turns a `UserError` (a mistake in the command's input) into one line on
-  stderr and exit status 1, with no traceback;
+- turns a `UserError` (a mistake in the command's input), or an error about a
+  path (missing, a file where a folder belongs, not writable), into one line
+  on stderr and exit status 1, with no traceback;
 - stops on Ctrl-C (SIGINT) with exit status 130, even when the main thread is
   inside a long TensorFlow call that never returns to Python.
 
@@ -27,7 +28,9 @@ it at the top. docs/design.md ("Package layering") says the same for readers.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import re
 import signal
 import socket
 import sys
@@ -55,9 +58,102 @@ class UserError(Exception):
     """
 
 
+def json_text(value) -> str:
+    """`value` as strict JSON: NaN and infinities become null (JSON has no NaN)."""
+    import json
+    import math
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), allow_nan=False)
+
+
 def quiet_tensorflow() -> None:
-    """Hides TensorFlow's C++ start-up log lines unless the user chose a level."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    """Hides TensorFlow's C++ start-up log lines unless the user chose a level.
+
+    TF 2.21 logs through absl's C++ logging before reading `TF_CPP_MIN_LOG_LEVEL`
+    (the oneDNN and CUDA-stub lines, twice), so the variable alone is not enough:
+    the process's stderr also passes through `_NativeLogFilter`.
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    _NativeLogFilter.install()
+
+
+def quiet_tensorflow_import(command: str) -> None:
+    """For a command module that imports TensorFlow at import time: quiets it there
+    too, but only when the process runs that command (not when a test or library
+    imports the module)."""
+    if os.path.basename(sys.argv[0] if sys.argv else "") == command:
+        quiet_tensorflow()
+
+
+class _NativeLogFilter:
+    """Forwards file descriptor 2 to the real stderr, less TensorFlow's C++ chatter.
+
+    C++ code writes to the descriptor, not to `sys.stderr`, so the filter sits at
+    the descriptor: a pipe, read by a daemon thread. Dropped: C++ INFO/WARNING
+    lines (`I1203 12:00:00.000 123 file.cc:45] ...`, among them tf.data's
+    per-record "Error raised" warnings), absl's "before InitializeLog" notice and
+    the `cuInit` error of machines without a GPU driver. Python's own log lines
+    (`file.py:45]`) and every other line pass.
+    """
+
+    _NOISE = re.compile(
+        r"^(?:[IW]\d{4} [\d:.]+\s+\d+ [\w./-]+\.(?:cc|h|cpp):\d+\]"
+        r"|WARNING: All log messages before absl::InitializeLog\(\)"
+        r"|E\d{4} .*(?:cuInit|cuda_diagnostics|cuda_executor|cudart_stub))")
+
+    @classmethod
+    def install(cls) -> None:
+        try:
+            sys.stderr.flush()
+            real = os.dup(2)
+            read, write = os.pipe()
+            os.dup2(write, 2)
+            os.close(write)
+        except OSError:
+            return
+        thread = threading.Thread(target=cls._forward, args=(read, real), daemon=True,
+                                  name="stderr-filter")
+        thread.start()
+
+        def restore() -> None:
+            # Puts the real stderr back (closing the pipe's writer), then lets the
+            # thread pass on what is left. Child processes may hold the pipe open.
+            try:
+                sys.stderr.flush()
+                os.dup2(real, 2)
+            except (OSError, ValueError):
+                return
+            thread.join(timeout=2.0)
+
+        atexit.register(restore)
+
+    @classmethod
+    def _forward(cls, read: int, real: int) -> None:
+        with os.fdopen(read, "rb", buffering=0) as pipe:
+            pending = b""
+            while True:
+                chunk = pipe.read(65536)
+                if not chunk:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                kept = [ln for ln in lines
+                        if not cls._NOISE.match(ln.decode("utf-8", "replace"))]
+                if kept:
+                    os.write(real, b"\n".join(kept) + b"\n")
+            if pending and not cls._NOISE.match(pending.decode("utf-8", "replace")):
+                os.write(real, pending)
 
 
 def _command_help(main_module: str) -> str:
@@ -76,6 +172,23 @@ def _command_help(main_module: str) -> str:
     return "\n".join(lines)
 
 
+_WAKEUP_SOCKETS: list[socket.socket] = []
+
+_PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+                FileExistsError)
+
+
+def _path_error_text(e: OSError) -> str:
+    """'PATH: problem (fix)' for an OSError about a path."""
+    if e.filename is None or e.strerror is None:
+        return str(e)
+    hint = {PermissionError: "choose a path you can write to, or change its permissions",
+            IsADirectoryError: "a file was expected here",
+            NotADirectoryError: "a folder was expected here",
+            FileExistsError: "move it away or choose another path"}.get(type(e), "check the path")
+    return f"{e.filename}: {e.strerror.lower()} ({hint})"
+
+
 def _exit_if_stuck_after_interrupt(grace: float) -> None:
     """Ends the process with status 130 `grace` seconds after SIGINT.
 
@@ -87,6 +200,9 @@ def _exit_if_stuck_after_interrupt(grace: float) -> None:
         return
     reader, writer = socket.socketpair()
     writer.setblocking(False)
+    # Both ends must outlive this function: a collected socket closes its descriptor,
+    # and the signal handler would then write into whatever file reuses that number.
+    _WAKEUP_SOCKETS[:] = [reader, writer]
     try:
         signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     except ValueError:  # not the main thread of the main interpreter
@@ -130,6 +246,10 @@ def entry(main: Callable[[list[str]], Optional[int]],
             app.run(main, argv=argv)
         except UserError as e:
             print(f"{prog}: error: {e}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+        except _PATH_ERRORS as e:
+            # A path that is missing, of the wrong kind or not writable: the user's to fix.
+            print(f"{prog}: error: {_path_error_text(e)}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)

@@ -71,6 +71,9 @@ def evaluate(members: Sequence, eval_files, *, output_dir: str, clips_per_video:
     if not members:
         raise ValueError("no model to evaluate: give --model_dir, --checkpoint or --keras_model")
     files = list_files(eval_files)
+    from sports1m_tf.data import input_checks
+    for size in sorted({m.identity["describe"]["input_size"] for m in members}):
+        input_checks.check_crop_fits(files, size)
     names = list(class_names) if class_names is not None else resolve_classes(members, files)
     num_classes = len(names)
     if any(m.identity["describe"]["num_classes"] != num_classes for m in members):
@@ -146,11 +149,14 @@ def main(argv: Sequence[str]) -> None:
         strategy = tf.distribute.MirroredStrategy(devices)
     with (strategy.scope() if strategy else tf.distribute.get_strategy().scope()):
         members = load_members(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.keras_model)
-    evaluate(members, FLAGS.eval_files, output_dir=FLAGS.output_dir,
-             clips_per_video=FLAGS.clips_per_video, views=FLAGS.views,
-             batch_size=FLAGS.batch_size, strategy=strategy, compare_with=FLAGS.compare_with,
-             montage_videos=FLAGS.montage_videos, confusion_classes=FLAGS.confusion_classes,
-             show_progress=FLAGS.progress)
+    try:
+        evaluate(members, FLAGS.eval_files, output_dir=FLAGS.output_dir,
+                 clips_per_video=FLAGS.clips_per_video, views=FLAGS.views,
+                 batch_size=FLAGS.batch_size, strategy=strategy,
+                 compare_with=FLAGS.compare_with, montage_videos=FLAGS.montage_videos,
+                 confusion_classes=FLAGS.confusion_classes, show_progress=FLAGS.progress)
+    except ValueError as e:  # records or settings that do not fit the models
+        raise cli.UserError(str(e)) from None
 
 
 def run() -> None:

@@ -211,9 +211,10 @@ def main(argv: Sequence[str]) -> None:
                           num_classes=FLAGS.num_classes, **overrides)
     except (FileNotFoundError, ValueError, TimeoutError, FloatingPointError) as e:
         logging.error("%s", e)
-        raise SystemExit(f"sports1m-finetune: {e}") from None
-    print(json.dumps({k: result.get(k) for k in ("step", "loss", "validation", "model_path",
-                                                 "learning_rate", "weights_sha256", "transfer")}))
+        raise SystemExit(f"sports1m-finetune: error: {e}") from None
+    print(cli.json_text({k: result.get(k) for k in ("step", "loss", "validation", "model_path",
+                                                    "learning_rate", "weights_sha256",
+                                                    "transfer")}))
 
 
 def run() -> None:

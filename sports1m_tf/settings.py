@@ -73,6 +73,10 @@ class TrainConfig:
         "shards written before that layout give 97% with 16 shards at 1024 (89% at "
         "256), but a single such shard needs a buffer of the whole split "
         "(sports1m-inspect says whether a split's layout mixes).", "data")
+    max_skipped_fraction: float = _setting(
+        0.01, "Stop training with an error naming the files once more than this fraction of "
+        "the training records read could not be decoded (skipped records are logged per "
+        "file, and written to TensorBoard, at every log step).", "data")
     data_service: str | None = _setting(
         None, "grpc://HOST:PORT of a tf.data service dispatcher (sports1m-data-service): the "
         "training pipeline runs on its workers, this process only receives batches "

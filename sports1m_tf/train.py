@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
 import time
@@ -66,7 +65,7 @@ def _next_boundary(current: int, config: TrainConfig) -> int:
 
 
 def build_training_dataset(config: TrainConfig, data_args: dict, seed: int | None,
-                           input_context=None):
+                           input_context=None, error_counter=None):
     """The training input of one pipeline: shuffled, augmented, repeated batches.
 
     Args:
@@ -74,6 +73,7 @@ def build_training_dataset(config: TrainConfig, data_args: dict, seed: int | Non
       data_args: dict. What the built model reads (`_data_args`).
       seed: int or None. The run's data seed (None: each pipeline its own way).
       input_context: `tf.distribute.InputContext` of this pipeline, or None.
+      error_counter: `data.ErrorCounter` that counts the records skipped, or None.
 
     Returns:
       `tf.data.Dataset` of `(frames, target)` batches of `config.batch_size`.
@@ -83,24 +83,34 @@ def build_training_dataset(config: TrainConfig, data_args: dict, seed: int | Non
     return data.clip_dataset(
         list(config.train_files), training=True, batch_size=config.batch_size,
         flip=config.flip, repeat=-1, seed=None if seed is None else seed + 7919 * pipeline,
-        shuffle_buffer=config.shuffle_buffer, **data_args)
+        shuffle_buffer=config.shuffle_buffer, error_counter=error_counter, **data_args)
 
 
 def build_validation_dataset(config: TrainConfig, data_args: dict):
-    """The validation input: centre crops of `config.val_files`, in order, once.
+    """The validation input: centre crops of `config.val_files`, once.
+
+    The clips are the same at every validation and spread over as many of the
+    split's videos as `val_batches` batches allow (`clip_selection`).
 
     Returns:
       `tf.data.Dataset` of `(frames, target)` batches, limited to
       `config.val_batches` batches when that is positive.
     """
     from sports1m_tf import data
+    from sports1m_tf.data import clip_selection
+    keep = clip_selection.validation_keep(config.val_files, config.val_batches,
+                                          config.batch_size, seed=config.seed)
     dataset = data.clip_dataset(list(config.val_files), training=False,
-                                batch_size=config.batch_size, **data_args)
+                                batch_size=config.batch_size, keep=keep, **data_args)
     return dataset.take(config.val_batches) if config.val_batches > 0 else dataset
 
 
 def _training_iterator(strategy, config: TrainConfig, data_args: dict, start_step: int):
-    """`(iterator, coordinator)` over the training input of every replica.
+    """`(iterator, coordinator, skipped)` over the training input of every replica.
+
+    First checks that the records' frames hold the model's crop (a pipeline that
+    drops every clip would never yield a batch). `skipped` is the
+    `data.ErrorCounter` of the records the pipelines could not decode.
 
     Each input pipeline gets its own seed, moved on by the resumed step so that a
     restarted run does not replay the clips it has already seen. (Iterator state
@@ -108,6 +118,11 @@ def _training_iterator(strategy, config: TrainConfig, data_args: dict, start_ste
     The coordinator is None except under parameter servers.
     """
     import tensorflow as tf
+
+    from sports1m_tf import data
+    from sports1m_tf.data import input_checks
+    input_checks.check_run_inputs(config.train_files, config.val_files, data_args["input_size"])
+    skipped = data.ErrorCounter(config.max_skipped_fraction)
     if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
         # One function builds every worker's pipeline: with the global seed cleared,
         # each worker shuffles its own way (asynchronous training is not
@@ -118,8 +133,9 @@ def _training_iterator(strategy, config: TrainConfig, data_args: dict, start_ste
         tf.random.set_seed(None)
         coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
         dataset = coordinator.create_per_worker_dataset(
-            lambda context=None: build_training_dataset(config, data_args, None, context))
-        return iter(dataset), coordinator
+            lambda context=None: build_training_dataset(config, data_args, None, context,
+                                                        skipped))
+        return iter(dataset), coordinator, skipped
     seed = config.seed + 1_000_003 * start_step
     if config.data_service:
         # The whole pipeline runs on the service's workers; every trainer of the run
@@ -132,10 +148,10 @@ def _training_iterator(strategy, config: TrainConfig, data_args: dict, start_ste
                 list(config.train_files), service=config.data_service, seed=seed,
                 job_name=job, batch_size=config.batch_size, flip=config.flip,
                 shuffle_buffer=config.shuffle_buffer, **data_args))
-        return iter(dataset), None
+        return iter(dataset), None, skipped  # skips are logged by the service's workers
     dataset = strategy.distribute_datasets_from_function(
-        lambda context=None: build_training_dataset(config, data_args, seed, context))
-    return iter(dataset), None
+        lambda context=None: build_training_dataset(config, data_args, seed, context, skipped))
+    return iter(dataset), None, skipped
 
 
 def validate(predict: Callable, dataset, agree: Callable[[float], float] = float) -> dict:
@@ -243,16 +259,22 @@ def _run_config(config: TrainConfig, model, class_names, strategy, precision: st
 class _Progress:
     """Training speed over the steps since the last progress line (not validation or saving)."""
 
-    def __init__(self, config: TrainConfig, clips_per_step: int, writer):
+    def __init__(self, config: TrainConfig, clips_per_step: int, writer, skipped):
         self._config, self._clips_per_step, self._writer = config, clips_per_step, writer
+        self._skipped = skipped
         self._time, self._steps = 0.0, 0
 
     def add(self, seconds: float, steps: int) -> None:
         self._time, self._steps = self._time + seconds, self._steps + steps
 
     def report(self, step: int, loss: float, learning_rate: float) -> None:
-        """Logs a progress line and writes the training scalars; starts a new window."""
-        from sports1m_tf import summaries
+        """Logs a progress line and writes the training scalars; starts a new window.
+
+        Raises:
+          data.errors.SkippedRecordsError: more records were skipped than
+            `--max_skipped_fraction` allows.
+        """
+        from sports1m_tf import skip_report, summaries
         step_time = self._time / max(self._steps, 1)
         clips_per_s = self._steps * self._clips_per_step / max(self._time, 1e-9)
         eta = (self._config.train_steps - step) * step_time
@@ -263,6 +285,7 @@ class _Progress:
                                          learning_rate=learning_rate,
                                          clips_per_second=clips_per_s,
                                          step_time_seconds=step_time)
+        skip_report.report(self._skipped, self._writer, step)
         self._time, self._steps = 0.0, 0
 
 
@@ -320,7 +343,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     import numpy as np
     import tensorflow as tf
 
-    from sports1m_tf import optimization, summaries
+    from sports1m_tf import optimization, skip_report, summaries
 
     # Strategy, precision, classes, model and optimiser.
     strategy, task = distribute.make_strategy(config.strategy, peer_timeout=config.peer_timeout)
@@ -357,7 +380,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
 
     # Input and steps.
     data_args = _data_args(model)
-    iterator, coordinator = _training_iterator(strategy, config, data_args, start_step)
+    iterator, coordinator, skipped = _training_iterator(strategy, config, data_args, start_step)
     val_dataset = build_validation_dataset(config, data_args) if config.val_files else None
     train_step = optimization.make_train_step(strategy, model, optimizer, step, xla=xla)
     run_steps = distribute.make_step_runner(train_step, iterator, coordinator)
@@ -365,7 +388,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     predict = tf.function(lambda frames: model(frames, training=False))
     writers = summaries.run_writers(config.model_dir, chief)
     clips_per_step = config.batch_size * strategy.num_replicas_in_sync
-    progress = _Progress(config, clips_per_step, writers[0])
+    progress = _Progress(config, clips_per_step, writers[0], skipped)
 
     # The loop: steps up to the next log, validation or checkpoint boundary.
     current, last_loss, validation = start_step, float("nan"), None
@@ -378,7 +401,8 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         summaries.write_filter_images(model, current)
     while current < config.train_steps:
         started = time.perf_counter()
-        losses = run_steps(_next_boundary(current, config) - current)
+        with skip_report.explain_stream_end(skipped):
+            losses = run_steps(_next_boundary(current, config) - current)
         done = int(step.numpy())
         if not all(math.isfinite(loss) for loss in losses):
             # The non-finite step was not applied: the state is the last good one.
@@ -436,14 +460,21 @@ def main(argv: Sequence[str]) -> None:
     for name in ("model_dir", "train_files"):
         if not FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
+    done = checkpoints.finished_step(FLAGS.model_dir, FLAGS.train_steps)
+    if done is not None:
+        print(f"{FLAGS.model_dir} is already at step {done} (--train_steps={FLAGS.train_steps}): "
+              "nothing to do; raise --train_steps to train further")
+        return
     try:
         result = train(config_from_flags())
+    except cli.UserError:
+        raise
     except (ValueError, TimeoutError, FloatingPointError) as e:
         logging.error("%s", e)
-        raise SystemExit(f"sports1m-train: {e}") from None
-    print(json.dumps({k: result[k] for k in ("step", "loss", "validation", "model_path",
-                                             "best_model_path", "best_step",
-                                             "learning_rate", "weights_sha256")}))
+        raise SystemExit(f"sports1m-train: error: {e}") from None
+    print(cli.json_text({k: result[k] for k in ("step", "loss", "validation", "model_path",
+                                                "best_model_path", "best_step",
+                                                "learning_rate", "weights_sha256")}))
 
 
 def run() -> None:

@@ -263,13 +263,17 @@ def resolve_classes(members: Sequence[Member], files: Sequence[str]) -> list[str
         raise ValueError("the models have different numbers of classes: " + ", ".join(
             f"{m.identity['path']}: {m.identity['describe']['num_classes']}" for m in members))
     num_classes = sizes.pop()
-    from sports1m_tf.data import dataset_info
+    from sports1m_tf.data import dataset_info, input_checks
     info, info_path = dataset_info.dataset_info(files)
     if info is not None:
         if len(info["classes"]) != num_classes:
             bad = members[0].identity["path"] or members[0].identity["describe"]["name"]
             raise ValueError(f"{bad} scores {num_classes} classes but {info_path} lists "
                              f"{len(info['classes'])}: a checkpoint of another dataset?")
+        for member in members:  # the same count is not enough: the same names, same order
+            input_checks.check_class_names(
+                input_checks.run_class_names(member.identity.get("model_dir")), info["classes"],
+                model_source=member.identity.get("model_dir") or "", data_source=info_path)
         return list(info["classes"])
     for member in members:
         config_path = os.path.join(member.identity.get("model_dir") or "", "run_config.json")

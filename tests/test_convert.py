@@ -292,8 +292,8 @@ def test_overlapping_clips_decode_each_frame_once_and_match_the_source(videos, t
     assert calls.count("retrieve") == len(covered) and "set" not in calls
     assert calls.count("grab") == result.frames_decoded == max(covered) + 1
 
-    # Another value of the option is another conversion: it starts over.
-    s = convert(str(manifest), output_dir=one, **{**kw, "clip_overlap": False})
+    # Another value of the option is another conversion: it replaces the split on request.
+    s = convert(str(manifest), output_dir=one, overwrite=True, **{**kw, "clip_overlap": False})
     assert s["clips"] == len(read_records(one)) == 4 and s["settings"]["clip_overlap"] is False
 
 
@@ -381,7 +381,7 @@ def test_sigkill_mid_run_then_rerun_gives_exactly_the_clean_clips(tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("\n".join(lines) + "\n")
     flags = [f"--manifest={manifest}", "--clips_per_video=2", "--frame_size=40",
-             "--num_shards=2", "--workers=1", "--noprogress"]
+             "--num_shards=2", "--workers=1", "--noprogress", "--split=train"]
     out = tmp_path / "out"
     work = out / ".work" / "train" / "videos"
     proc = subprocess.Popen(_cli(*flags, f"--output_dir={out}"), start_new_session=True,
@@ -430,7 +430,8 @@ def test_cli_exit_status_nothing_converted_strict_and_usage(tmp_path, videos):
     mixed.write_text(f"{videos['folder']}/v/small.avi,a\n{videos['folder']}/v/gone.mp4,b\n")
     # The three commands share nothing: run them side by side (each pays its start-up).
     procs = [
-        _start(f"--manifest={bad}", f"--output_dir={tmp_path / 'o1'}", "--noprogress"),
+        _start(f"--manifest={bad}", f"--output_dir={tmp_path / 'o1'}", "--noprogress",
+               "--split=train"),
         _start(f"--manifest={mixed}", "--clips_per_video=1", "--frame_size=32",
                "--num_shards=1", "--noprogress", "--split=val",
                f"--output_dir={tmp_path / 'o2'}", "--strict"),
@@ -445,7 +446,7 @@ def test_cli_exit_status_nothing_converted_strict_and_usage(tmp_path, videos):
     assert strict.returncode == 1 and "missing file" in strict.stderr
     assert os.path.exists(tmp_path / "o2" / "val-00000-of-00001.tfrecord")  # still written
 
-    assert usage.returncode == 2 and "nope.csv does not exist" in usage.stderr
+    assert usage.returncode == 1 and "--split is required" in usage.stderr
 
 
 # --- the other manifest formats, end to end ------------------------------------------------
@@ -497,8 +498,11 @@ def test_changed_settings_start_over_instead_of_mixing(videos, tmp_path):
     manifest.write_text(f"{videos['folder']}/v/square.mp4,a\n")
     first = convert(str(manifest), output_dir=out, clips_per_video=1, frame_size=32,
                     num_shards=2, keep_work=True, progress=False)
+    with pytest.raises(ValueError, match="--overwrite"):
+        convert(str(manifest), output_dir=out, clips_per_video=3, frame_size=32,
+                num_shards=1, progress=False)
     second = convert(str(manifest), output_dir=out, clips_per_video=3, frame_size=32,
-                     num_shards=1, progress=False)
+                     num_shards=1, progress=False, overwrite=True)
     assert (first["clips"], second["clips"]) == (1, 3)
     # The old 2-shard files are gone; only the new set is left.
     assert sorted(n for n in os.listdir(out) if "tfrecord" in n) == [

@@ -32,10 +32,11 @@ def _jpeg(frame):
     return cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
 
-def _record(media_id, labels, encoded):
+def _record(media_id, labels, encoded, start_us=0):
     return clip_encoding.encode_clip(
         media_id=media_id, label_indices=labels, label_strings=[str(i) for i in labels],
-        encoded_frames=encoded, frame_timestamps_us=[i * 40000 for i in range(len(encoded))],
+        encoded_frames=encoded,
+        frame_timestamps_us=[start_us + i * 40000 for i in range(len(encoded))],
         frame_rate=25.0, height=SIZE, width=SIZE)
 
 
@@ -59,7 +60,8 @@ def pattern(tmp_path_factory):
     rng = np.random.default_rng(0)
     out = tmp_path_factory.mktemp("pattern")
     encoded = [[_jpeg(_texture(rng)) for _ in range(schema.CLIP_FRAMES)] for _ in range(N_CLIPS)]
-    records = [_record(f"vid{i // 4}", [i], e) for i, e in enumerate(encoded)]
+    records = [_record(f"vid{i // 4}", [i], e, start_us=(i % 4) * 1_000_000)
+               for i, e in enumerate(encoded)]
     files = [_write(out / "clips-00000-of-00002.tfrecord", records[:12]),
              _write(out / "clips-00001-of-00002.tfrecord", records[12:], "GZIP")]
     return {"files": files, "glob": str(out / "clips-*"), "encoded": encoded,

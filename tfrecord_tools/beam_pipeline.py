@@ -36,7 +36,7 @@ from typing import Sequence
 
 from absl import logging
 
-from tfrecord_tools import fileio, layout, shards, summary
+from tfrecord_tools import fileio, layout, output_guard, shards, summary
 from tfrecord_tools.convert import prepare_job, recorded_settings, remove_if_empty
 from tfrecord_tools.manifest import VideoEntry
 from tfrecord_tools.video_clips import ClipSettings, VideoResult, convert_video
@@ -120,7 +120,7 @@ def convert_beam(manifest: str, *, output_dir: str, beam_runner: str = "DirectRu
                  split: str | None = None, num_shards: int = 16, clips_per_video: int = 100,
                  clip_frames: int = 16, frame_size: int = 200, jpeg_quality: int = 90,
                  seed: int = 0, clip_overlap: bool = False,
-                 compression: str | None = "none") -> dict:
+                 compression: str | None = "none", overwrite: bool = False) -> dict:
     """Runs the conversion as a Beam pipeline and waits for it. Same arguments and
     result as `convert.convert`, plus:
 
@@ -139,6 +139,7 @@ def convert_beam(manifest: str, *, output_dir: str, beam_runner: str = "DirectRu
                       labels=labels, split=split, num_shards=num_shards,
                       compression=compression, settings=settings)
     summary.check_classes(output_dir, job.manifest.classes)
+    output_guard.check_replace(output_dir, job.split, job.fingerprint(), overwrite)
     recorded = recorded_settings(job, manifest=manifest, manifest_format=manifest_format,
                                  video_root=video_root, labels=labels)
 

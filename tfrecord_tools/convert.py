@@ -29,7 +29,7 @@ from typing import Iterator
 
 from absl import logging
 
-from tfrecord_tools import fileio, layout, manifest as manifest_lib, shards, summary
+from tfrecord_tools import fileio, layout, manifest as manifest_lib, output_guard, shards, summary
 from tfrecord_tools.video_clips import ClipSettings, convert_video
 
 WORK_DIR = ".work"
@@ -146,7 +146,7 @@ def convert(manifest: str, *, output_dir: str, manifest_format: str = "csv",
             num_shards: int = 16, workers: int = 1, clips_per_video: int = 100,
             clip_frames: int = 16, frame_size: int = 200, jpeg_quality: int = 90, seed: int = 0,
             clip_overlap: bool = False, compression: str | None = "none",
-            keep_work: bool = False, progress: bool = True) -> dict:
+            keep_work: bool = False, progress: bool = True, overwrite: bool = False) -> dict:
     """Converts the videos of a manifest into clip shards and `dataset.json`.
 
     Args:
@@ -165,6 +165,8 @@ def convert(manifest: str, *, output_dir: str, manifest_format: str = "csv",
       compression: str. `none` or `GZIP`.
       keep_work: bool. Keep `.work/SPLIT` (per-video results) after success.
       progress: bool. Show a progress bar.
+      overwrite: bool. Replace the split's records when they come from another
+        manifest or other settings (otherwise that is an error).
 
     Returns:
       This split's `dataset.json` section plus `classes` and `dataset_json` (its path).
@@ -177,7 +179,7 @@ def convert(manifest: str, *, output_dir: str, manifest_format: str = "csv",
     recorded = recorded_settings(job, manifest=manifest, manifest_format=manifest_format,
                                  video_root=video_root, labels=labels)
     return run_local(job, output_dir, recorded, workers=workers, keep_work=keep_work,
-                     progress=progress)
+                     progress=progress, overwrite=overwrite)
 
 
 def _already_done(job: Job, output_dir: str, fingerprint: str) -> dict | None:
@@ -190,8 +192,9 @@ def _already_done(job: Job, output_dir: str, fingerprint: str) -> dict | None:
 
 
 def run_local(job: Job, output_dir: str, recorded: dict, *, workers: int = 1,
-              keep_work: bool = False, progress: bool = True) -> dict:
+              keep_work: bool = False, progress: bool = True, overwrite: bool = False) -> dict:
     """Runs a prepared job with local processes. See `convert`."""
+    output_guard.check_output_dir(output_dir)
     fingerprint = job.fingerprint()
     summary.check_classes(output_dir, job.manifest.classes)
     done = _already_done(job, output_dir, fingerprint)
@@ -200,6 +203,15 @@ def run_local(job: Job, output_dir: str, recorded: dict, *, workers: int = 1,
                      output_dir, job.split)
         return {**done, "classes": job.manifest.classes,
                 "dataset_json": fileio.join(output_dir, summary.FILE_NAME)}
+    output_guard.check_replace(output_dir, job.split, fingerprint, overwrite)
+    with output_guard.split_lock(output_dir, job.split):
+        return _convert_locked(job, output_dir, recorded, fingerprint, workers=workers,
+                               keep_work=keep_work, progress=progress)
+
+
+def _convert_locked(job: Job, output_dir: str, recorded: dict, fingerprint: str, *,
+                    workers: int, keep_work: bool, progress: bool) -> dict:
+    """The conversion proper, while this process holds the split's lock."""
 
     work = fileio.join(output_dir, WORK_DIR, job.split)
     videos_dir = fileio.join(work, "videos")
@@ -237,7 +249,8 @@ def run_local(job: Job, output_dir: str, recorded: dict, *, workers: int = 1,
     if not keep_work:
         fileio.rmtree(work)
         remove_if_empty(fileio.join(output_dir, WORK_DIR))
-    logging.info("%s: %d clips from %d videos in %d shards; %d videos failed (see %s)",
+    # Debug level: the command prints its own summary (once) on the console.
+    logging.debug("%s: %d clips from %d videos in %d shards; %d videos failed (see %s)",
                  job.split, section["clips"], section["videos_converted"], job.num_shards,
                  section["videos_failed"], path)
     return {**section, "classes": job.manifest.classes, "dataset_json": path}

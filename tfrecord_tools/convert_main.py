@@ -26,11 +26,11 @@ from __future__ import annotations
 import shlex
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from sports1m_tf import cli
 
-from tfrecord_tools import manifest as manifest_lib, schema, shards
+from tfrecord_tools import manifest as manifest_lib, output_guard, schema, shards, summary
 
 _MANIFEST = flags.DEFINE_string("manifest", None, "Manifest file (csv, sports1m or ucf101).")
 _FORMAT = flags.DEFINE_enum("manifest_format", "csv", list(manifest_lib.FORMATS),
@@ -40,8 +40,12 @@ _VIDEO_ROOT = flags.DEFINE_string("video_root", None,
 _LABELS = flags.DEFINE_string("labels", None, "Class-name file: Sports-1M labels.txt, UCF-101 "
                               "classInd.txt, or one name a line. Inferred from a csv if unset.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where shards and dataset.json go.")
-_SPLIT = flags.DEFINE_string("split", None, "Shard name prefix (default: train, or test when "
-                             "the manifest's name contains 'test').")
+_SPLIT = flags.DEFINE_string("split", None, "Split name, the shards' prefix (train, val, test, "
+                             "...). Required, except for UCF-101 trainlistNN/testlistNN.txt and "
+                             "Sports-1M train/test_partition.txt manifests, whose names give it.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False,
+                               "Replace a split that already holds records from another manifest "
+                               "or other settings (without it, that is an error).")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", 16, "Shards for this split.")
 _WORKERS = flags.DEFINE_integer("workers", 1, "Processes converting videos (0 = one per core); "
                                 "with --runner=beam and the DirectRunner, its worker processes.")
@@ -72,10 +76,14 @@ _BEAM_OPTIONS = flags.DEFINE_string("beam_options", "",
 def main(argv: list[str]) -> int:
     del argv
     if not _MANIFEST.value or not _OUTPUT_DIR.value:
-        raise app.UsageError("--manifest and --output_dir are required")
+        raise cli.UserError("--manifest and --output_dir are required")
+    split = _SPLIT.value or manifest_lib.split_from_name(_MANIFEST.value, _FORMAT.value)
+    if not split:
+        raise cli.UserError(f"--split is required for {_MANIFEST.value}: name the split these "
+                            "videos form (e.g. --split=train, --split=val, --split=test)")
     kwargs = dict(
         manifest_format=_FORMAT.value, video_root=_VIDEO_ROOT.value, labels=_LABELS.value,
-        split=_SPLIT.value, num_shards=_NUM_SHARDS.value, clips_per_video=_CLIPS.value,
+        split=split, num_shards=_NUM_SHARDS.value, clips_per_video=_CLIPS.value,
         clip_frames=_CLIP_FRAMES.value, frame_size=_FRAME_SIZE.value,
         jpeg_quality=_QUALITY.value, seed=_SEED.value, clip_overlap=_OVERLAP.value,
         compression=_COMPRESSION.value)
@@ -88,24 +96,23 @@ def main(argv: list[str]) -> int:
                 # --workers means the same on the DirectRunner: that many processes.
                 options += [f"--direct_num_workers={_WORKERS.value}",
                             "--direct_running_mode=multi_processing"]
-            result = beam_pipeline.convert_beam(
-                _MANIFEST.value, output_dir=_OUTPUT_DIR.value, beam_runner=_BEAM_RUNNER.value,
-                beam_options=options, **kwargs)
+            output_guard.check_output_dir(_OUTPUT_DIR.value)
+            with output_guard.split_lock(_OUTPUT_DIR.value, split):
+                result = beam_pipeline.convert_beam(
+                    _MANIFEST.value, output_dir=_OUTPUT_DIR.value,
+                    beam_runner=_BEAM_RUNNER.value, beam_options=options,
+                    overwrite=_OVERWRITE.value, **kwargs)
         else:
             from tfrecord_tools.convert import convert
             result = convert(_MANIFEST.value, output_dir=_OUTPUT_DIR.value,
                              workers=_WORKERS.value, keep_work=_KEEP_WORK.value,
-                             progress=_PROGRESS.value, **kwargs)
-    except (FileNotFoundError, ValueError, ImportError) as e:
-        print(f"sports1m-convert: error: {e}", file=sys.stderr)
-        return 2
-    print(f"{result['clips']} clips from {result['videos_converted']} videos into "
-          f"{result['num_shards']} shards; {result['videos_failed']} failed; "
-          f"see {result['dataset_json']}")
-    for f in result["failed"][:20]:
-        print(f"  failed: {f['source']}: {f['path'] or f['video']}: {f['reason']}", file=sys.stderr)
-    if len(result["failed"]) > 20:
-        print(f"  ... and {len(result['failed']) - 20} more (dataset.json)", file=sys.stderr)
+                             progress=_PROGRESS.value, overwrite=_OVERWRITE.value, **kwargs)
+    except (FileNotFoundError, ValueError, ImportError, PermissionError) as e:
+        raise cli.UserError(str(e)) from None
+    head, *details = summary.console_lines(result)
+    print(head)
+    for line in details:
+        print(line, file=sys.stderr)
     if result["clips"] == 0:
         logging.error("no clip was converted")
         return 1

@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import sys
 
 import numpy as np
 from absl import app, flags
@@ -27,9 +26,12 @@ from sports1m_tf import cli
 
 from tfrecord_tools import fileio, mixing, schema, shards
 
-_CONTACT_SHEET = flags.DEFINE_string("contact_sheet", "contact_sheet.png",
-                                     "PNG contact sheet path ('' for none).")
-_SHEET_CLIPS = flags.DEFINE_integer("sheet_clips", 6, "Clips (rows) on the contact sheet.")
+_CONTACT_SHEET = flags.DEFINE_string("contact_sheet", None,
+                                     "PNG contact sheet path ('' for none). Default: "
+                                     "contact_sheet.png in the records' folder.")
+_SHEET_CLIPS = flags.DEFINE_integer("sheet_clips", 6, "Clips (rows) on the contact sheet, at "
+                                    "least: every class gets a row (up to "
+                                    "64 classes).")
 _SHEET_FRAMES = flags.DEFINE_integer("sheet_frames", 8, "Frames (columns) per clip on the sheet.")
 _DECODE_ALL = flags.DEFINE_bool("decode_all", False, "Decode every JPEG frame (slower), "
                                 "not only those on the contact sheet.")
@@ -162,7 +164,8 @@ def inspect_records(dir_or_pattern: str, *, contact_sheet: str | None = None,
                     s["videos_per_class"][name].add(fields["video"])
                 frames_per_clip[len(fields["frames"])] += 1
                 sizes["%dx%d" % fields["size"]] += 1
-                if len(samples) < sheet_clips and (index == 0 or len(paths) < sheet_clips):
+                if _wants_sample(samples, fields, sheet_clips, index == 0 or
+                                 len(paths) < sheet_clips):
                     samples.append(fields)
         except _Framing as e:
             errors.append({"shard": path, "record": e.index,
@@ -187,6 +190,24 @@ def inspect_records(dir_or_pattern: str, *, contact_sheet: str | None = None,
         "errors": errors,
         "contact_sheet": sheet,
     }
+
+
+MAX_SHEET_CLASSES = 64  # rows given to classes not yet on the sheet
+
+
+def _wants_sample(samples: list[dict], fields: dict, sheet_clips: int, spread: bool) -> bool:
+    """Whether a clip goes on the contact sheet: one of a class not yet shown, else
+    up to `sheet_clips` clips spread over the shards."""
+    shown = {label for sample in samples for label in sample["labels"]}
+    if not set(fields["labels"]) <= shown:
+        return len(shown) < MAX_SHEET_CLASSES
+    return spread and len(samples) < sheet_clips
+
+
+def default_sheet_path(dir_or_pattern: str) -> str:
+    """contact_sheet.png in the folder of the records."""
+    folder = dir_or_pattern if fileio.isdir(dir_or_pattern) else os.path.dirname(dir_or_pattern)
+    return fileio.join(folder or ".", "contact_sheet.png")
 
 
 def _write_contact_sheet(path: str, samples: list[dict], columns: int
@@ -260,12 +281,14 @@ def format_report(report: dict) -> str:
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         raise app.UsageError("usage: sports1m-inspect DIR_OR_PATTERN [flags]")
-    report = inspect_records(argv[1], contact_sheet=_CONTACT_SHEET.value or None,
+    sheet = (default_sheet_path(argv[1]) if _CONTACT_SHEET.value is None
+             else _CONTACT_SHEET.value or None)
+    report = inspect_records(argv[1], contact_sheet=sheet,
                              sheet_clips=_SHEET_CLIPS.value, sheet_frames=_SHEET_FRAMES.value,
                              decode_all=_DECODE_ALL.value)
     if not report["shards"]:
-        print(f"sports1m-inspect: no shard matches {argv[1]}", file=sys.stderr)
-        return 1
+        raise cli.UserError(f"no shard matches {argv[1]}: give a folder of shards or a glob "
+                            "such as 'records/train-*'")
     print(format_report(report))
     if _JSON_OUT.value:
         fileio.write_text_atomic(_JSON_OUT.value, json.dumps(report, indent=1) + "\n")

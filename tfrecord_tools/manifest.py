@@ -16,6 +16,7 @@ line; they are reported in `dataset.json` and never stop a conversion.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
 import re
@@ -80,6 +81,22 @@ class Manifest:
     problems: list[ManifestProblem]
 
 
+def read_text_lines(path: str) -> list[str]:
+    """The lines of a UTF-8 text file (a BOM is allowed).
+
+    Raises:
+      ValueError: the file is not UTF-8; names the file, line and column.
+    """
+    data = fileio.read_bytes(path)
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at column "
+                         f"{column}): save the file as UTF-8") from None
+
+
 def read_class_names(path: str) -> list[str]:
     """Reads a class list: one name a line (Sports-1M `labels.txt`, 0-based), or
     `k name` lines numbered 0.. or 1.. (UCF-101 `classInd.txt`).
@@ -87,7 +104,7 @@ def read_class_names(path: str) -> list[str]:
     Raises:
       ValueError: naming the file and line, for a numbered file with gaps or duplicates.
     """
-    lines = [(n, ln.strip()) for n, ln in enumerate(fileio.read_text(path).splitlines(), 1)]
+    lines = [(n, ln.strip()) for n, ln in enumerate(read_text_lines(path), 1)]
     lines = [(n, ln) for n, ln in lines if ln and not ln.startswith("#")]
     numbered = [re.match(r"^(\d+)\s+(\S.*)$", ln) for _, ln in lines]
     if lines and all(numbered):
@@ -109,8 +126,24 @@ def read_class_names(path: str) -> list[str]:
 
 
 def guess_split(manifest_path: str) -> str:
-    """`test` if the manifest's file name mentions test, else `train`."""
+    """`test` if the manifest's file name mentions test, else `train` (library default;
+    the command requires --split unless `split_from_name` finds one)."""
     return "test" if "test" in os.path.basename(manifest_path).lower() else "train"
+
+
+# The split names the published manifest formats put in their file names.
+_FORMAT_SPLIT_NAMES = {
+    "ucf101": re.compile(r"^(train|test)list\d*\.txt$", re.IGNORECASE),
+    "sports1m": re.compile(r"^(train|test)_partition\.txt$", re.IGNORECASE),
+}
+
+
+def split_from_name(manifest_path: str, fmt: str) -> str | None:
+    """The split a manifest format's own file naming gives (UCF-101 `trainlist01.txt`,
+    Sports-1M `test_partition.txt`), or None (csv manifests have no such naming)."""
+    pattern = _FORMAT_SPLIT_NAMES.get(fmt)
+    match = pattern.match(os.path.basename(manifest_path)) if pattern else None
+    return match.group(1).lower() if match else None
 
 
 def read_manifest(path: str, fmt: str, *, video_root: str | None = None,
@@ -146,7 +179,7 @@ def read_manifest(path: str, fmt: str, *, video_root: str | None = None,
 
 def _numbered_lines(path: str) -> list[tuple[int, str]]:
     out = []
-    for n, line in enumerate(fileio.read_text(path).splitlines(), 1):
+    for n, line in enumerate(read_text_lines(path), 1):
         line = line.strip()
         if line and not line.startswith("#"):
             out.append((n, line))
@@ -186,17 +219,29 @@ def _dedupe(indices: list[int]) -> list[int]:
     return list(dict.fromkeys(indices))
 
 
+def _csv_fields(line: str) -> list[str]:
+    """A manifest line's fields, read as CSV (a quoted field keeps its commas)."""
+    delim = "\t" if "\t" in line else ","
+    return [f.strip() for f in next(csv.reader([line], delimiter=delim, skipinitialspace=True))]
+
+
 def _read_csv(path, lines, root, labels) -> Manifest:
     problems: list[ManifestProblem] = []
     rows: list[tuple[str, list[str], str]] = []
     for k, (n, line) in enumerate(lines):
         src = f"{path}:{n}"
-        delim = "\t" if "\t" in line else ","
-        if delim not in line:
+        try:
+            fields = _csv_fields(line)
+        except csv.Error as e:
+            fields, error = [], str(e)
+        else:
+            error = ""
+        if len(fields) < 2:
             problems.append(ManifestProblem(src, f"malformed line {line[:80]!r}: expected "
-                                                 "`path,label[;label...]`"))
+                                                 f"`path,label[;label...]`{' (' + error + ')' if error else ''}"))
             continue
-        video, label_field = (s.strip() for s in line.rsplit(delim, 1))
+        # A path with an unquoted comma: everything but the last field.
+        video, label_field = ",".join(fields[:-1]).strip(), fields[-1]
         if k == 0 and video.lower() in ("path", "video", "filename", "file") \
                 and label_field.lower().startswith("label"):
             continue  # header

@@ -111,3 +111,33 @@ def write_split(output_dir: str, classes: list[str], split: str, section: dict) 
     path = fileio.join(output_dir, FILE_NAME)
     fileio.write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
     return path
+
+
+def console_lines(section: dict, max_failures: int = 20) -> list[str]:
+    """The conversion's summary for the console: counts, partial decodes, empty classes.
+
+    Args:
+      section: a split's `dataset.json` section (plus `dataset_json`, its path).
+      max_failures: failures listed one a line before "... and N more".
+
+    Returns:
+      Lines to print once, in order.
+    """
+    partial = sorted({w["video"] for w in section.get("warnings", ())
+                      if "decode" in w["warning"]})
+    lines = [f"{section['clips']} clips from {section['videos_converted']} videos into "
+             f"{section['num_shards']} shards; {section['videos_failed']} failed; "
+             f"{len(partial)} decoded only partly; see {section['dataset_json']}"]
+    for f in section["failed"][:max_failures]:
+        lines.append(f"  failed: {f['source']}: {f['path'] or f['video']}: {f['reason']}")
+    if len(section["failed"]) > max_failures:
+        lines.append(f"  ... and {len(section['failed']) - max_failures} more (dataset.json)")
+    for video in partial[:max_failures]:
+        lines.append(f"  partly decoded: {video}")
+    empty = [c for c, n in section.get("clips_per_class", {}).items() if not n]
+    if empty and section["clips"]:
+        lines.append(f"  {len(empty)} classes have 0 clips in this split: {', '.join(empty[:20])}"
+                     f"{' ...' if len(empty) > 20 else ''}; a model trained on it keeps them "
+                     "as outputs no clip teaches (training warns), and evaluation has no "
+                     "positives for them")
+    return lines

@@ -28,9 +28,11 @@ import time
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
 from sports1m_tf import cli
+
+cli.quiet_tensorflow_import("sports1m-baseline")  # before the imports below load TensorFlow
 
 from sports1m_tf import metrics
 from sports1m_tf.baseline.descriptors import FEATURE_TYPES, DescriptorSettings

@@ -95,7 +95,7 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
                  error_counter: ErrorCounter | None = None,
                  frame_indices: Sequence[int] | None = None,
                  clip_frames: int = schema.CLIP_FRAMES,
-                 cycle_length: int = records.DEFAULT_CYCLE_LENGTH) -> tf.data.Dataset:
+                 cycle_length: int = records.DEFAULT_CYCLE_LENGTH, keep=None) -> tf.data.Dataset:
     """Batches of clips for training (random crop + flip) or validation (centre crop).
 
     Args:
@@ -121,6 +121,8 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
       clip_frames: int. Frames per stored clip. Defaults to 16.
       cycle_length: int. Shards read at once (in training each from its own
         random record, so they are not read in lockstep).
+      keep: `fn(record) -> bool tensor` or None. Reads only the records it keeps
+        (e.g. `clip_selection.validation_filter`), before any decoding.
 
     Returns:
       A `tf.data.Dataset` of `(frames, target)`: frames uint8
@@ -145,13 +147,15 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
     ds = records.read_records(files, shuffle_files=training, seed=shuffle_seed,
                               deterministic=deterministic, cycle_length=cycle_length,
                               random_start=training)
+    if keep is not None:
+        ds = ds.filter(lambda file_index, record: keep(record))
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
     if repeat is not None and repeat != 1:
         ds = ds.repeat(None if repeat < 0 else repeat)
     # The position in the (reproducible) stream seeds the clip's crop and flip:
     # stateless ops, so parallel maps cannot change which clip gets which.
-    ds = ds.enumerate()
+    ds = counter.bound(ds.enumerate(), binding)  # a stream that only skips ends
 
     seed_tensor = tf.constant(seed, tf.int64)
 

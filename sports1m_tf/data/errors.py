@@ -8,10 +8,21 @@ dataset is exhausted; while it runs, it also includes the few in flight).
 """
 from __future__ import annotations
 
+import os
 from typing import Callable, Sequence
 
 import tensorflow as tf
 from absl import logging
+
+from sports1m_tf import cli
+
+# Records allowed over the skip budget: those being decoded when the counts are read
+# (counted as started, not yet finished), and a little noise on small data.
+DEFAULT_SLACK = 16 + 2 * (os.cpu_count() or 1)
+
+
+class SkippedRecordsError(cli.UserError, ValueError):
+    """Too many records failed to decode: the message lists the files and their counts."""
 
 
 class ErrorCounter:
@@ -26,8 +37,17 @@ class ErrorCounter:
       counter.total()                # int
     """
 
-    def __init__(self):
+    def __init__(self, max_skipped_fraction: float | None = None, slack: int = DEFAULT_SLACK):
+        """Args:
+          max_skipped_fraction: float or None. A stream bounded with `bound` ends
+            once more than this fraction of its records (plus `slack`) failed, and
+            `check_budget` raises; None: no fraction limit, but a stream that
+            skipped `slack` records without yielding any still ends.
+          slack: int. Failures allowed above the fraction (records in flight).
+        """
         self._bindings: list[tuple[list[str], tf.Variable, tf.Variable]] = []
+        self.max_skipped_fraction = max_skipped_fraction
+        self.slack = int(slack)
 
     def bind(self, files: Sequence[str]) -> int | None:
         """Registers the files of one pipeline; returns the binding id used by `guard`.
@@ -84,6 +104,68 @@ class ErrorCounter:
                                                  updates=one)
         with tf.control_dependencies([done]):
             return tf.nest.map_structure(tf.identity, result)
+
+    def _over(self, skipped, read, finished):
+        """The budget rule, for numbers or tensors alike."""
+        fraction = self.max_skipped_fraction
+        no_clip = (finished == 0) & (skipped >= self.slack) if isinstance(
+            finished, tf.Tensor) else (finished == 0 and skipped >= self.slack)
+        if fraction is None:
+            return no_clip
+        limit = fraction * tf.cast(read, tf.float64) if isinstance(read, tf.Tensor) \
+            else fraction * read
+        if isinstance(skipped, tf.Tensor):
+            return no_clip | (tf.cast(skipped, tf.float64) > limit + self.slack)
+        return no_clip or skipped > limit + self.slack
+
+    def bound(self, ds: tf.data.Dataset, binding: int | None) -> tf.data.Dataset:
+        """`ds` (upstream of the failing step) ended once the binding's skips exceed the budget.
+
+        `ignore_errors` swallows every error, so an endless stream whose records
+        all fail would never yield; an end of stream passes through it, and the
+        consumer then calls `check_budget` to say why.
+        """
+        if binding is None:
+            return ds
+        _, started, finished = self._bindings[binding]
+
+        def within_budget(*_):
+            read, done = tf.reduce_sum(started), tf.reduce_sum(finished)
+            return tf.logical_not(self._over(read - done, read, done))
+
+        return ds.take_while(within_budget)
+
+    def records_read(self) -> int:
+        """Records the bound pipelines started to decode (including those that failed)."""
+        return int(sum(int(started.numpy().sum()) for _, started, _ in self._bindings))
+
+    def over_budget(self) -> bool:
+        """Whether the skipped records exceed the budget (see `__init__`)."""
+        read = self.records_read()
+        done = sum(int(finished.numpy().sum()) for _, _, finished in self._bindings)
+        return bool(self._over(read - done, read, done))
+
+    def describe(self) -> str:
+        """'N of M records skipped: file (n), ...', for logs and errors."""
+        by_file = sorted(self.by_file().items(), key=lambda kv: -kv[1])
+        files = ", ".join(f"{path} ({n})" for path, n in by_file[:10])
+        more = f" and {len(by_file) - 10} more files" if len(by_file) > 10 else ""
+        return (f"{sum(n for _, n in by_file)} of {self.records_read()} records skipped"
+                f"{': ' + files + more if by_file else ''}")
+
+    def budget_error(self) -> SkippedRecordsError:
+        """The error that says which files' records were skipped, and the fix."""
+        limit = ("" if self.max_skipped_fraction is None else
+                 f" (more than --max_skipped_fraction={self.max_skipped_fraction:g})")
+        return SkippedRecordsError(
+            f"too many clip records could not be decoded{limit}: {self.describe()}. "
+            "Check those files (sports1m-inspect), convert them again, or leave them "
+            "out of the file list")
+
+    def check_budget(self) -> None:
+        """Raises `SkippedRecordsError` when the skipped records exceed the budget."""
+        if self.over_budget():
+            raise self.budget_error()
 
     def by_file(self) -> dict[str, int]:
         """Failed-record counts per file (files with no failure are left out)."""

@@ -2,10 +2,12 @@
 
 The views and their order are described in docs/design.md ("Evaluation").
 
-Clip selection: the first `clips_per_video` clips of each video in reading order
-(shards in sorted order, interleaved deterministically), numbered by a hash
-table that the first clip of every pass over the dataset empties. Each clip
-yields its views consecutively, so per-clip outputs reshape to [-1, views, C].
+Clip selection: up to `clips_per_video` clips of each video, evenly spaced over
+its clips in time (`clip_selection.spread_per_video`, from a first pass over the
+records' context), so the same clips count whatever the number, order or
+interleave of the shards; each clip is numbered by its rank in time among its
+video's selected clips. Each clip yields its views consecutively, so per-clip
+outputs reshape to [-1, views, C].
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from sports1m_tf.data import augment, frames, records
+from sports1m_tf.data import augment, clip_selection, frames, records
 from sports1m_tf.data.clip_dataset import (check_label_counts, label_counts,
                                            resolve_frames_and_size)
 from sports1m_tf.data.errors import ErrorCounter
@@ -35,7 +37,8 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
       batch_size: int. Views per batch (a multiple of `views` keeps each
         clip's views in one batch).
       num_classes: int. Length of `labels`.
-      clips_per_video: int. Clips kept per video (the first ones read). Defaults to 20.
+      clips_per_video: int. Clips kept per video, evenly spaced in time; a
+        video with fewer keeps all. Defaults to 20.
       views: int. 4: centre, centre flipped, top-left, bottom-right flipped
         (`augment.VIEWS`); 1: centre only. Defaults to 4.
       multires: bool. Multires model (178-pixel crops).
@@ -49,7 +52,8 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
     Returns:
       A `tf.data.Dataset` of dicts: `frames` uint8 [batch, T, S, S, 3],
       `media_id` string [batch], `labels` float32 multi-hot [batch, num_classes],
-      `clip_index` int32 [batch] (0-based, per video), `view_index` int32 [batch]
+      `clip_index` int32 [batch] (0-based rank in time among the video's
+      selected clips), `view_index` int32 [batch]
       (index into `augment.VIEWS`). Views of one clip are consecutive.
 
     Raises:
@@ -62,31 +66,18 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
     files = records.list_files(file_pattern)
     counter = error_counter if error_counter is not None else ErrorCounter()
     binding = counter.bind(files)
-    with tf.init_scope():
-        clips_seen = tf.lookup.experimental.MutableHashTable(tf.string, tf.int32,
-                                                             default_value=0)
+    selected = clip_selection.keep_table(
+        clip_selection.spread_per_video(clip_selection.list_clips(files), clips_per_video))
 
     def parse(file_index, record):
         def step():
             clip = records.parse_clip(record)
             return {"file_index": file_index, "media_id": clip["media_id"],
+                    "clip_index": clip_selection.clip_index_of(selected, record),
                     "label_counts": label_counts(clip["labels"], num_classes),
                     "num_labels": tf.size(clip["labels"]),
                     "encoded": records.select_frames(clip["encoded"], indices)}
         return counter.guard(binding, file_index, step)
-
-    def clear():
-        with tf.control_dependencies([clips_seen.remove(clips_seen.export()[0])]):
-            return tf.constant(True)
-
-    def number(started, clip):
-        # A scan: sequential, and its state restarts with every iterator, so the
-        # first clip of each pass empties the table left by the previous pass.
-        cleared = tf.cond(started, lambda: started, clear)
-        with tf.control_dependencies([cleared]):
-            clip_index = clips_seen.lookup(clip["media_id"])
-        with tf.control_dependencies([clips_seen.insert(clip["media_id"], clip_index + 1)]):
-            return cleared, dict(clip, clip_index=tf.identity(clip_index))
 
     def decode(clip):
         def step():
@@ -109,8 +100,8 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
     ds = records.read_records(files, shuffle_files=False, seed=None, deterministic=True,
                               cycle_length=cycle_length)
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.scan(tf.constant(False), number)
-    ds = ds.filter(lambda clip: clip["clip_index"] < clips_per_video)
+    # After the (counted) parse, so that an unparseable record counts as skipped.
+    ds = ds.filter(lambda clip: clip["clip_index"] >= 0)
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.ignore_errors(log_warning=True).unbatch()
 

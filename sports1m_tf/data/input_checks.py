@@ -1,0 +1,188 @@
+"""Checks every consumer of clip records runs before its first step.
+
+- `check_crop_fits`: the stored frames are at least the model's crop. Otherwise
+  every record would fail to crop, and an input pipeline that skips failing
+  records would skip all of them, forever.
+- `check_class_names`: the records (or a manifest) name the same classes, in the
+  same order, as the model's outputs. Otherwise labels and metrics silently
+  mean other classes.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from sports1m_tf import cli
+from sports1m_tf.data import dataset_info
+
+
+class InputError(cli.UserError, ValueError):
+    """Records that cannot feed this model: the message names the file, the problem, the fix.
+
+    A `ValueError` too, so library callers that catch ValueError keep working.
+    """
+
+
+def stored_frame_size(files: Sequence[str]) -> tuple[int, int, str] | None:
+    """(height, width, where it was read) of the stored frames, or None if unknown.
+
+    From the `dataset.json` beside the records (the smallest frame size any of
+    its splits whose shards are among `files` was converted with), else from the
+    first record's `image/height` and `image/width`.
+    """
+    info, path = dataset_info.dataset_info(files)
+    if info:
+        names = {f.rsplit("/", 1)[-1] for f in files}
+        sizes = [int(section["settings"]["frame_size"])
+                 for section in info.get("splits", {}).values()
+                 if names & set(section.get("shards", ()))
+                 and section.get("settings", {}).get("frame_size")]
+        if sizes:
+            return min(sizes), min(sizes), path
+    return _first_record_size(files)
+
+
+def _first_record_size(files: Sequence[str]) -> tuple[int, int, str] | None:
+    import tensorflow as tf
+
+    from sports1m_tf.data import records
+    from tfrecord_tools import schema
+    for path in files:
+        try:
+            ds = tf.data.TFRecordDataset(path, compression_type=records.compression_of(path))
+            for record in ds.take(1):
+                context, _ = tf.io.parse_single_sequence_example(
+                    record, context_features={
+                        schema.IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+                        schema.IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64)})
+                return (int(context[schema.IMAGE_HEIGHT]), int(context[schema.IMAGE_WIDTH]),
+                        f"the first record of {path}")
+        except (tf.errors.OpError, ValueError):
+            continue  # an unreadable shard is reported by the pipeline's skip counts
+    return None
+
+
+def check_crop_fits(files: Sequence[str], crop: int, *, crop_flag: str = "--input_size") -> None:
+    """Fails unless the stored frames are at least `crop` pixels on each side.
+
+    Args:
+      files: the record files a pipeline will read.
+      crop: the square crop (model input) size.
+      crop_flag: how the user sets the crop, for the message.
+
+    Raises:
+      InputError: frames smaller than the crop; names the sizes and both fixes.
+    """
+    found = stored_frame_size(files)
+    if found is None:
+        return
+    height, width, where = found
+    if min(height, width) < crop:
+        raise InputError(
+            f"the records' frames are {height}x{width} ({where}) but the model crops "
+            f"{crop}x{crop}: convert the videos again with --frame_size={crop} or more, or "
+            f"use a model with a smaller input ({crop_flag}={min(height, width)} or less)")
+
+
+def class_differences(model_names: Sequence[str], data_names: Sequence[str]) -> str:
+    """A short description of how two class lists differ ('' when equal)."""
+    model_names, data_names = list(model_names), list(data_names)
+    if model_names == data_names:
+        return ""
+    only_model = [n for n in model_names if n not in set(data_names)]
+    only_data = [n for n in data_names if n not in set(model_names)]
+    parts = []
+    if len(model_names) != len(data_names):
+        parts.append(f"{len(model_names)} model classes, {len(data_names)} in the data")
+    if only_model:
+        parts.append(f"only the model has {_names(only_model)}")
+    if only_data:
+        parts.append(f"only the data has {_names(only_data)}")
+    if not only_model and not only_data:
+        moved = [f"{n!r} is output {i} but label {data_names.index(n)}"
+                 for i, n in enumerate(model_names) if data_names[i] != n]
+        parts.append("the same classes in another order: " + _names(moved, quote=False))
+    return "; ".join(parts)
+
+
+def _names(names: Sequence[str], quote: bool = True, limit: int = 5) -> str:
+    shown = [repr(n) if quote else n for n in names[:limit]]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(shown) + more
+
+
+def check_class_names(model_names: Sequence[str] | None, data_names: Sequence[str] | None,
+                      *, model_source: str, data_source: str) -> None:
+    """Fails when the model's classes and the data's are not the same list.
+
+    Either list may be unknown (None or empty): then there is nothing to compare.
+
+    Args:
+      model_names: the model's output classes (run_config.json's `class_names`).
+      data_names: the records' (dataset.json) or manifest's classes.
+      model_source: where the model's names come from, for the message.
+      data_source: where the data's names come from, for the message.
+
+    Raises:
+      InputError: the lists differ; the message names the differences.
+    """
+    if not model_names or not data_names:
+        return
+    differences = class_differences(model_names, data_names)
+    if differences:
+        raise InputError(
+            f"the model's classes ({model_source}) are not the data's ({data_source}): "
+            f"{differences}. Labels would mean other classes: use records converted with "
+            "the model's class list (sports1m-convert --labels=FILE with one class name a "
+            "line, in the model's order)")
+
+
+def warn_empty_classes(files: Sequence[str]) -> list[str]:
+    """Logs a warning naming the classes with 0 clips in the records; returns them."""
+    from absl import logging
+    info, path = dataset_info.dataset_info(files)
+    if not info:
+        return []
+    names = {f.rsplit("/", 1)[-1] for f in files}
+    counts = dict.fromkeys(info.get("classes", ()), 0)
+    for section in info.get("splits", {}).values():
+        if names & set(section.get("shards", ())):
+            for name, n in section.get("clips_per_class", {}).items():
+                counts[name] = counts.get(name, 0) + int(n)
+    empty = [name for name, n in counts.items() if n == 0]
+    if empty:
+        logging.warning("%d of %d classes have no clip in these records (%s): %s. The model "
+                        "keeps an output for each, which no clip teaches", len(empty),
+                        len(counts), path, ", ".join(empty[:20]) + (" ..." if len(empty) > 20
+                                                                    else ""))
+    return empty
+
+
+def check_run_inputs(train_files: Sequence[str], val_files: Sequence[str] | None,
+                     crop: int) -> None:
+    """The checks a training run makes before its first step (crop size, empty classes).
+
+    Raises:
+      InputError: frames smaller than the crop, or no file matches a pattern.
+    """
+    from sports1m_tf.data import records
+    try:
+        train = records.list_files(list(train_files))
+        val = records.list_files(list(val_files)) if val_files else []
+    except ValueError as e:
+        raise InputError(f"{e}: check --train_files / --val_files") from None
+    check_crop_fits(train, crop)
+    if val:
+        check_crop_fits(val, crop)
+    warn_empty_classes(train)
+
+
+def run_class_names(model_dir: str | None) -> list[str] | None:
+    """The `class_names` a training run recorded in its run_config.json, or None."""
+    import json
+    import os
+    path = os.path.join(model_dir or "", "run_config.json")
+    if not model_dir or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        names = json.load(f).get("class_names")
+    return list(names) if names else None
