@@ -1,1 +1,1 @@
-"""SavedModels that TF Serving loads (SPEC §7), and the `sports1m-predict` client."""
+"""SavedModels that TF Serving loads, and the `sports1m-predict` client."""
