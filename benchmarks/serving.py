@@ -25,10 +25,12 @@ segment mode against ffmpeg's own decoding.
    sports1m-predict cuts it.
 3. Segment mode. `--decode_video` (default: the `bikes` sample, 640×272 H.264,
    looped to 2 minutes with ffmpeg) read as `sports1m-predict --segment_seconds`
-   reads it with one decoding thread (frames/s, model excluded), against
-   `ffmpeg -threads 1 -i FILE -f null -` on the same file (best of 3 each), then
-   end to end with the model, whose time is reported separately. Goal: ≥ 80% of
-   ffmpeg's decode rate. Skipped when ffmpeg is not installed.
+   reads it with one decoding thread (model excluded), against
+   `ffmpeg -threads 1 -i FILE -f null -` on the same file, alternated, best of 3,
+   in frames per wall second and per CPU second; then end to end with the model,
+   whose time is reported separately. Goal: ≥ 80% of ffmpeg's decode rate (judged
+   per CPU second, which other work on the machine disturbs least). Skipped when
+   ffmpeg is not installed.
 
 Writes benchmarks/results/serving.json.
 """
@@ -194,40 +196,60 @@ def looped(source: str, seconds: float, out_dir: str) -> str:
     return path
 
 
-def ffmpeg_rate(path: str, frames: int, tries: int = 3) -> float:
-    """Frames/s of `ffmpeg -threads 1 -i path -f null -` (best of `tries`)."""
+def _timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process and the children it waited for) of `fn()`.
+
+    CPU time is the fairer measure on a shared machine: other work slows the wall
+    clock of whichever side happens to run while it is busy."""
+    import resource
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu, wall = time.process_time(), time.perf_counter()
+    fn()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, cpu + (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
+
+
+def ffmpeg_decode(path: str) -> None:
+    """`ffmpeg -threads 1 -i path -an -f null -`: decoding only."""
     import subprocess
-    best = float("inf")
-    for _ in range(tries):
-        start = time.perf_counter()
-        subprocess.run(["ffmpeg", "-v", "error", "-threads", "1", "-i", path, "-an", "-f",
-                        "null", "-"], check=True)
-        best = min(best, time.perf_counter() - start)
-    return frames / best
+    subprocess.run(["ffmpeg", "-v", "error", "-threads", "1", "-i", path, "-an", "-f", "null",
+                    "-"], check=True)
 
 
 def segment_rates(path: str, version_dir: str, segment_seconds: list[float],
                   tries: int = 3) -> dict:
-    """Segment mode's decoding (model excluded) against ffmpeg, then end to end."""
+    """Segment mode's decoding (model excluded) against ffmpeg, alternated, then end to end.
+
+    Rates are frames per wall second and per CPU second, best of `tries` each.
+    """
+    import cv2
+
     from export import decode_pool, video_input, video_prediction
+    cv2.setNumThreads(1)   # one thread, as ffmpeg -threads 1 (and each decoding worker)
     fps, frames = video_input.probe(path)
-    out = {"video": path, "frames": frames, "fps": fps,
-           "ffmpeg_frames_per_s": ffmpeg_rate(path, frames, tries), "segments": {}}
-    model = video_prediction.VideoModel(version_dir)
+    runs = {"ffmpeg": lambda: ffmpeg_decode(path)}
     for seconds in segment_seconds:
-        best = float("inf")
-        for _ in range(tries):
-            start = time.perf_counter()
-            clips = sum(len(s.clips) for s in video_input.iter_segments(path, seconds, 20))
-            best = min(best, time.perf_counter() - start)
-        options = decode_pool.DecodeOptions(max_clips=20, segment_seconds=seconds, threads=1)
+        runs[str(seconds)] = lambda s=seconds: sum(
+            len(seg.clips) for seg in video_input.iter_segments(path, s, 20, threads=1))
+    best = {key: [float("inf"), float("inf")] for key in runs}
+    for _ in range(tries):
+        for key, fn in runs.items():
+            best[key] = [min(a, b) for a, b in zip(best[key], _timed(fn))]
+    ff_wall, ff_cpu = (frames / t for t in best.pop("ffmpeg"))
+    out = {"video": path, "frames": frames, "fps": fps, "ffmpeg_frames_per_s": ff_wall,
+           "ffmpeg_frames_per_cpu_s": ff_cpu, "segments": {}}
+    model = video_prediction.VideoModel(version_dir)
+    for key, (wall, cpu) in best.items():
+        options = decode_pool.DecodeOptions(max_clips=20, segment_seconds=float(key), threads=1)
         stats: dict = {}
-        model.seconds = 0.0
-        list(video_prediction.predict_files(model, [path], options, workers=1, stats=stats))
-        rate = frames / best
-        out["segments"][str(seconds)] = {
-            "clips": clips, "decode_frames_per_s": rate,
-            "ratio_to_ffmpeg": rate / out["ffmpeg_frames_per_s"],
+        results = list(video_prediction.predict_files(model, [path], options, workers=1,
+                                                      stats=stats))
+        out["segments"][key] = {
+            "segments": len(results[0]["segments"]), "clips": results[0]["clips"],
+            "decode_frames_per_s": frames / wall, "decode_frames_per_cpu_s": frames / cpu,
+            "ratio_to_ffmpeg": frames / wall / ff_wall,
+            "ratio_to_ffmpeg_cpu": frames / cpu / ff_cpu,
             "end_to_end_s": stats["seconds"], "model_s": stats["model_seconds"],
             "model_waits_fraction": stats["wait_seconds"] / stats["seconds"],
             "end_to_end_frames_per_s": frames / stats["seconds"]}
@@ -252,10 +274,12 @@ def _print_report(report: dict) -> None:
               f"{v['grpc_bytes'] / 1e6:7.2f} MB, REST JSON {v['rest_json_bytes'] / 1e6:7.2f} MB")
     seg = report.get("segment_mode")
     if seg:
-        print(f"ffmpeg -threads 1 -f null: {seg['ffmpeg_frames_per_s']:.0f} frames/s")
+        print(f"ffmpeg -threads 1 -f null: {seg['ffmpeg_frames_per_s']:.0f} frames/s, "
+              f"{seg['ffmpeg_frames_per_cpu_s']:.0f} frames per CPU-second")
         for seconds, v in seg["segments"].items():
             print(f"segments of {seconds} s: decoding {v['decode_frames_per_s']:.0f} frames/s "
-                  f"({v['ratio_to_ffmpeg']:.0%} of ffmpeg); end to end "
+                  f"({v['ratio_to_ffmpeg']:.0%} of ffmpeg), {v['decode_frames_per_cpu_s']:.0f} "
+                  f"per CPU-second ({v['ratio_to_ffmpeg_cpu']:.0%}); end to end "
                   f"{v['end_to_end_frames_per_s']:.0f} frames/s, model {v['model_s']:.1f} s, "
                   f"model waiting {v['model_waits_fraction']:.0%}")
 
@@ -302,8 +326,9 @@ def main(argv):
     report["goal_met"] = {"predict_video_within_2x_forward":
                           report["ratio_to_reference"]["predict_video"] <= 2.0}
     if "segment_mode" in report:
-        report["goal_met"]["segment_decoding_at_least_80pct_of_ffmpeg"] = all(
-            v["ratio_to_ffmpeg"] >= 0.8 for v in report["segment_mode"]["segments"].values())
+        report["goal_met"]["segment_decoding_at_least_80pct_of_ffmpeg"] = {
+            k: v["ratio_to_ffmpeg_cpu"] >= 0.8
+            for k, v in report["segment_mode"]["segments"].items()}
     _print_report(report)
     print("goals:", report["goal_met"])
     os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)

@@ -49,12 +49,14 @@ class Message:
       segment: `video_input.Segment` for "segment".
       error: str for "error".
       decode_seconds: float for "done": the worker's time on the file.
+      pid: int. The worker's process id.
     """
     kind: str
     file: int
     segment: object = None
     error: str = ""
     decode_seconds: float = 0.0
+    pid: int = 0
 
 
 def _decode_file(path: str, options: DecodeOptions):
@@ -70,10 +72,14 @@ def _decode_file(path: str, options: DecodeOptions):
 
 def _worker(tasks, results, options: DecodeOptions) -> None:
     """Process body: decodes files until the `None` sentinel."""
+    import cv2
+
     from export.video_input import VideoError
+    # Workers run side by side, one a core: OpenCV's own threads would only compete.
+    cv2.setNumThreads(1)
     while (task := tasks.get()) is not None:
         index, path = task
-        results.put(Message("start", index, segment=os.getpid()))
+        results.put(Message("start", index, pid=os.getpid()))
         start = time.perf_counter()
         try:
             for segment in _decode_file(path, options):
@@ -129,7 +135,7 @@ def decode_stream(paths: Sequence[str], options: DecodeOptions, workers: int = 1
                     raise RuntimeError("every decoding process ended with files left")
                 continue
             if message.kind == "start":
-                held[message.segment] = message.file
+                held[message.pid] = message.file
                 continue
             if message.kind in ("done", "error"):
                 open_files -= 1

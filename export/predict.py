@@ -55,7 +55,7 @@ flags.mark_flag_as_required("saved_model")
 # Inputs: paths and manifests.
 
 def read_manifest(path: str, labels: str | None = None
-                  ) -> tuple[list[str], dict[str, list[str]], list[str] | None, list[str]]:
+                  ) -> tuple[list[str], dict[str, list[str]], list[str] | None, list[dict]]:
     """The videos of a manifest: one path a line, or the converter's CSV.
 
     Args:
@@ -65,7 +65,7 @@ def read_manifest(path: str, labels: str | None = None
 
     Returns:
       (video paths, path → label names (CSV only), the manifest's class list (CSV
-      only, else None), problems: lines that give no video, as `FILE:LINE: reason`).
+      only, else None), the lines that give no video as error results `{video, error}`).
     """
     from tfrecord_tools import fileio, manifest
     if not fileio.exists(path):
@@ -84,7 +84,8 @@ def read_manifest(path: str, labels: str | None = None
     except (ValueError, FileNotFoundError) as e:
         raise cli.UserError(f"--manifest {path}: {e}") from e
     truths = {e.path: list(e.label_strings) for e in parsed.entries}
-    problems = [f"{p.source}: {p.reason}" for p in parsed.problems]
+    problems = [{"video": p.path or p.source, "error": f"{p.source}: {p.reason}"}
+                for p in parsed.problems]
     return [e.path for e in parsed.entries], truths, parsed.classes, problems
 
 
@@ -177,7 +178,7 @@ def _inputs(argv: list[str]) -> tuple[list[str], dict[str, list[str]], list[dict
             check_manifest_classes(classes, model_class_names(version_dir),
                                    exact=bool(FLAGS.labels), source=f"--manifest {FLAGS.manifest}")
         paths += listed
-        errors = [{"video": p.split(": ", 1)[0], "error": p.split(": ", 1)[1]} for p in problems]
+        errors = problems
     elif FLAGS.labels:
         raise cli.UserError("--labels goes with --manifest")
     if not paths and not errors:

@@ -150,6 +150,7 @@ def predict_files(model: VideoModel, paths: Sequence[str], options: decode_pool.
         return
     start = time.perf_counter()
     waited_from = start
+    model_seconds, load_seconds = model.seconds, model.load_seconds
     for message in decode_pool.decode_stream(paths, options, workers):
         stats["wait_seconds"] += time.perf_counter() - waited_from
         i = message.file
@@ -167,8 +168,10 @@ def predict_files(model: VideoModel, paths: Sequence[str], options: decode_pool.
                 emitted += 1
         waited_from = time.perf_counter()
     # Loading the model is neither waiting for decoding nor predicting.
-    stats["seconds"] = time.perf_counter() - start - model.load_seconds
-    stats["model_seconds"], stats["load_seconds"] = model.seconds, model.load_seconds
+    load_seconds = model.load_seconds - load_seconds
+    stats["seconds"] = time.perf_counter() - start - load_seconds
+    stats["model_seconds"] = model.seconds - model_seconds
+    stats["load_seconds"] = load_seconds
 
 
 def predict_videos(saved_model: str, paths: list[str], max_clips: int = 20,
