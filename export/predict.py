@@ -1,214 +1,233 @@
-"""sports1m-predict: the top classes of whole videos from an exported SavedModel.
+"""sports1m-predict: the top classes of video files from an exported SavedModel.
 
   sports1m-predict --saved_model=serving/slow_fusion video1.mp4 video2.avi
-  sports1m-predict --saved_model=serving/slow_fusion/3 --json video.mp4 > predictions.json
+  sports1m-predict --saved_model=serving/slow_fusion/3 --json video.mp4 > predictions.jsonl
+  sports1m-predict --saved_model=serving/slow_fusion --segment_seconds=60 match.mp4
+  sports1m-predict --saved_model=serving/slow_fusion --manifest=test.csv --json > test.jsonl
 
-Each video is decoded once with OpenCV, front to back; up to `--max_clips` clips
-of 16 consecutive frames, evenly spaced over the video, are kept as the converter
-stores frames (centre square, resized to 200×200), and the SavedModel's
-`predict_video` signature averages the 4 views of every clip into the video's
-prediction (as evaluation does). `--saved_model` is a version folder or a model folder
-(its highest version is used). A video that cannot be read is reported and
-skipped; the exit status is 1 if any video failed.
+Each video is decoded once, front to back, with the converter's decoder: clips of
+16 consecutive frames are kept as the converter stores frames (centre square,
+200×200), and the SavedModel's `predict_video` signature averages the 4 views of
+every clip into a prediction. Without `--segment_seconds`, up to `--max_clips`
+clips evenly spread over the whole video; with it, each consecutive segment of
+S seconds gets up to `--max_clips` clips and its own top 5, streaming (memory
+holds a segment, whatever the video's length), and the video's top 5 is the mean
+over all of them.
+
+Files are decoded by `--workers` processes while the model predicts. `--json`
+prints one JSON object a line per file (JSON Lines), in the order given. A
+file that cannot be read is reported and the others carry on; the exit status
+is 1 only when every file failed. `--saved_model` is a version folder or a model
+folder (its highest version is used).
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
+from typing import Sequence
 
-import numpy as np
-from absl import app, flags
+from absl import flags
 
+from export import decode_pool
+from export.video_input import VideoError, clip_starts, read_clips, stored_frame  # noqa: F401
+from export.video_prediction import (VideoModel, model_class_names,  # noqa: F401
+                                     predict_files, predict_videos, resolve_saved_model)
 from sports1m_tf import cli
-from tfrecord_tools import schema
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "SavedModel version folder, or a model folder.")
-flags.DEFINE_integer("max_clips", 20, "Most clips per video (paper: 20).")
-flags.DEFINE_boolean("json", False, "Print one JSON document instead of text.")
+flags.DEFINE_integer("max_clips", 20, "Most clips per video, or per segment (paper: 20).")
+flags.DEFINE_float("segment_seconds", 0.0,
+                   "Give every consecutive segment of this many seconds its own top 5 "
+                   "(0: one prediction for the whole video).")
+flags.DEFINE_string("manifest", None,
+                    "File of videos: one path a line, or the converter's CSV "
+                    "(path,label[;label...]). Relative paths are from the manifest's folder.")
+flags.DEFINE_string("labels", None,
+                    "Class-name file of the --manifest (as sports1m-convert --labels); it must "
+                    "list the model's classes in the model's order.")
+flags.DEFINE_integer("workers", 0, "Decoding processes (0: one per core, at most one a file).")
+flags.DEFINE_boolean("json", False, "Print one JSON object a line per video (JSON Lines).")
 flags.mark_flag_as_required("saved_model")
 
-CLIP_FRAMES = schema.CLIP_FRAMES
-FRAME_SIZE = schema.FRAME_SIZE
+# ----------------------------------------------------------------------------
+# Inputs: paths and manifests.
 
-
-class VideoError(Exception):
-    """A video that gives no clip; the message says why."""
-
-
-def resolve_saved_model(path: str) -> str:
-    """`path` if it holds a saved_model.pb, else its highest integer version folder."""
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    found = sorted((int(d) for d in os.listdir(path) if d.isdigit()
-                    and os.path.isfile(os.path.join(path, d, "saved_model.pb")))
-                   if os.path.isdir(path) else [])
-    if not found:
-        raise app.UsageError(f"--saved_model {path}: no saved_model.pb there nor in a "
-                             "numbered version folder under it")
-    return os.path.join(path, str(found[-1]))
-
-
-def clip_starts(num_frames: int, max_clips: int = 20, clip_frames: int = CLIP_FRAMES
-                ) -> list[int]:
-    """First frames of up to `max_clips` non-overlapping clips spread evenly over a video."""
-    k = min(max_clips, num_frames // clip_frames)
-    if k <= 0:
-        return []
-    return [int(s) for s in np.linspace(0, num_frames - clip_frames, k).round()]
-
-
-def stored_frame(frame_bgr: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
-    """The converter's frame: centre square, resized to `size` (INTER_AREA), as RGB."""
-    import cv2
-    h, w = frame_bgr.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = frame_bgr[top:top + side, left:left + side]
-    if side != size:
-        square = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(square, cv2.COLOR_BGR2RGB)
-
-
-def _frame_count(path: str) -> int:
-    """The container's frame count, or a counting pass when it has none."""
-    import cv2
-    cap = cv2.VideoCapture(path)
-    try:
-        if not cap.isOpened():
-            raise VideoError("cannot open: not a video, unsupported codec, or corrupt container")
-        n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        if math.isfinite(n) and n > 0:
-            return int(n)
-        count = 0
-        while cap.grab():
-            count += 1
-        return count
-    finally:
-        cap.release()
-
-
-def _grab_clips(path: str, starts: list[int], clip_frames: int) -> tuple[np.ndarray, int]:
-    """Grabs every frame in order, converting only those of the clips at `starts`.
-
-    Returns:
-      (uint8 [completed clips, clip_frames, 200, 200, 3] RGB, frames grabbed).
-    """
-    import cv2
-    wanted = {s + i: (c, i) for c, s in enumerate(starts) for i in range(clip_frames)}
-    out = np.zeros((len(starts), clip_frames, FRAME_SIZE, FRAME_SIZE, 3), np.uint8)
-    done = np.zeros(len(starts), int)
-    last = max(wanted) if wanted else -1
-    cap = cv2.VideoCapture(path)
-    index = 0
-    try:
-        # Sequential grab() beats seeking to each clip (2.6×, notes/stack-facts.md).
-        while index <= last and cap.grab():
-            if index in wanted:
-                ok, frame = cap.retrieve()
-                if not ok or frame is None:
-                    break
-                c, i = wanted[index]
-                out[c, i] = stored_frame(frame)
-                done[c] += 1
-            index += 1
-    finally:
-        cap.release()
-    return out[done == clip_frames], index
-
-
-def read_clips(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES) -> np.ndarray:
-    """Up to `max_clips` evenly spaced clips of a video, as the converter stores frames.
+def read_manifest(path: str, labels: str | None = None
+                  ) -> tuple[list[str], dict[str, list[str]], list[str] | None, list[dict]]:
+    """The videos of a manifest: one path a line, or the converter's CSV.
 
     Args:
-      path: str. A video file OpenCV can decode.
-      max_clips: int. Most clips.
-      clip_frames: int. Frames per clip.
+      path: str. The manifest. A line with a comma or a tab makes it a CSV, read
+        by the converter's reader (`tfrecord_tools.manifest`).
+      labels: str. The CSV's class-name file, if any.
 
     Returns:
-      uint8 [n, clip_frames, 200, 200, 3] RGB, 1 <= n <= max_clips.
-
-    Raises:
-      VideoError: the file is missing, empty, unreadable, or shorter than one clip.
+      (video paths, path → label names (CSV only), the manifest's class list (CSV
+      only, else None), the lines that give no video as error results `{video, error}`).
     """
-    if not os.path.isfile(path):
-        raise VideoError("no such file")
-    if os.path.getsize(path) == 0:
-        raise VideoError("empty file (0 bytes)")
-    num_frames = _frame_count(path)
-    for _ in range(2):
-        if num_frames == 0:
-            raise VideoError("no frame decodes (unsupported codec or corrupt stream)")
-        starts = clip_starts(num_frames, max_clips, clip_frames)
-        if not starts:
-            raise VideoError(f"too short: {num_frames} frames, a clip needs {clip_frames}")
-        clips, decoded = _grab_clips(path, starts, clip_frames)
-        if len(clips) == len(starts):
-            return clips
-        # Fewer frames decode than the container claims: spread the clips over those.
-        num_frames = decoded
-    raise VideoError(f"frames stop decoding before frame {num_frames} on a second pass "
-                     "(corrupt stream)")
+    from tfrecord_tools import fileio, manifest
+    if not fileio.exists(path):
+        raise cli.UserError(f"--manifest {path}: no such file")
+    lines = [ln.strip() for ln in fileio.read_text(path).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    root = os.path.dirname(path) or "."
+    if not any("," in ln or "\t" in ln for ln in lines):
+        if labels:
+            raise cli.UserError(f"--labels {labels}: the manifest {path} has no labels "
+                                "(one path a line); drop --labels")
+        return [ln if os.path.isabs(ln) or fileio.is_remote(ln) else os.path.join(root, ln)
+                for ln in lines], {}, None, []
+    try:
+        parsed = manifest.read_manifest(path, "csv", labels=labels)
+    except (ValueError, FileNotFoundError) as e:
+        raise cli.UserError(f"--manifest {path}: {e}") from e
+    truths = {e.path: list(e.label_strings) for e in parsed.entries}
+    problems = [{"video": p.path or p.source, "error": f"{p.source}: {p.reason}"}
+                for p in parsed.problems]
+    return [e.path for e in parsed.entries], truths, parsed.classes, problems
 
 
-def predict_videos(saved_model: str, paths: list[str], max_clips: int = 20) -> list[dict]:
-    """Video-level predictions; a failed video gives `{"video": path, "error": why}`.
+def check_manifest_classes(manifest_classes: Sequence[str], model_classes: Sequence[str],
+                           *, exact: bool, source: str) -> None:
+    """Fails, naming the differences, unless a manifest's classes fit the model's.
 
-    Returns:
-      One dict per path: `video`, `clips`, `top_k` (list of `{id, name, probability}`,
-      best first), or `video` and `error`.
+    Args:
+      manifest_classes: the manifest's class list (from its labels file when
+        `exact`, else the names its lines use).
+      model_classes: the SavedModel's class names.
+      exact: bool. The lists must be equal, order included (a labels file gives
+        class indices); otherwise every name used must be one of the model's.
+      source: str. What to name in the message.
     """
-    import tensorflow as tf
-    predict_video = tf.saved_model.load(resolve_saved_model(saved_model)) \
-        .signatures["predict_video"]
-    results = []
-    for path in paths:
-        try:
-            clips = read_clips(path, max_clips)
-        except VideoError as e:
-            results.append({"video": path, "error": str(e)})
-            continue
-        except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
-            results.append({"video": path, "error": f"{type(e).__name__}: {e}"})
-            continue
-        out = predict_video(clips=tf.constant(clips))
-        ids, names, scores = (out[k].numpy()[0] for k in ("top_k_ids", "top_k_names",
-                                                          "top_k_scores"))
-        results.append({"video": path, "clips": int(len(clips)), "top_k": [
-            {"id": int(i), "name": n.decode("utf-8"), "probability": float(s)}
-            for i, n, s in zip(ids, names, scores)]})
-    return results
+    unknown = [c for c in manifest_classes if c not in set(model_classes)]
+    missing = [c for c in model_classes if c not in set(manifest_classes)] if exact else []
+    moved = [] if unknown or missing or not exact else [
+        f"{i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(manifest_classes, model_classes))
+        if a != b]
+    if not (unknown or missing or moved):
+        return
+    parts = []
+    if unknown:
+        parts.append(f"not in the model: {_sample(unknown)}")
+    if missing:
+        parts.append(f"in the model only: {_sample(missing)}")
+    if moved:
+        parts.append(f"same names in another order (index: manifest vs model): {_sample(moved)}")
+    raise cli.UserError(f"{source}: its class names differ from the model's "
+                        f"({len(model_classes)} classes): " + "; ".join(parts)
+                        + ". Predict with the model trained on these classes.")
+
+
+def _sample(items: Sequence[str], n: int = 8) -> str:
+    shown = ", ".join(str(i) for i in items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+# ----------------------------------------------------------------------------
+# Output.
+
+def mmss(seconds: float) -> str:
+    """`mm:ss` (minutes keep counting past 59)."""
+    total = int(seconds + 1e-6)
+    return f"{total // 60:02d}:{total % 60:02d}"
 
 
 def format_text(result: dict) -> str:
-    """Human-readable lines for one video's result."""
+    """Human-readable lines for one video's result, with its segment table if any."""
     if "error" in result:
         return f"{result['video']}: ERROR: {result['error']}"
     lines = [f"{result['video']} ({result['clips']} clips)"]
     lines += [f"  {rank}. {p['probability']:.4f}  {p['name']}"
               for rank, p in enumerate(result["top_k"], start=1)]
+    if result.get("segments"):
+        lines.append(f"  {'segment':13s}  {'clips':>5s}  top classes")
+        for s in result["segments"]:
+            top = ", ".join(f"{p['name']} {p['probability']:.2f}" for p in s["top_k"][:3])
+            lines.append(f"  {mmss(s['start_seconds'])}-{mmss(s['end_seconds'])}  "
+                         f"{s['clips']:5d}  {top or '(shorter than a clip)'}")
     return "\n".join(lines)
 
 
-def main(argv):
-    paths = argv[1:]
-    if not paths:
-        raise app.UsageError("give at least one video file")
+def summary_line(done: int, total: int, stats: dict, workers: int) -> str:
+    """Videos/s and how much of the time the model waited for decoding."""
+    seconds = max(stats["seconds"], 1e-9)
+    return (f"{done} of {total} videos in {stats['seconds']:.1f} s ({done / seconds:.2f} "
+            f"videos/s); the model waited for decoding {stats['wait_seconds'] / seconds:.0%} "
+            f"of the time (model {stats['model_seconds']:.1f} s, decoding "
+            f"{stats['decode_seconds']:.1f} s in {workers} processes)")
+
+
+def _progress_bar(total: int):
+    from tqdm import tqdm
+    return tqdm(total=total, unit="video", file=sys.stderr, dynamic_ncols=True,
+                disable=total < 2 and not FLAGS.segment_seconds)
+
+
+# ----------------------------------------------------------------------------
+# The command.
+
+def _inputs(argv: list[str]) -> tuple[list[str], dict[str, list[str]], list[dict]]:
+    """(paths, path → true labels, error results for manifest lines that give no video)."""
+    paths, truths, errors = list(argv[1:]), {}, []
+    if FLAGS.manifest:
+        listed, truths, classes, problems = read_manifest(FLAGS.manifest, FLAGS.labels)
+        if classes is not None:
+            version_dir = resolve_saved_model(FLAGS.saved_model)
+            check_manifest_classes(classes, model_class_names(version_dir),
+                                   exact=bool(FLAGS.labels), source=f"--manifest {FLAGS.manifest}")
+        paths += listed
+        errors = problems
+    elif FLAGS.labels:
+        raise cli.UserError("--labels goes with --manifest")
+    if not paths and not errors:
+        raise cli.UserError("give at least one video file, or --manifest=FILE")
+    return paths, truths, errors
+
+
+def _check_flags() -> None:
     if FLAGS.max_clips < 1:
-        raise app.UsageError(f"--max_clips must be at least 1, got {FLAGS.max_clips}")
-    results = predict_videos(FLAGS.saved_model, paths, FLAGS.max_clips)
+        raise cli.UserError(f"--max_clips must be at least 1, got {FLAGS.max_clips}")
+    if FLAGS.segment_seconds < 0:
+        raise cli.UserError(f"--segment_seconds must be positive (or 0 for whole videos), "
+                            f"got {FLAGS.segment_seconds}")
+    if FLAGS.workers < 0:
+        raise cli.UserError(f"--workers must be 0 (one per core) or more, got {FLAGS.workers}")
+
+
+def _print(result: dict, truths: dict[str, list[str]]) -> None:
+    if result["video"] in truths:
+        result["labels"] = truths[result["video"]]
     if FLAGS.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(result), flush=True)
     else:
-        for result in results:
-            print(format_text(result), file=sys.stderr if "error" in result else sys.stdout)
-    failed = [r["video"] for r in results if "error" in r]
+        print(format_text(result), file=sys.stderr if "error" in result else sys.stdout,
+              flush=True)
+
+
+def main(argv):
+    _check_flags()
+    paths, truths, errors = _inputs(argv)
+    model = VideoModel(resolve_saved_model(FLAGS.saved_model))
+    options = decode_pool.DecodeOptions(max_clips=FLAGS.max_clips,
+                                        segment_seconds=FLAGS.segment_seconds)
+    workers = FLAGS.workers or os.cpu_count() or 1
+    for result in errors:
+        _print(result, truths)
+    failed = len(errors)
+    bar, stats = _progress_bar(len(paths)), {}
+    for result in predict_files(model, paths, options, workers,
+                                on_progress=lambda r: bar.update(), stats=stats):
+        failed += "error" in result
+        _print(result, truths)
+    bar.close()
+    total = len(paths) + len(errors)
+    print(summary_line(total - failed, total, stats, min(workers, max(len(paths), 1))),
+          file=sys.stderr)
     if failed:
-        print(f"{len(failed)} of {len(paths)} videos failed", file=sys.stderr)
-        return 1
-    return 0
+        print(f"{failed} of {total} videos failed", file=sys.stderr)
+    return 1 if failed == total else 0
 
 
 def run() -> None:

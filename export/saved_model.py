@@ -74,6 +74,24 @@ def serving_apis():
     return model_pb2, predict_pb2, prediction_log_pb2
 
 
+def predict_request(model_name: str, signature: str, value: np.ndarray):
+    """A TF Serving `PredictRequest` feeding `value` to a signature's input.
+
+    Args:
+      model_name: str. The served model's name.
+      signature: str. A key of `signatures.SIGNATURE_INPUTS`.
+      value: uint8 frames or an object array of JPEG bytes.
+
+    Returns:
+      A `tensorflow_serving.apis.predict_pb2.PredictRequest`.
+    """
+    model_pb2, predict_pb2, _ = serving_apis()
+    request = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
+    request.inputs[signatures.SIGNATURE_INPUTS[signature]].CopyFrom(tf.make_tensor_proto(value))
+    return request
+
+
 def warmup_requests(model_name: str, clip_frames: int = schema.CLIP_FRAMES,
                     size: int = schema.FRAME_SIZE) -> list[bytes]:
     """One serialised TF Serving `PredictionLog` per signature, on stored-size frames.
@@ -81,22 +99,16 @@ def warmup_requests(model_name: str, clip_frames: int = schema.CLIP_FRAMES,
     TF Serving replays them at load time so that the first real request does not
     pay for kernel initialisation.
     """
-    model_pb2, predict_pb2, prediction_log_pb2 = serving_apis()
-
+    _, _, prediction_log_pb2 = serving_apis()
     rng = np.random.default_rng(0)
     clip = rng.integers(0, 256, (1, clip_frames, size, size, 3), dtype=np.uint8)
     jpeg = np.array([[tf.io.encode_jpeg(frame, quality=90).numpy() for frame in clip[0]]],
                     dtype=object)
-    inputs = {"serving_default": clip, "predict_video": clip, "predict_jpeg": jpeg}
-    logs = []
-    for signature, value in inputs.items():
-        request = predict_pb2.PredictRequest(
-            model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
-        request.inputs[signatures.SIGNATURE_INPUTS[signature]].CopyFrom(
-            tf.make_tensor_proto(value))
-        logs.append(prediction_log_pb2.PredictionLog(
-            predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString())
-    return logs
+    inputs = {"serving_default": clip, "predict_video": clip, "predict_jpeg": jpeg,
+              "predict_video_jpeg": jpeg}
+    return [prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(
+        request=predict_request(model_name, signature, value))).SerializeToString()
+        for signature, value in inputs.items()]
 
 
 def write_warmup(version_dir: str, model_name: str, clip_frames: int = schema.CLIP_FRAMES) -> str:

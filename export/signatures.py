@@ -1,4 +1,4 @@
-"""Serving functions (docs/design.md): raw frames in, probabilities and the top classes out.
+"""Serving functions (docs/design.md): raw or JPEG frames in, probabilities and the top classes out.
 
 Every function is pure TF graph: frame selection is a gather, crops are slices,
 views are a static stack of four, decoding is one `tf.map_fn` over the frames
@@ -26,12 +26,16 @@ from tfrecord_tools import schema
 
 # Signature name → input key.
 SIGNATURE_INPUTS = {"serving_default": "clips", "predict_video": "clips",
-                    "predict_jpeg": "jpeg_frames"}
+                    "predict_jpeg": "jpeg_frames", "predict_video_jpeg": "jpeg_frames"}
+# Every JPEG file starts with an SOI marker followed by the first segment's marker.
+JPEG_MAGIC = b"\xff\xd8\xff"
 
 RANK_MESSAGE = "{signature}: expected {layout}; got an input of shape"
 FRAMES_MESSAGE = "{signature}: expected {frames} frames per clip (axis 1 of {layout}); got shape"
 CHANNELS_MESSAGE = "{signature}: expected 3 colour channels (last axis of {layout}); got shape"
 EMPTY_MESSAGE = "{signature}: empty input, every axis of {layout} must be at least 1; got shape"
+NOT_JPEG_MESSAGE = ("{signature}: not JPEG data (a JPEG file starts with the bytes FF D8 FF); "
+                    "[clip, frame] of the first such frame:")
 
 
 def class_name_table(path: str) -> tf.lookup.StaticHashTable:
@@ -79,6 +83,28 @@ def check_input(values: tf.Tensor, *, signature: str, layout: str, rank: int,
         values = tf.identity(values)
     static = [None, frames, None, None, 3] if rank == 5 else [None, frames]
     return tf.ensure_shape(values, static)
+
+
+def check_jpeg(jpeg_frames: tf.Tensor, *, signature: str) -> tf.Tensor:
+    """Fails, naming the first offending [clip, frame], unless every frame starts as a JPEG.
+
+    `tf.io.decode_jpeg` alone would answer other formats with a generic decoder
+    error that names neither the signature nor the frame.
+
+    Args:
+      jpeg_frames: string [batch, frames], already through `check_input`.
+      signature: str. Name used in the message.
+
+    Returns:
+      `jpeg_frames`, once the check has passed.
+    """
+    is_jpeg = tf.equal(tf.strings.substr(jpeg_frames, 0, len(JPEG_MAGIC)), JPEG_MAGIC)
+    first_bad = tf.where(tf.logical_not(is_jpeg))[:1]
+    ok = tf.debugging.Assert(tf.reduce_all(is_jpeg),
+                             [NOT_JPEG_MESSAGE.format(signature=signature), first_bad],
+                             summarize=4)
+    with tf.control_dependencies([ok]):
+        return tf.identity(jpeg_frames)
 
 
 def to_stored_frames(frames: tf.Tensor, size: int = schema.FRAME_SIZE) -> tf.Tensor:
@@ -198,7 +224,7 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
                       clip_frames: int = schema.CLIP_FRAMES,
                       frame_size: int = schema.FRAME_SIZE
                       ) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
-    """The three serving functions of a `sports1m_tf.models` model.
+    """The four serving functions of a `sports1m_tf.models` model.
 
     Args:
       model: a model built by `sports1m_tf.models.build_model` (or loaded).
@@ -217,6 +243,8 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
         → the same outputs with batch 1: the mean of the softmax over the 4
         views of the n clips (as evaluation does).
       - `predict_jpeg`: `jpeg_frames` string [batch, 16] → as `serving_default`.
+      - `predict_video_jpeg`: `jpeg_frames` string [n, 16], the JPEG frames of the
+        clips of ONE video → as `predict_video`.
       (k = min(5, C).)
     """
     info = describe(model, clip_frames)
@@ -224,6 +252,7 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
     frame_layout = f"uint8 [batch, {clip_frames}, height, width, 3]"
     video_layout = f"uint8 [clips of one video, {clip_frames}, height, width, 3]"
     jpeg_layout = f"string [batch, {clip_frames}] of JPEG-encoded frames"
+    video_jpeg_layout = f"string [clips of one video, {clip_frames}] of JPEG-encoded frames"
 
     def forward(frames):
         return model(frames, training=False)
@@ -234,22 +263,35 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
         frames = centre_view(stored_clips(clips, indices, frame_size), size)
         return prediction_outputs(forward(frames), names)
 
+    def video_outputs(stored):
+        # The mean softmax over the 4 views of every clip: one row for the video.
+        views = all_views(stored, size)
+        return prediction_outputs(tf.reduce_mean(forward(views), axis=0, keepdims=True), names)
+
+    def checked_jpeg(jpeg_frames, signature, layout):
+        jpeg_frames = check_input(jpeg_frames, signature=signature, layout=layout, rank=2,
+                                  frames=clip_frames)
+        return check_jpeg(jpeg_frames, signature=signature)
+
     def predict_video(clips):
         clips = check_input(clips, signature="predict_video", layout=video_layout, rank=5,
                             frames=clip_frames)
-        views = all_views(stored_clips(clips, indices, frame_size), size)
-        video = tf.reduce_mean(forward(views), axis=0, keepdims=True)
-        return prediction_outputs(video, names)
+        return video_outputs(stored_clips(clips, indices, frame_size))
 
     def predict_jpeg(jpeg_frames):
-        jpeg_frames = check_input(jpeg_frames, signature="predict_jpeg", layout=jpeg_layout,
-                                  rank=2, frames=clip_frames)
+        jpeg_frames = checked_jpeg(jpeg_frames, "predict_jpeg", jpeg_layout)
         frames = centre_view(decode_stored_clips(jpeg_frames, indices, frame_size), size)
         return prediction_outputs(forward(frames), names)
 
+    def predict_video_jpeg(jpeg_frames):
+        jpeg_frames = checked_jpeg(jpeg_frames, "predict_video_jpeg", video_jpeg_layout)
+        return video_outputs(decode_stored_clips(jpeg_frames, indices, frame_size))
+
     clips_spec = [tf.TensorSpec(None, tf.uint8, name="clips")]
+    jpeg_spec = [tf.TensorSpec(None, tf.string, name="jpeg_frames")]
     return {
         "serving_default": (serving_default, clips_spec),
         "predict_video": (predict_video, clips_spec),
-        "predict_jpeg": (predict_jpeg, [tf.TensorSpec(None, tf.string, name="jpeg_frames")]),
+        "predict_jpeg": (predict_jpeg, jpeg_spec),
+        "predict_video_jpeg": (predict_video_jpeg, jpeg_spec),
     }

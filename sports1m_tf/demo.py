@@ -282,7 +282,7 @@ def serving_stages(workdir: str, s: DemoSettings) -> list[Stage]:
     videos = held_out_videos(workdir)
 
     def save_predictions(workdir: str, stdouts: list[str]) -> None:
-        results = json.loads(stdouts[0])
+        results = [json.loads(line) for line in stdouts[0].splitlines() if line.strip()]
         for result, (_, label) in zip(results, videos):
             result["true_class"] = label
         with open(os.path.join(workdir, "predictions.json"), "w") as f:

@@ -25,6 +25,7 @@ tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
 from export import predict, saved_model, signatures  # noqa: E402
+from sports1m_tf import cli  # noqa: E402
 from sports1m_tf.models import build_model, frames_needed  # noqa: E402
 
 MODEL = "slow_fusion"
@@ -52,22 +53,37 @@ CHECK_SCRIPT = textwrap.dedent("""
              "default_stored": ("serving_default", "clips", "stored"),
              "default_large": ("serving_default", "clips", "large"),
              "video": ("predict_video", "clips", "stored"),
-             "jpeg": ("predict_jpeg", "jpeg_frames", "jpeg")}
+             "jpeg": ("predict_jpeg", "jpeg_frames", "jpeg"),
+             "video_jpeg": ("predict_video_jpeg", "jpeg_frames", "video_jpeg"),
+             "video_jpeg_large": ("predict_video_jpeg", "jpeg_frames", "video_jpeg_large")}
     outputs = {}
     for key, (signature, arg, name) in calls.items():
         result = loaded.signatures[signature](**{arg: tf.constant(inputs[name])})
         for out, value in result.items():
             outputs[f"{key}/{out}"] = value.numpy()
+    # predict_video on the same JPEG frames decoded by TensorFlow here.
+    for key in ("video_jpeg", "video_jpeg_large"):
+        decoded = tf.stack([tf.stack([tf.io.decode_jpeg(f) for f in clip])
+                            for clip in inputs[key]])
+        result = loaded.signatures["predict_video"](clips=decoded)
+        for out, value in result.items():
+            outputs[f"{key}_decoded/{out}"] = value.numpy()
     np.savez(out_dir + "/outputs.npz", **outputs)
 
-    small, jpeg = inputs["small"], inputs["jpeg"]
+    small, jpeg, video_jpeg = inputs["small"], inputs["jpeg"], inputs["video_jpeg"]
+    not_jpeg, video_not_jpeg = jpeg.copy(), video_jpeg.copy()
+    not_jpeg[0, 3] = video_not_jpeg[1, 5] = inputs["png"].item()
     bad = {"rank": ("serving_default", "clips", small[0]),
            "frames": ("serving_default", "clips", small[:, :8]),
            "empty": ("serving_default", "clips", small[:0]),
            "channels": ("serving_default", "clips", small[..., :1]),
            "video_frames": ("predict_video", "clips", small[:, :15]),
            "jpeg_rank": ("predict_jpeg", "jpeg_frames", jpeg[0]),
-           "jpeg_empty": ("predict_jpeg", "jpeg_frames", jpeg[:0])}
+           "jpeg_empty": ("predict_jpeg", "jpeg_frames", jpeg[:0]),
+           "not_jpeg": ("predict_jpeg", "jpeg_frames", not_jpeg),
+           "video_jpeg_rank": ("predict_video_jpeg", "jpeg_frames", video_jpeg[0]),
+           "video_jpeg_frames": ("predict_video_jpeg", "jpeg_frames", video_jpeg[:, :15]),
+           "video_not_jpeg": ("predict_video_jpeg", "jpeg_frames", video_not_jpeg)}
     errors = {}
     for key, (signature, arg, value) in bad.items():
         try:
@@ -87,6 +103,32 @@ CHECK_SCRIPT = textwrap.dedent("""
                        "shapes": {k: list(v.shape) for k, v in result.items()}})
     with open(out_dir + "/report.json", "w") as f:
         json.dump({"errors": errors, "warmup": warmup}, f)
+""")
+
+# Runs in a fresh process: the segments of a 5-minute video, read by the decoder in
+# this process and then through a decoding process as sports1m-predict reads them,
+# with the peak memory after the first segment and at the end.
+MEMORY_SCRIPT = textwrap.dedent("""
+    import json, resource, sys
+    from export import decode_pool, video_input
+
+    def peak_mb(who=resource.RUSAGE_SELF):
+        return resource.getrusage(who).ru_maxrss / 1024
+
+    path = sys.argv[1]
+    report = {"segments": 0, "clips": 0, "pool_clips": 0}
+    for segment in video_input.iter_segments(path, 10.0, 20):
+        report["first_mb"] = report.get("first_mb") or peak_mb()
+        report["segments"] += 1
+        report["clips"] += len(segment.clips)
+        report["end_seconds"] = segment.end_seconds
+    options = decode_pool.DecodeOptions(max_clips=20, segment_seconds=10.0)
+    for message in decode_pool.decode_stream([path], options, workers=1):
+        if message.kind == "segment":
+            report["pool_clips"] += len(message.segment.clips)
+    report["peak_mb"] = peak_mb()
+    report["worker_peak_mb"] = peak_mb(resource.RUSAGE_CHILDREN)
+    print(json.dumps(report))
 """)
 
 
@@ -155,10 +197,14 @@ def exported(tmp_path_factory, write_video, sample_videos):
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
     model = build_model(MODEL, len(CLASSES), width=0.0625, input_size=SIZE)
-    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="categorical_crossentropy")
-    x = rng.integers(0, 256, (8, len(FRAMES), SIZE, SIZE, 3), np.uint8)
-    y = keras.utils.to_categorical(rng.integers(0, len(CLASSES), 8), len(CLASSES))
-    model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    # Trained (16 steps) to tell the two tints apart: the segment test needs a model
+    # whose labels follow what the video shows.
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss="categorical_crossentropy")
+    x = np.concatenate([tinted_frames(rng, 8 * len(FRAMES), SIZE, SIZE, c) for c in (0, 1)])
+    y = keras.utils.to_categorical([0] * 8 + [1] * 8, len(CLASSES))
+    model.fit(x.reshape(16, len(FRAMES), SIZE, SIZE, 3), y, batch_size=8, epochs=4, verbose=0,
+              shuffle=True)
 
     export_dir = tmp / "serving"
     version_dir = pathlib.Path(saved_model.export_model(model, str(export_dir), "tiny",
@@ -188,8 +234,13 @@ def exported(tmp_path_factory, write_video, sample_videos):
     jpeg_clips = [stored[0], large[1]]
     jpeg = np.array([[tf.io.encode_jpeg(f, quality=95).numpy() for f in clip]
                      for clip in jpeg_clips], dtype=object)
+    video_jpeg, video_jpeg_large = (
+        np.array([[tf.io.encode_jpeg(f, quality=90).numpy() for f in clip] for clip in clips],
+                 dtype=object) for clips in (stored, large))
+    png = np.array(tf.io.encode_png(stored[0, 0]).numpy(), dtype=object)
     inputs = tmp / "inputs.npz"
-    np.savez(inputs, small=small, stored=stored, large=large, jpeg=jpeg)
+    np.savez(inputs, small=small, stored=stored, large=large, jpeg=jpeg, video_jpeg=video_jpeg,
+             video_jpeg_large=video_jpeg_large, png=png)
     np.save(tmp / "cli_input.npy", stored[:2])
 
     videos = {"moving": write_video(str(tmp / "moving.mp4"), moving_frames(50, 96, 128)),
@@ -199,6 +250,19 @@ def exported(tmp_path_factory, write_video, sample_videos):
     corrupt = tmp / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + rng.bytes(4000))
     video_args = [videos["moving"], str(corrupt), videos["square"], videos["carphone"]]
+    # 5 s of the first tint then 5 s of the second, 16 fps: 2-second segments.
+    two_tints = write_video(str(tmp / "two_tints.mp4"), np.concatenate(
+        [tinted_frames(rng, 80, 48, 64, c)[..., ::-1] for c in (0, 1)]), fps=16.0)
+    manifest = tmp / "videos.csv"
+    manifest.write_text("path,label\n"
+                        f"two_tints.mp4,{CLASSES[0]};{CLASSES[1]}\n"
+                        f"missing.mp4,{CLASSES[2]}\n"
+                        f"corrupt.mp4,{CLASSES[3]}\n"
+                        f"{videos['moving']},{CLASSES[4]}\n")
+    wrong = tmp / "wrong.csv"
+    wrong.write_text(f"two_tints.mp4,{CLASSES[0]}\nmoving.mp4,snooker\n")
+    long_video = write_video(str(tmp / "long.mp4"), np.concatenate(
+        [rng.integers(0, 256, (50, 32, 32, 3), np.uint8)] * 150), fps=25.0)   # 5 minutes
 
     # The fresh processes, concurrently.
     (tmp / "check").mkdir()
@@ -216,7 +280,14 @@ def exported(tmp_path_factory, write_video, sample_videos):
         "export_run": [_script("sports1m-export"), f"--model_dir={ckpt_dir}",
                        f"--export_dir={tmp / 'cli_serving'}", "--name=from_run", "--version=7"],
         "predict": [_script("sports1m-predict"), f"--saved_model={export_dir / 'tiny'}", "--json",
-                    *video_args],
+                    "--workers=2", *video_args],
+        "manifest": [_script("sports1m-predict"), f"--saved_model={export_dir / 'tiny'}",
+                     "--json", f"--manifest={manifest}", "--segment_seconds=2"],
+        "all_failed": [_script("sports1m-predict"), f"--saved_model={export_dir / 'tiny'}",
+                       str(tmp / "missing.mp4"), str(corrupt)],
+        "wrong_classes": [_script("sports1m-predict"), f"--saved_model={export_dir / 'tiny'}",
+                          f"--manifest={wrong}"],
+        "memory": [sys.executable, "-c", MEMORY_SCRIPT, long_video],
     }
     if importlib.util.find_spec("sports1m_tf.checkpoints") is None:
         del commands["export_run"]  # the training issue's module is not in the tree yet
@@ -231,7 +302,15 @@ def exported(tmp_path_factory, write_video, sample_videos):
                 inputs=dict(np.load(inputs, allow_pickle=True)), results=results,
                 outputs=dict(np.load(tmp / "check" / "outputs.npz", allow_pickle=True)),
                 report=json.loads((tmp / "check" / "report.json").read_text()),
-                videos=videos, video_args=video_args, corrupt=str(corrupt))
+                videos=videos, video_args=video_args, corrupt=str(corrupt), manifest=manifest,
+                two_tints=two_tints)
+
+
+def tinted_frames(rng, count: int, height: int, width: int, tint: int) -> np.ndarray:
+    """Noisy frames of one of two colours (RGB reddish for 0, bluish for 1): [count, H, W, 3]."""
+    colour = np.array([[200, 50, 40], [40, 60, 210]][tint], np.float32)
+    noise = rng.normal(0, 25, (count, height, width, 3))
+    return np.clip(colour + noise, 0, 255).astype(np.uint8)
 
 
 def moving_frames(count: int, height: int, width: int) -> np.ndarray:
@@ -294,11 +373,28 @@ def test_predict_jpeg_matches_keras(exported):
     check_outputs(outputs, "jpeg", np.stack(expected), RESIZED)
 
 
+def test_predict_video_jpeg_equals_predict_video(exported):
+    """The JPEG signature on a video's frames = predict_video on the same frames decoded by TF."""
+    outputs, model = exported["outputs"], exported["model"]
+    for key in ("video_jpeg", "video_jpeg_large"):
+        assert outputs[f"{key}/probabilities"].shape == (1, len(CLASSES))
+        for out in ("probabilities", "top_k_scores"):
+            np.testing.assert_allclose(outputs[f"{key}/{out}"],
+                                       outputs[f"{key}_decoded/{out}"], atol=EXACT, rtol=0)
+        for out in ("top_k_ids", "top_k_names"):
+            np.testing.assert_array_equal(outputs[f"{key}/{out}"], outputs[f"{key}_decoded/{out}"])
+    # And both are the video prediction of the Keras model on those decoded frames.
+    decoded = np.stack([np.stack([tf.io.decode_jpeg(f).numpy() for f in clip])
+                        for clip in exported["inputs"]["video_jpeg"]])
+    check_outputs(outputs, "video_jpeg", keras_video_probs(model, decoded)[None], EXACT)
+
+
 def test_bad_inputs_fail_with_expected_layout(exported):
     errors = exported["report"]["errors"]
     frames = "uint8 [batch, 16, height, width, 3]"
     video = "uint8 [clips of one video, 16, height, width, 3]"
     jpeg = "string [batch, 16] of JPEG-encoded frames"
+    video_jpeg = "string [clips of one video, 16] of JPEG-encoded frames"
     expected = {
         "rank": (signatures.RANK_MESSAGE, "serving_default", frames, "[16 48 64 3]"),
         "frames": (signatures.FRAMES_MESSAGE, "serving_default", frames, "[2 8 48 64 3]"),
@@ -307,6 +403,12 @@ def test_bad_inputs_fail_with_expected_layout(exported):
         "video_frames": (signatures.FRAMES_MESSAGE, "predict_video", video, "[2 15 48 64 3]"),
         "jpeg_rank": (signatures.RANK_MESSAGE, "predict_jpeg", jpeg, "[16]"),
         "jpeg_empty": (signatures.EMPTY_MESSAGE, "predict_jpeg", jpeg, "[0 16]"),
+        "not_jpeg": (signatures.NOT_JPEG_MESSAGE, "predict_jpeg", jpeg, "[[0 3]]"),
+        "video_jpeg_rank": (signatures.RANK_MESSAGE, "predict_video_jpeg", video_jpeg, "[16]"),
+        "video_jpeg_frames": (signatures.FRAMES_MESSAGE, "predict_video_jpeg", video_jpeg,
+                              "[3 15]"),
+        "video_not_jpeg": (signatures.NOT_JPEG_MESSAGE, "predict_video_jpeg", video_jpeg,
+                           "[[1 5]]"),
     }
     for key, (message, signature, layout, shape) in expected.items():
         assert errors[key] is not None, f"{key}: no error raised"
@@ -318,7 +420,7 @@ def test_bad_inputs_fail_with_expected_layout(exported):
 def test_warmup_requests_replay(exported):
     warmup = exported["report"]["warmup"]
     assert [w["signature"] for w in warmup] == ["serving_default", "predict_video",
-                                                 "predict_jpeg"]
+                                                 "predict_jpeg", "predict_video_jpeg"]
     assert {w["model"] for w in warmup} == {"tiny"}
     for w in warmup:
         assert w["shapes"]["probabilities"] == [1, len(CLASSES)]
@@ -333,7 +435,7 @@ def test_class_names_asset(exported):
 def test_saved_model_cli(exported):
     show = exported["results"]["show"]
     assert show.returncode == 0, show.stderr[-2000:]
-    for name in ("serving_default", "predict_video", "predict_jpeg"):
+    for name in ("serving_default", "predict_video", "predict_jpeg", "predict_video_jpeg"):
         assert f"signature_def['{name}']" in show.stdout
     for key in ("inputs['clips']", "inputs['jpeg_frames']", "outputs['top_k_names']",
                 "outputs['probabilities']"):
@@ -347,15 +449,16 @@ def test_saved_model_cli(exported):
 
 def test_predict_command(exported):
     result = exported["results"]["predict"]
-    assert result.returncode == 1, result.stderr[-2000:]  # one video failed
-    report = {r["video"]: r for r in json.loads(result.stdout)}
-    assert list(report) == exported["video_args"]
-    assert "cannot open" in report[exported["corrupt"]]["error"]
+    assert result.returncode == 0, result.stderr[-2000:]  # one video of four failed
+    report = {r["video"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert list(report) == exported["video_args"]                  # JSON Lines, in order
+    assert "no moov atom" in report[exported["corrupt"]]["error"]
+    assert "3 of 4 videos" in result.stderr and "videos/s" in result.stderr
     model = exported["model"]
     for name, path in exported["videos"].items():
         entry = report[path]
         clips = predict.read_clips(path)            # what the command sent (RGB, 200×200)
-        assert entry["clips"] == len(clips)
+        assert entry["clips"] == len(clips) and entry["segments"] == []
         expected = keras_video_probs(model, clips)
         assert [p["name"] for p in entry["top_k"]] == [CLASSES[i] for i in
                                                         [p["id"] for p in entry["top_k"]]]
@@ -443,3 +546,87 @@ def test_versions_and_models_config(exported):
     assert entries == {"other": ("/models/other", "tensorflow"),
                        "tiny": ("/models/tiny", "tensorflow")}
     assert not any(p.name.startswith(".tmp") for p in (export_dir / "tiny").iterdir())
+
+
+# ----------------------------------------------------------------------------
+# sports1m-predict: segments along a video, many files, manifests, memory.
+
+def manifest_report(exported) -> dict:
+    result = exported["results"]["manifest"]
+    assert result.returncode == 0, result.stderr[-3000:]   # 2 of 4 failed: not all
+    return {os.path.basename(r["video"]): r for r in map(json.loads, result.stdout.splitlines())}
+
+
+def test_segment_labels_follow_the_video(exported):
+    """5 s of one tint then 5 s of the other: 2-second segments switch class at the boundary."""
+    entry = manifest_report(exported)["two_tints.mp4"]
+    segments = entry["segments"]
+    assert [(s["start_seconds"], s["end_seconds"]) for s in segments] == [
+        (0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]
+    assert [s["clips"] for s in segments] == [2] * 5 and entry["clips"] == 10
+    top = [s["top_k"][0]["name"] for s in segments]
+    first, second = CLASSES[0], CLASSES[1]
+    # The boundary (5 s) lies inside the third segment: either label is right there.
+    assert top[:2] == [first, first] and top[3:] == [second, second], top
+    assert top[2] in (first, second)
+    # The video's top 2 are both tints, and its probabilities the mean of the segments'.
+    assert {p["name"] for p in entry["top_k"][:2]} == {first, second}
+    assert entry["labels"] == [first, second]
+    assert sum(p["probability"] for p in entry["top_k"]) <= 1 + 1e-5
+    text = predict.format_text(entry)
+    assert "00:04-00:06" in text and "00:08-00:10" in text
+
+
+def test_manifest_with_missing_and_corrupt_files(exported):
+    report = manifest_report(exported)
+    assert list(report) == ["two_tints.mp4", "missing.mp4", "corrupt.mp4", "moving.mp4"]
+    assert report["missing.mp4"]["error"] == "no such file"
+    assert "no moov atom" in report["corrupt.mp4"]["error"]
+    moving = report["moving.mp4"]      # 50 frames at 24 fps: one 2 s segment, then 2 frames
+    assert [s["clips"] for s in moving["segments"]] == [3, 0]
+    assert moving["segments"][1]["top_k"] == [] and moving["clips"] == 3
+    stderr = exported["results"]["manifest"].stderr
+    assert "2 of 4 videos" in stderr and "the model waited for decoding" in stderr
+
+
+def test_every_file_failed_exits_1(exported):
+    result = exported["results"]["all_failed"]
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "missing.mp4: ERROR: no such file" in result.stderr
+    assert "2 of 2 videos failed" in result.stderr
+
+
+def test_manifest_classes_must_be_the_models(exported):
+    result = exported["results"]["wrong_classes"]
+    assert result.returncode == 1
+    assert "class names differ from the model's" in result.stderr
+    assert "not in the model: snooker" in result.stderr
+    with pytest.raises(cli.UserError, match="in the model only: golf, hurling"):
+        predict.check_manifest_classes(CLASSES[:5], CLASSES, exact=True, source="x")
+    with pytest.raises(cli.UserError, match=r"another order \(index: manifest vs model\): 0: "):
+        predict.check_manifest_classes(CLASSES[::-1], CLASSES, exact=True, source="x")
+    predict.check_manifest_classes(CLASSES[2:4], CLASSES, exact=False, source="x")
+
+
+def test_plain_manifest(tmp_path):
+    listed = tmp_path / "list.txt"
+    listed.write_text("# videos\na.mp4\n/abs/b.avi\n\n")
+    paths, truths, classes, problems = predict.read_manifest(str(listed))
+    assert paths == [str(tmp_path / "a.mp4"), "/abs/b.avi"]
+    assert (truths, classes, problems) == ({}, None, [])
+
+
+def test_memory_bounded_on_a_long_video(exported):
+    result = exported["results"]["memory"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["segments"] == 30 and report["end_seconds"] == 300
+    assert report["clips"] == report["pool_clips"] == 30 * 15
+    # All 450 clips at once would be 830 MB; one segment's clips are 29 MB.
+    assert report["peak_mb"] - report["first_mb"] < 100, report
+    assert report["worker_peak_mb"] < 400, report
+
+
+def test_mmss():
+    assert [predict.mmss(t) for t in (0, 59.9, 61, 3725)] == ["00:00", "00:59", "01:01",
+                                                              "62:05"]
