@@ -94,9 +94,9 @@ def test_a_stream_that_only_skips_ends_and_names_the_file(tmp_path):
     from sports1m_tf.data.errors import SkippedRecordsError
     path = str(tmp_path / "broken.tfrecord")
     with tf.io.TFRecordWriter(path) as writer:  # records that parse but never decode
-        from tfrecord_tools import schema
+        from tfrecord_tools import clip_encoding
         for i in range(5):
-            writer.write(schema.make_clip_example(
+            writer.write(clip_encoding.encode_clip(
                 media_id=f"v{i}", label_indices=[0], label_strings=["a"],
                 encoded_frames=[b"not a jpeg"] * 16, frame_timestamps_us=list(range(16)),
                 frame_rate=25.0, height=40, width=40))
