@@ -16,7 +16,7 @@ trains `build_model`'s network with the training command's optimiser
 loss and the test video Hit@1 (2 clips x {centre, centre flipped} per video),
 then the test confusion matrix. Rendered videos are cached in --cache_dir.
 
-Figures from it are in docs/issue10.md ("Why").
+Figures from it are in docs/studies/motion.md ("What was learnt").
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def define_flags() -> None:
     flags.DEFINE_float("weight_decay", 5e-4, "Decoupled weight decay (0: plain Adam).")
     flags.DEFINE_float("input_scale", 1 / 64, "build_model input_scale (paper: 1).")
     flags.DEFINE_enum("kernel_init", "glorot_uniform", ["glorot_uniform", "he_normal"],
-                      "build_model kernel_init (the figures in docs/issue10.md: Glorot).")
+                      "build_model kernel_init (the figures in docs/studies/motion.md: Glorot).")
     flags.DEFINE_integer("steps", 2500, "Optimiser steps.")
     flags.DEFINE_integer("batch_size", 32, "Clips per step.")
     flags.DEFINE_integer("eval_every", 500, "Steps between test evaluations.")

@@ -97,10 +97,13 @@ RECIPE_FLAGS = ("optimizer", "learning_rate", "momentum", "weight_decay", "lr_sc
 def define_recipe_flags() -> None:
     """Declares `RECIPE_FLAGS` as sports1m-train declares them (its defaults: the
     paper's recipe, configs/paper.flags)."""
-    from sports1m_tf import flags_common
+    try:  # where sports1m-train's flags are declared: settings.py, or flags_common.py before it
+        from sports1m_tf.settings import define_flags as define_train_flags
+    except ImportError:
+        from sports1m_tf.flags_common import define_all as define_train_flags
 
     train_flags = flags.FlagValues()
-    flags_common.define_all(train_flags)
+    define_train_flags(flag_values=train_flags)
     for name in RECIPE_FLAGS:
         if name not in flags.FLAGS:
             flags.FLAGS[name] = train_flags[name]

@@ -4,14 +4,11 @@
   sports1m-demo --workdir=demo_full --full    # `make demo-full`: configs/demo_full.flags
   sports1m-demo --workdir=/tmp/demo --quick   # configs/demo_quick.flags: a smoke run
 
-Each stage is one of the project's commands, printed before it runs (a stage's
-commands run side by side, their lines tagged [1], [2]): sports1m-synth, -convert,
--train (single_frame, slow_fusion; --recipe's flags), -eval, -export (slow_fusion),
--predict (a held-out test video per class). Then test Hit@1 per model (all, motion
-and appearance classes), the wall time and WORKDIR/summary.json. Flags on the command
-line override the configs/ file. Re-running skips stages finished with the same
-commands; an interrupted training carries on from its checkpoint; any other stage
-that runs starts clean, and so does every later one.
+Stages run project commands, printed first (side by side, lines tagged [1], [2]): synth,
+convert, train and eval (single_frame, slow_fusion), export and predict (slow_fusion, a
+test video per class); then results, wall time and WORKDIR/summary.json. Flags override
+the configs/ file. A re-run skips stages finished with the same commands; an interrupted
+training carries on; other stages start clean, and so does every stage after one that ran.
 """
 from __future__ import annotations
 
@@ -19,6 +16,7 @@ import csv
 import importlib.util
 import json
 import os
+import pathlib
 import shlex
 import shutil
 import subprocess
@@ -32,19 +30,14 @@ from absl import flags
 from sports1m_tf import cli
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-PRESETS = {"quick": "demo_quick.flags", "full": "demo_full.flags", None: "demo.flags"}
 MODELS = ("single_frame", "slow_fusion")
 STAGES_DIR = "stages"  # WORKDIR/stages/NAME.json: a stage's commands and whether it finished
 FLAGS = flags.FLAGS
-SIZES = {"videos_per_class": "Videos per class, 60/20/20% train/val/test.",
-         "num_frames": "Frames per video (16 per clip).",
-         "frame_size": "Rendered and stored frame size.",
-         "input_size": "The models' crop of the stored frames.",
-         "batch_size": "Clips per training step.",
-         "single_frame_steps": "Training steps of single_frame.",
-         "slow_fusion_steps": "Training steps of slow_fusion.",
-         "eval_every": "Steps between validations and checkpoints.",
-         "eval_clips": "Test clips per video (each in 4 views)."}
+# Integer flags, set in configs/demo*.flags (videos are split 60/20/20% train/val/test).
+SIZES = ("videos_per_class", "num_frames", "frame_size", "input_size", "batch_size",
+         "single_frame_steps", "slow_fusion_steps", "eval_every", "eval_clips")
+SCORES = ("clip_hit_at_1", "video_hit_at_1", "motion_video_hit_at_1",
+          "appearance_video_hit_at_1")
 
 
 def resolve_command(name: str) -> list[str]:
@@ -59,20 +52,16 @@ def child_env() -> dict:
             "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
 
 
-def _relay(stream, tag: str, keep: list | None, echo: bool = True) -> None:
-    for line in stream:
-        if echo:
-            sys.stdout.write(tag + line)
-            sys.stdout.flush()
-        if keep is not None:
-            keep.append(line)
-
-
 def run_commands(commands: Sequence[tuple[str, list[str]]], *, cwd: str,
                  echo_stdout: bool = True) -> list[str]:
-    """Prints the commands, runs them side by side, relays their output (tagged when
-    there are several) and returns each one's stdout. A failure raises RuntimeError
-    naming the command line."""
+    """Prints the commands, runs them side by side, relays their output (tagged if several)
+    and returns each one's stdout. A failure raises cli.UserError naming the command."""
+    def relay(stream, tag: str, keep: list, echo: bool) -> None:
+        for line in stream:
+            keep.append(line)
+            if echo:
+                sys.stdout.write(tag + line)
+                sys.stdout.flush()
     running = []
     for name, args in commands:
         shown = shlex.join([name] + list(args))
@@ -82,27 +71,24 @@ def run_commands(commands: Sequence[tuple[str, list[str]]], *, cwd: str,
                                    env=child_env(), stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE)
         out: list[str] = []
-        threads = [threading.Thread(target=_relay, args=(process.stdout, tag, out, echo_stdout)),
-                   threading.Thread(target=_relay, args=(process.stderr, tag, None))]
+        threads = [threading.Thread(target=relay, args=a) for a in (
+            (process.stdout, tag, out, echo_stdout), (process.stderr, tag, [], True))]
         for t in threads:
             t.start()
         running.append((shown, process, threads, out))
-    failed = []
-    for shown, process, threads, _ in running:
+    for _, _, threads, _ in running:
         for t in threads:
             t.join()
-        if process.wait() != 0:
-            failed.append(f"exit status {process.returncode}: {shown}")
+    failed = [f"exit status {p.wait()}: {shown}" for shown, p, *_ in running if p.wait()]
     if failed:
-        raise RuntimeError(f"stage command failed with {'; '.join(failed)} (in {cwd})")
+        raise cli.UserError(f"stage command failed with {'; '.join(failed)} (in {cwd}); fix "
+                            "the cause and re-run the same command to carry on")
     return ["".join(out) for *_, out in running]
 
 
 def stages(s) -> list[tuple[str, list[tuple[str, list[str]]], list[str]]]:
-    """(name, commands, outputs deleted when it starts clean) of each stage but the last,
-    from the parsed flags `s`."""
-    recipe = os.path.abspath(s.recipe if os.path.exists(s.recipe) else
-                             os.path.join(CONFIGS, s.recipe))
+    """(name, commands, outputs deleted on a clean start) of all stages but predict."""
+    recipe = os.path.join(CONFIGS, s.recipe)  # a name in configs/, or an absolute path
     train = [("sports1m-train", [
         f"--flagfile={recipe}", f"--model={m}", f"--width={s.width}",
         f"--input_size={s.input_size}", "--train_files=records/train-*",
@@ -110,7 +96,8 @@ def stages(s) -> list[tuple[str, list[tuple[str, list[str]]], list[str]]]:
         f"--train_steps={s[m + '_steps'].value}", f"--seed={s.seed}",
         f"--eval_every={min(s.eval_every, s[m + '_steps'].value)}",
         f"--checkpoint_every={min(s.eval_every, s[m + '_steps'].value)}",
-        f"--log_every={max(1, min(50, s.eval_every))}"]) for m in MODELS]
+        f"--log_every={max(1, min(100, s.eval_every))}"]
+        + ([] if s.dropout is None else [f"--dropout={s.dropout}"])) for m in MODELS]
     return [
         ("synth", [("sports1m-synth", [
             "--output_dir=synth", f"--classes={','.join(s.classes)}",
@@ -137,8 +124,8 @@ def stages(s) -> list[tuple[str, list[tuple[str, list[str]]], list[str]]]:
 
 def held_out_videos(workdir: str) -> list[tuple[str, str]]:
     """The first test video of each class: [(path relative to the workdir, class)]."""
+    firsts: dict[str, str] = {}
     with open(os.path.join(workdir, "synth", "test.csv"), newline="") as f:
-        firsts = {}
         for path, label in csv.reader(f):
             firsts.setdefault(label, os.path.join("synth", path))
     return [(path, label) for label, path in firsts.items()]
@@ -159,17 +146,12 @@ def run_stage(workdir: str, name: str, commands, outputs: Sequence[str], upstrea
         for output in outputs:
             shutil.rmtree(os.path.join(workdir, output), ignore_errors=True)
     os.makedirs(os.path.dirname(record), exist_ok=True)
-    _write(record, json.dumps({"commands": wanted, "finished": False}))
+    pathlib.Path(record).write_text(json.dumps({"commands": wanted, "finished": False}))
     stdouts = run_commands(commands, cwd=workdir, echo_stdout=name != "predict")
     if name == "predict":
-        _write(os.path.join(workdir, "predictions.json"), stdouts[0])
-    _write(record, json.dumps({"commands": wanted, "finished": True}))
+        pathlib.Path(workdir, "predictions.json").write_text(stdouts[0])
+    pathlib.Path(record).write_text(json.dumps({"commands": wanted, "finished": True}))
     return True
-
-
-def _write(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
 
 
 def _load(*parts: str):
@@ -178,10 +160,9 @@ def _load(*parts: str):
 
 
 def model_scores(workdir: str, model: str) -> dict:
-    """Test clip and video Hit@1 of a model, and video Hit@1 over the motion and the
-    appearance classes (None for a group without test videos)."""
-    info, report = _load(workdir, "synth", "synthetic.json"), _load(workdir, "reports", model,
-                                                                   "metrics.json")
+    """Test clip and video Hit@1, and video Hit@1 of the motion and appearance classes."""
+    info = _load(workdir, "synth", "synthetic.json")
+    report = _load(workdir, "reports", model, "metrics.json")
     scores = {k: report[k] for k in ("clip_hit_at_1", "video_hit_at_1")}
     rows = _load(workdir, "reports", model, "predictions.csv")
     for group in ("motion", "appearance"):
@@ -195,84 +176,73 @@ def summarise(workdir: str, seconds: float) -> str:
     """Writes WORKDIR/summary.json; returns the table and where things are."""
     models = {m: model_scores(workdir, m) for m in MODELS}
     truth = dict(held_out_videos(workdir))
+    text = pathlib.Path(workdir, "predictions.json").read_text()  # a list, or JSON Lines
     predictions = [{"file": p["video"], "true_class": truth.get(p["video"]),
                     "top5": [t["name"] for t in p.get("top_k", [])]}
-                   for p in _load(workdir, "predictions.json")]
-    _write(os.path.join(workdir, "summary.json"), json.dumps(
+                   for p in (json.loads(text) if text.lstrip().startswith("[") else
+                             map(json.loads, text.splitlines()))]
+    pathlib.Path(workdir, "summary.json").write_text(json.dumps(
         {"seconds": round(seconds, 1), "models": models, "predictions": predictions}, indent=1))
     pct = lambda x: "–" if x is None else f"{100 * x:.1f}"
-    keys = ("clip_hit_at_1", "video_hit_at_1", "motion_video_hit_at_1",
-            "appearance_video_hit_at_1")
     lines = ["| model | clip Hit@1 | video Hit@1 | video Hit@1, motion classes | "
              "video Hit@1, appearance classes |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {m} | " + " | ".join(pct(models[m][k]) for k in keys) + " |" for m in MODELS]
+    lines += [f"| {m} | " + " | ".join(pct(models[m][k]) for k in SCORES) + " |" for m in MODELS]
     lines += [""] + [f"{p['file']}: true {p['true_class']}, top-5 {', '.join(p['top5'])}"
               for p in predictions]
-    root = os.path.abspath(workdir)
-    lines += ["", f"models: {root}/runs/<model>/model.keras; reports: {root}/reports/<model>/; "
-              f"SavedModel: {root}/serving/slow_fusion/1",
-              f"TensorBoard: tensorboard --logdir={root}/runs; summary: {root}/summary.json"]
+    r = os.path.abspath(workdir)
+    lines += ["", f"models: {r}/runs/<model>/model.keras; reports: {r}/reports/<model>/; Saved"
+              f"Model: {r}/serving/slow_fusion/1; TensorBoard: tensorboard --logdir={r}/runs"]
     return "\n".join(lines)
 
 
 def run_demo(workdir: str, s=FLAGS) -> str:
     """Runs (or carries on) every stage of the demo in `workdir`; returns the summary."""
     started = time.time()
-    os.makedirs(workdir, exist_ok=True)
     print(f"sports1m-demo in {os.path.abspath(workdir)}", flush=True)
     ran = False
     for name, commands, outputs in stages(s):
         ran |= run_stage(workdir, name, commands, outputs, ran, resumable=name == "train")
-    videos = held_out_videos(workdir)
     predict = [("sports1m-predict", ["--saved_model=serving/slow_fusion", "--json",
-                                     f"--max_clips={s.eval_clips}"] + [p for p, _ in videos])]
+                                     f"--max_clips={s.eval_clips}"]
+                + [path for path, _ in held_out_videos(workdir)])]
     run_stage(workdir, "predict", predict, ["predictions.json"], ran)
-    seconds = time.time() - started
-    text = summarise(workdir, seconds)
+    text = summarise(workdir, time.time() - started)
     print(f"\n==> results on the held-out test videos\n{text}\n\n"
-          f"sports1m-demo finished in {seconds:.0f} s", flush=True)
+          f"sports1m-demo finished in {time.time() - started:.0f} s", flush=True)
     return text
 
 
 def define_flags() -> None:
     """The command's flags (at run time: tests import commands with the same names)."""
     flags.DEFINE_string("workdir", "demo_run", "Folder of the demo run (created).")
-    flags.DEFINE_bool("restart", False, "Delete an earlier demo run in --workdir first.")
     flags.DEFINE_bool("quick", False, "Sizes of configs/demo_quick.flags: a smoke run.")
     flags.DEFINE_bool("full", False, "Sizes of configs/demo_full.flags: every synthetic class.")
     flags.DEFINE_list("classes", None, "Synthetic classes (names, or mixed/motion/appearance).")
-    flags.DEFINE_string("recipe", None, "sports1m-train's --flagfile: a path or a configs/ file.")
-    for name, help_ in SIZES.items():
-        flags.DEFINE_integer(name, None, help_, lower_bound=1)
+    flags.DEFINE_string("recipe", None, "sports1m-train --flagfile: in configs/, or absolute.")
+    for name in SIZES:
+        flags.DEFINE_integer(name, None, name.replace("_", " ").capitalize() + ".",
+                             lower_bound=1)
     flags.DEFINE_float("width", None, "Width multiplier of both models.")
+    flags.DEFINE_float("dropout", None, "sports1m-train --dropout, if not the recipe's.")
     flags.DEFINE_integer("seed", 0, "Seed of data, initialisation and sampling.")
 
 
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments {argv[1:]}; sizes are flags")
-    missing = [n for n in ("classes", "recipe", "width", *SIZES) if FLAGS[n].value is None]
-    if missing:
-        raise cli.UserError(f"no value for --{', --'.join(missing)}: give them, or a "
-                            f"--flagfile such as {os.path.join(CONFIGS, 'demo.flags')}")
     w = FLAGS.workdir  # stages delete their outputs: never in a folder of other files
     if os.path.isdir(w) and os.listdir(w) and not os.path.isdir(os.path.join(w, STAGES_DIR)):
         raise cli.UserError(f"--workdir {w} holds files but no {STAGES_DIR}/: it is not a "
                             "demo's folder; choose an empty or new one")
-    if FLAGS.restart:
-        shutil.rmtree(w, ignore_errors=True)
-    try:
-        run_demo(FLAGS.workdir)
-    except RuntimeError as e:
-        raise cli.UserError(f"{e}; fix the cause and re-run the same command to carry on")
+    run_demo(FLAGS.workdir)
 
 
 def run() -> None:
     define_flags()
     argv = list(sys.argv)
-    preset = next((p for p in ("quick", "full") if f"--{p}" in argv[1:]), None)
+    preset = "demo_quick" if "--quick" in argv else "demo_full" if "--full" in argv else "demo"
     # The preset's sizes first, so that any flag on the command line overrides them.
-    argv[1:1] = [f"--flagfile={os.path.join(CONFIGS, PRESETS[preset])}"]
+    argv[1:1] = [f"--flagfile={os.path.join(CONFIGS, preset + '.flags')}"]
     cli.entry(main)(argv)
 
 

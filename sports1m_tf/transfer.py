@@ -9,7 +9,7 @@ Four regimes, for every model family (multires included):
 | `all`     | source weights, new classifier   | every layer                    | `fc6`, `fc7`, `predictions` |
 | `scratch` | random init, same architecture   | every layer                    | `fc6`, `fc7`, `predictions` |
 
-Choices the paper leaves open (docs/issue8.md):
+Choices the paper leaves open (docs/transfer.md):
 - `top3` starts from the source's fc6/fc7 ("We initialize with a fully trained
   Sports CNN and then begin training the top 3 layers"); only the classifier is
   new, since the target has other classes.

@@ -28,7 +28,7 @@ FC_UNITS = 4096
 # "he_normal" (He et al. 2015: variance 2/fan_in, derived for rectifiers) goes
 # with Adam on unit-scale inputs: there, Glorot let Adam kill most of slow
 # fusion's conv2 channels and late fusion's fc6 units during the first loss
-# plateau on the motion classes, and such runs stalled (docs/issue10.md).
+# plateau on the motion classes, and such runs stalled (docs/studies/motion.md).
 KERNEL_INITS = ("glorot_uniform", "he_normal")
 DEFAULT_KERNEL_INIT = "glorot_uniform"
 # No temporal connectivity: each conv sees one time step.
