@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # TensorFlow, which a second process overlaps.
 TEST_WORKERS ?= 2
 
-.PHONY: install demo test bench clean
+.PHONY: install demo demo-full test clean
 
 $(BIN)/.installed: setup.py
 	$(PY) -m venv $(VENV)
@@ -17,11 +17,15 @@ $(BIN)/.installed: setup.py
 
 install: $(BIN)/.installed
 
+# The demo's sizes are configs/demo.flags (demo-full: configs/demo_full.flags).
 demo: install
 	$(BIN)/sports1m-demo --workdir=demo_run
+
+demo-full: install
+	$(BIN)/sports1m-demo --full --workdir=demo_full
 
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 clean:
-	rm -rf $(VENV) demo_run
+	rm -rf $(VENV) demo_run demo_full

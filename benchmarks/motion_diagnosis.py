@@ -12,11 +12,11 @@ renders the motion classes with `sports1m_tf.synthetic.render_video` straight
 into memory (no codec), samples training clips as the pipeline does (a random
 16-frame window, the model's frames of it, one random crop and flip per clip),
 trains `build_model`'s network with the training command's optimiser
-(`optimization.make_optimizer`) and reports, every --eval_every steps, the training
+(`train.make_optimizer`) and reports, every --eval_every steps, the training
 loss and the test video Hit@1 (2 clips x {centre, centre flipped} per video),
 then the test confusion matrix. Rendered videos are cached in --cache_dir.
 
-What it showed is summarised in docs/design.md ("Training").
+Figures from it are in docs/studies/motion.md ("What was learnt").
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def define_flags() -> None:
     flags.DEFINE_float("weight_decay", 5e-4, "Decoupled weight decay (0: plain Adam).")
     flags.DEFINE_float("input_scale", 1 / 64, "build_model input_scale (paper: 1).")
     flags.DEFINE_enum("kernel_init", "glorot_uniform", ["glorot_uniform", "he_normal"],
-                      "build_model kernel_init (the study's figures: Glorot).")
+                      "build_model kernel_init (the figures in docs/studies/motion.md: Glorot).")
     flags.DEFINE_integer("steps", 2500, "Optimiser steps.")
     flags.DEFINE_integer("batch_size", 32, "Clips per step.")
     flags.DEFINE_integer("eval_every", 500, "Steps between test evaluations.")
@@ -89,7 +89,7 @@ def main(argv: Sequence[str]) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from sports1m_tf import optimization, synthetic, train
+    from sports1m_tf import synthetic, train
     from sports1m_tf.models import build_model, frames_needed
 
     names = synthetic.resolve_classes(FLAGS.classes)
@@ -109,7 +109,7 @@ def main(argv: Sequence[str]) -> None:
     config = train.make_config(model_dir="unused", train_files=["unused"],
                                optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
                                weight_decay=FLAGS.weight_decay)
-    optimizer = optimization.make_optimizer(config)
+    optimizer = train.make_optimizer(config)
     generator = tf.random.Generator.from_seed(FLAGS.seed)
 
     @tf.function

@@ -1,8 +1,11 @@
 """The motion study: do the temporal models win where only motion tells classes apart?
 
-    nice -n 10 python benchmarks/motion_study.py                 # the full study
-    python benchmarks/motion_study.py --seeds=0 --models=single_frame,slow_fusion \
-        --class_sets=motion --train_steps=100                    # a quick look
+    nice -n 10 python benchmarks/motion_study.py --flagfile=configs/motion_cpu.flags   # the study
+    python benchmarks/motion_study.py --flagfile=configs/motion_cpu.flags --seeds=0 \
+        --models=single_frame,slow_fusion --class_sets=motion --train_steps=100    # a quick look
+
+The training recipe is sports1m-train's flags (defaults: the paper's), read from a
+file of configs/; docs/studies/motion.md has the results and what they taught.
 
 For each class set of `sports1m_tf.synthetic` (`motion`: 7 classes that differ
 only in how a textured disc moves, so one frame is at chance; `appearance`: 4
@@ -82,6 +85,31 @@ def make_records(root: str, *, classes: str, videos_per_class: int, num_frames: 
     with open(done) as f:
         names = json.load(f)["class_names"]
     return {"files": {s: os.path.join(records, f"{s}-*") for s in SPLITS}, "classes": names}
+
+
+# sports1m-train's flags that make a training recipe: a study takes them from a file of
+# configs/ (--flagfile=configs/motion_cpu.flags or configs/paper.flags), so that the
+# recipe is written once.
+RECIPE_FLAGS = ("optimizer", "learning_rate", "momentum", "weight_decay", "lr_schedule",
+                "input_scale", "kernel_init", "dropout", "batch_size", "shuffle_buffer")
+
+
+def define_recipe_flags() -> None:
+    """Declares `RECIPE_FLAGS` as sports1m-train declares them (its defaults: the
+    paper's recipe, configs/paper.flags)."""
+    from sports1m_tf.settings import define_flags as define_train_flags
+
+    train_flags = flags.FlagValues()
+    define_train_flags(flag_values=train_flags)
+    for name in RECIPE_FLAGS:
+        if name not in flags.FLAGS:
+            flags.FLAGS[name] = train_flags[name]
+            flags.FLAGS.register_flag_by_module(__name__, train_flags[name])
+
+
+def recipe_settings() -> dict:
+    """The parsed `RECIPE_FLAGS`, as `sports1m_tf.train.make_config` fields."""
+    return {name: flags.FLAGS[name].value for name in RECIPE_FLAGS}
 
 
 def _logged(events_dir: str, tag: str) -> list[tuple[int, float]]:
@@ -369,6 +397,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
+    define_recipe_flags()
     flags.DEFINE_list("models", list(MODELS),
                       f"Models (`_multires` suffix: multires variant; {CONTROL}: a plain "
                       "3-D CNN trained with Adam, the data/pipeline control).")
@@ -388,24 +417,6 @@ def define_flags() -> None:
     flags.DEFINE_integer("appearance_train_steps", 400,
                          "Optimiser steps per run on the appearance classes (every model is "
                          "at ~100% well before).")
-    flags.DEFINE_integer("batch_size", 32, "Clips per step.")
-    flags.DEFINE_enum("optimizer", "adam", ["sgd", "adam"],
-                      "sports1m-train --optimizer. The paper's SGD (lr 1e-3, raw pixels) stays "
-                      "at chance on the motion classes within a CPU budget "
-                      "(docs/design.md, 'Training').")
-    flags.DEFINE_float("learning_rate", 3e-4, "Learning rate (paper's SGD: 1e-3).")
-    flags.DEFINE_float("input_scale", 1 / 64, "sports1m-train --input_scale (paper: 1).")
-    flags.DEFINE_integer("shuffle_buffer", 10_000,
-                         "sports1m-train --shuffle_buffer: the whole training set (records "
-                         "of 64x64 frames are ~25 KB); 256 kept the fusion models at chance.")
-    flags.DEFINE_float("dropout", 0.5, "Dropout after fc6 and fc7 (paper: 0.5).")
-    flags.DEFINE_float("weight_decay", 5e-4,
-                       "sports1m-train --weight_decay (AdamW's is multiplied by the learning "
-                       "rate: 5e-4 at 3e-4 shrinks weights by about 0.2 percent over 12,000 steps).")
-    flags.DEFINE_enum("kernel_init", "he_normal", ["he_normal", "glorot_uniform"],
-                      "sports1m-train --kernel_init (glorot_uniform: the earlier tables).")
-    flags.DEFINE_enum("lr_schedule", "plateau", ["plateau", "cosine"],
-                      "sports1m-train --lr_schedule (plateau: the earlier tables).")
     flags.DEFINE_integer("eval_every", 500, "Steps between validations.")
     flags.DEFINE_integer("checkpoint_every", 1000,
                          "Steps between checkpoints (a killed run loses at most this many; "
@@ -504,11 +515,7 @@ def main(argv: Sequence[str]) -> None:
                                            f"{class_set}_{model}_s{seed}"),
                         model=model, seed=seed, width=FLAGS.width,
                         input_size=FLAGS.input_size, train_steps=steps,
-                        batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-                        optimizer=FLAGS.optimizer, input_scale=FLAGS.input_scale,
-                        shuffle_buffer=FLAGS.shuffle_buffer,
-                        dropout=FLAGS.dropout, kernel_init=FLAGS.kernel_init,
-                        lr_schedule=FLAGS.lr_schedule, weight_decay=FLAGS.weight_decay,
+                        **recipe_settings(),
                         eval_every=FLAGS.eval_every,
                         checkpoint_every=min(steps, FLAGS.checkpoint_every),
                         keep_checkpoints=FLAGS.keep_checkpoints,

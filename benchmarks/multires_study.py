@@ -1,7 +1,11 @@
 """The multires study: full frame vs fovea + context, accuracy and speed.
 
-    nice -n 10 python benchmarks/multires_study.py            # the full study
-    python benchmarks/multires_study.py --seeds=0 --train_steps=100 --videos_per_class=40
+    nice -n 10 python benchmarks/multires_study.py --flagfile=configs/paper.flags   # the study
+    python benchmarks/multires_study.py --flagfile=configs/paper.flags --seeds=0 \
+        --train_steps=100 --videos_per_class=40                                     # a quick look
+
+The training recipe is sports1m-train's flags (defaults: the paper's), read from a
+file of configs/; docs/studies/multires.md has the results.
 
 Single-frame and slow fusion, each full-frame and multires, trained on the same
 synthetic data (the 4 appearance classes by default) with `sports1m_tf.train.train`, in one
@@ -33,25 +37,21 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
+    common.define_recipe_flags()
     flags.DEFINE_list("models", list(MODELS), "Models (`_multires` suffix: multires variant).")
     flags.DEFINE_list("placements", ["centre", "anywhere"],
                       "Datasets: objects near the centre and/or anywhere.")
     flags.DEFINE_list("seeds", ["0", "1"], "Seeds (data, initialisation, sampling).")
     flags.DEFINE_string("classes", "appearance",
-                        "Synthetic class set (appearance: the paper models do not learn the "
-                        "motion classes at this budget, see motion_study.py).")
+                        "Synthetic class set (appearance: the paper's SGD learns it within "
+                        "the study's 600 steps).")
     flags.DEFINE_integer("videos_per_class", 100, "Videos per class, 60/20/20% train/val/test.")
     flags.DEFINE_integer("num_frames", 32, "Frames per video (16 per clip).")
     flags.DEFINE_integer("video_size", 64, "Rendered frame size.")
     flags.DEFINE_integer("frame_size", 64, "Stored (converted) frame size.")
     flags.DEFINE_integer("input_size", 56, "Model input (crop) size; multires streams see half.")
     flags.DEFINE_float("width", 0.25, "Width multiplier.")
-    flags.DEFINE_integer("train_steps", 600, "SGD steps per run.")
-    flags.DEFINE_integer("batch_size", 32, "Clips per step.")
-    flags.DEFINE_float("learning_rate", 1e-3, "SGD learning rate (paper: 1e-3).")
-    flags.DEFINE_float("dropout", 0.5, "Dropout after fc6 and fc7.")
-    flags.DEFINE_enum("kernel_init", "glorot_uniform", ["glorot_uniform", "he_normal"],
-                      "sports1m-train --kernel_init (Glorot goes with this study's SGD).")
+    flags.DEFINE_integer("train_steps", 600, "Optimiser steps per run.")
     flags.DEFINE_integer("eval_every", 200, "Steps between validations.")
     flags.DEFINE_integer("workers", 2, "Conversion processes.")
     flags.DEFINE_string("work_dir", "/tmp/sports1m_multires_study",
@@ -129,9 +129,8 @@ def main(argv: Sequence[str]) -> None:
                 result = common.train_and_evaluate(
                     data, os.path.join(FLAGS.work_dir, "runs", f"{placement}_{model}_s{seed}"),
                     model=model, seed=seed, width=FLAGS.width, input_size=FLAGS.input_size,
-                    train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size,
-                    learning_rate=FLAGS.learning_rate, dropout=FLAGS.dropout,
-                    kernel_init=FLAGS.kernel_init, eval_every=FLAGS.eval_every,
+                    train_steps=FLAGS.train_steps, eval_every=FLAGS.eval_every,
+                    **common.recipe_settings(),
                     checkpoint_every=FLAGS.train_steps,
                     log_every=max(1, FLAGS.train_steps // 10))
                 runs.append({"placement": placement, "model": model, "seed": seed, **result})

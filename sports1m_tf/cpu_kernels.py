@@ -11,7 +11,7 @@ def prefer_onednn() -> None:
     """Turns TensorFlow's oneDNN CPU kernels on unless the user chose already.
 
     They take 1.7–2.3x fewer CPU seconds per training step here
-    (`benchmarks/train_step.py`), and TF 2.21 leaves them off on
+    (`benchmarks/train_step.py`, docs/training.md), and TF 2.21 leaves them off on
     some CPUs (AMD). The variable only counts before TensorFlow is imported, so
     entry points call this first; an explicit `TF_ENABLE_ONEDNN_OPTS=0` still wins.
     """

@@ -19,7 +19,7 @@ class FramePreprocessing(keras.layers.Layer):
       mean: float. Subtracted from every raw pixel value. Defaults to 117.
       scale: float. Multiplies the centred value. Defaults to 1 (the paper: raw
         pixel units); 1/64 brings the input to about unit variance, which
-        `--optimizer=adam` needs (docs/design.md, "Training").
+        `--optimizer=adam` needs (see docs/studies/motion.md).
     """
 
     def __init__(self, mean: float = 117.0, scale: float = 1.0, **kwargs):

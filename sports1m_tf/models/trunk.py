@@ -1,4 +1,4 @@
-"""The paper's single-frame network, shared by every model family (docs/design.md, "Models").
+"""The paper's single-frame network, shared by every model family (SPEC §1).
 
 `C(96,11,3)-N-P-C(256,5,1)-N-P-C(384,3,1)-C(384,3,1)-C(256,3,1)-P-FC(4096)-FC(4096)`.
 Frames are folded into the batch ([B*T, H, W, C]); a family's temporal
@@ -28,7 +28,7 @@ FC_UNITS = 4096
 # "he_normal" (He et al. 2015: variance 2/fan_in, derived for rectifiers) goes
 # with Adam on unit-scale inputs: there, Glorot let Adam kill most of slow
 # fusion's conv2 channels and late fusion's fc6 units during the first loss
-# plateau on the motion classes, and such runs stalled (docs/design.md, "Training").
+# plateau on the motion classes, and such runs stalled (docs/studies/motion.md).
 KERNEL_INITS = ("glorot_uniform", "he_normal")
 DEFAULT_KERNEL_INIT = "glorot_uniform"
 # No temporal connectivity: each conv sees one time step.
