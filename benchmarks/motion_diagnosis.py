@@ -12,7 +12,7 @@ renders the motion classes with `sports1m_tf.synthetic.render_video` straight
 into memory (no codec), samples training clips as the pipeline does (a random
 16-frame window, the model's frames of it, one random crop and flip per clip),
 trains `build_model`'s network with the training command's optimiser
-(`train.make_optimizer`) and reports, every --eval_every steps, the training
+(`optimization.make_optimizer`) and reports, every --eval_every steps, the training
 loss and the test video Hit@1 (2 clips x {centre, centre flipped} per video),
 then the test confusion matrix. Rendered videos are cached in --cache_dir.
 
@@ -89,7 +89,7 @@ def main(argv: Sequence[str]) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from sports1m_tf import synthetic, train
+    from sports1m_tf import optimization, synthetic, train
     from sports1m_tf.models import build_model, frames_needed
 
     names = synthetic.resolve_classes(FLAGS.classes)
@@ -109,7 +109,7 @@ def main(argv: Sequence[str]) -> None:
     config = train.make_config(model_dir="unused", train_files=["unused"],
                                optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
                                weight_decay=FLAGS.weight_decay)
-    optimizer = train.make_optimizer(config)
+    optimizer = optimization.make_optimizer(config)
     generator = tf.random.Generator.from_seed(FLAGS.seed)
 
     @tf.function

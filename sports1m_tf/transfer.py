@@ -1,4 +1,4 @@
-"""Transfer learning (paper §4.2, SPEC §6): a trained model → a model to fine-tune.
+"""Transfer learning (docs/design.md): a trained model → a model to fine-tune.
 
 Four regimes, for every model family (multires included):
 
@@ -46,18 +46,9 @@ import keras
 
 from sports1m_tf.models import build_model, describe
 from sports1m_tf.models.trunk import FC_UNITS
+from sports1m_tf.transfer_regimes import (  # noqa: F401  (part of this module's API)
+    HEAD_LAYERS, PAPER_DROPOUT, REGIMES, RETRAINED)
 
-REGIMES = ("top1", "top3", "all", "scratch")
-# The paper: "as little as 10% chance of keeping each unit active".
-PAPER_DROPOUT = 0.9
-HEAD_LAYERS = ("fc6", "fc7", "predictions")
-# Layers each regime retrains (None: every layer).
-RETRAINED: dict[str, tuple[str, ...] | None] = {
-    "top1": ("predictions",),
-    "top3": HEAD_LAYERS,
-    "all": None,
-    "scratch": None,
-}
 
 
 @keras.saving.register_keras_serializable(package="sports1m_tf")

@@ -18,9 +18,10 @@ A multi-label clip counts once for each of its classes in `clips_per_class`.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from tfrecord_tools import fileio, shards
 
@@ -103,13 +104,32 @@ def check_classes(output_dir: str, classes: list[str]) -> None:
             f"than this manifest's {len(classes)}: convert into another --output_dir")
 
 
+@contextlib.contextmanager
+def _one_writer(output_dir: str) -> Iterator[None]:
+    """Holds an exclusive lock on the folder's `dataset.json` while a split is written.
+
+    Conversions of different splits into one folder may run at once (the demo
+    runs three); each reads, changes and rewrites the file, and without the lock
+    the last writer would drop the others' sections. Remote folders have one
+    writer, the Beam driver.
+    """
+    if fileio.is_remote(output_dir):
+        yield
+        return
+    import fcntl
+    with open(os.path.join(output_dir, f".{FILE_NAME}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def write_split(output_dir: str, classes: list[str], split: str, section: dict) -> str:
     """Writes (atomically) `dataset.json` with this split's section replaced. Returns its path."""
-    data = read(output_dir) or {"format": FORMAT, "classes": classes, "splits": {}}
-    data.update(classes=classes, num_classes=len(classes))
-    data["splits"][split] = section
     path = fileio.join(output_dir, FILE_NAME)
-    fileio.write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
+    with _one_writer(output_dir):
+        data = read(output_dir) or {"format": FORMAT, "classes": classes, "splits": {}}
+        data.update(classes=classes, num_classes=len(classes))
+        data["splits"][split] = section
+        fileio.write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
     return path
 
 

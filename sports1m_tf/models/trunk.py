@@ -1,4 +1,4 @@
-"""The paper's single-frame network, shared by every model family (SPEC §1).
+"""The paper's single-frame network, shared by every model family (docs/design.md, "Models").
 
 `C(96,11,3)-N-P-C(256,5,1)-N-P-C(384,3,1)-C(384,3,1)-C(256,3,1)-P-FC(4096)-FC(4096)`.
 Frames are folded into the batch ([B*T, H, W, C]); a family's temporal
