@@ -531,3 +531,25 @@ def test_remote_paths_go_through_tf_io_gfile(videos):
     records = [r.numpy() for r in tf.data.TFRecordDataset(
         tf.io.gfile.glob(f"{root}/out/train-*"))]
     assert [clip_key(r)[0] for r in records] == ["AbCdEfGhIjK"] * 2
+
+
+def _write_sections(folder: str, writer: int) -> None:
+    from tfrecord_tools import summary
+    for k in range(15):
+        summary.write_split(folder, ["a", "b"], f"split{writer}_{k}", {"clips": k})
+
+
+def test_dataset_json_keeps_every_split_when_conversions_write_at_once(tmp_path):
+    # Conversions of different splits into one folder (the demo runs three) each
+    # rewrite dataset.json; none may drop another's section, and no lock file stays.
+    import multiprocessing
+    from tfrecord_tools import summary
+    spawn = multiprocessing.get_context("spawn")
+    writers = [spawn.Process(target=_write_sections, args=(str(tmp_path), i)) for i in range(4)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(timeout=120)
+        assert w.exitcode == 0
+    assert len(summary.read(str(tmp_path))["splits"]) == 4 * 15
+    assert os.listdir(tmp_path) == ["dataset.json"]

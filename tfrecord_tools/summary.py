@@ -117,9 +117,21 @@ def _one_writer(output_dir: str) -> Iterator[None]:
         yield
         return
     import fcntl
-    with open(os.path.join(output_dir, f".{FILE_NAME}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    path = os.path.join(output_dir, f".{FILE_NAME}.lock")
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:  # the holder before us may have removed the file we waited on
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
         yield
+    finally:
+        os.unlink(path)  # before unlocking: a waiter then sees a stale inode and retries
+        os.close(fd)
 
 
 def write_split(output_dir: str, classes: list[str], split: str, section: dict) -> str:
