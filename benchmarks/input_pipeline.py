@@ -24,12 +24,13 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
+
+from sports1m_tf import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("records_dir", None, "Where to write the benchmark records (temp dir if unset).")
@@ -232,7 +233,7 @@ def measure(folder: str) -> None:
 
 
 def run():
-    app.run(main)
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

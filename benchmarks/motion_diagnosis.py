@@ -25,7 +25,9 @@ import os
 import time
 from typing import Sequence
 
-from absl import app, flags
+from absl import flags
+
+from sports1m_tf import cli
 
 from sports1m_tf import cpu_kernels
 
@@ -169,7 +171,7 @@ def main(argv: Sequence[str]) -> None:
 
 def run() -> None:
     define_flags()
-    app.run(main)
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

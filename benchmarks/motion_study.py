@@ -35,7 +35,8 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from sports1m_tf import cpu_kernels
+from sports1m_tf import cli
+
 
 SPLITS = ("train", "val", "test")
 MODELS = ("single_frame", "early_fusion", "late_fusion", "slow_fusion", "slow_fusion_multires")
@@ -553,9 +554,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    cpu_kernels.prefer_onednn()
     define_flags()
-    app.run(main)
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

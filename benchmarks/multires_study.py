@@ -28,7 +28,8 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from sports1m_tf import cpu_kernels
+from sports1m_tf import cli
+
 
 import motion_study as common
 
@@ -148,9 +149,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    cpu_kernels.prefer_onednn()
     define_flags()
-    app.run(main)
+    cli.entry(main)()
 
 
 if __name__ == "__main__":

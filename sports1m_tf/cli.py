@@ -161,9 +161,12 @@ def _command_help(main_module: str) -> str:
     module = sys.modules.get(main_module)
     lines = [(module.__doc__ or "").strip(), ""] if module is not None else []
     by_module = flags.FLAGS.flags_by_module_dict()
-    own = [name for name in by_module if name.split(".")[0] in _OWN_PACKAGES]
+    # absl files a script's flags under its path, not under "__main__".
+    mine = {main_module} | ({sys.argv[0]} if main_module == "__main__" and sys.argv else set())
+    own = [name for name in by_module
+           if name in mine or name.split(".")[0] in _OWN_PACKAGES]
     # The command's module first, then shared flag modules in name order.
-    own.sort(key=lambda name: (name != main_module, name))
+    own.sort(key=lambda name: (name not in mine, name))
     for name in own:
         text = flags.FLAGS.module_help(name)
         if text.strip():
