@@ -72,6 +72,7 @@ def evaluate(members: Sequence, eval_files, *, output_dir: str, clips_per_video:
         raise ValueError("no model to evaluate: give --model_dir, --checkpoint or --keras_model")
     files = list_files(eval_files)
     from sports1m_tf.data import input_checks
+    input_checks.check_shards_whole(files)
     for size in sorted({m.identity["describe"]["input_size"] for m in members}):
         input_checks.check_crop_fits(files, size)
     names = list(class_names) if class_names is not None else resolve_classes(members, files)

@@ -68,7 +68,6 @@ def many_clip_videos(tmp_path_factory) -> dict:
 
     Returns {"manifest": CSV path, "videos": 100, "clips_per_video": 25, "settings": MANY_CLIPS}.
     """
-    from tfrecord_tools import testvideos
     root = tmp_path_factory.mktemp("many_clips")
     lines = []
     for i in range(100):

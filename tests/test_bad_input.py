@@ -24,7 +24,7 @@ from typing import Callable
 import pytest
 
 from sports1m_tf import synthetic
-from tfrecord_tools import testvideos as tv
+import testvideos as tv
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = {  # console script -> the module whose run() it calls

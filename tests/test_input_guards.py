@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sports1m_tf.data import clip_selection
-from tfrecord_tools import testvideos as tv
+import testvideos as tv
 
 
 def _fake_clips(videos: int, clips: int) -> dict[bytes, np.ndarray]:
@@ -107,3 +107,24 @@ def test_a_stream_that_only_skips_ends_and_names_the_file(tmp_path):
     assert counter.records_read() < 200
     with pytest.raises(SkippedRecordsError, match=r"broken\.tfrecord \(\d+\)"):
         counter.check_budget()
+
+
+def test_a_shard_cut_short_is_named_before_training(tmp_path):
+    # A cut shard reads as whole up to the cut and then just ends: without the size
+    # the converter recorded, its lost clips would go unnoticed.
+    from sports1m_tf.data import input_checks
+    from tfrecord_tools.convert import convert
+    video = tv.write_video(str(tmp_path / "v.avi"), num_frames=96, width=40, height=32, seed=1)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"{video},a\n")
+    out = tmp_path / "records"
+    convert(str(manifest), output_dir=str(out), split="train", num_shards=2, clips_per_video=6,
+            frame_size=32, progress=False)
+    shards = sorted(str(p) for p in out.glob("train-*"))
+    input_checks.check_shards_whole(shards)  # as written: whole
+    with open(shards[1], "r+b") as f:
+        f.truncate(os.path.getsize(shards[1]) // 2)
+    with pytest.raises(input_checks.InputError, match=r"train-00001-of-00002.*cut short"):
+        input_checks.check_shards_whole(shards)
+    with pytest.raises(input_checks.InputError, match="cut short"):
+        input_checks.check_run_inputs([str(out / "train-*")], None, 24)

@@ -137,6 +137,11 @@ def _one_writer(output_dir: str) -> Iterator[None]:
 def write_split(output_dir: str, classes: list[str], split: str, section: dict) -> str:
     """Writes (atomically) `dataset.json` with this split's section replaced. Returns its path."""
     path = fileio.join(output_dir, FILE_NAME)
+    # Each shard's size as written: a reader can then tell a shard cut short (a copy
+    # that stopped, a full disk) from a whole one with one stat, at any scale.
+    section = {**section, "shard_bytes": {
+        name: fileio.size(fileio.join(output_dir, name)) for name in section["shards"]
+        if fileio.exists(fileio.join(output_dir, name))}}
     with _one_writer(output_dir):
         data = read(output_dir) or {"format": FORMAT, "classes": classes, "splits": {}}
         data.update(classes=classes, num_classes=len(classes))

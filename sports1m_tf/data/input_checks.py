@@ -157,6 +157,37 @@ def warn_empty_classes(files: Sequence[str]) -> list[str]:
     return empty
 
 
+def check_shards_whole(files: Sequence[str]) -> None:
+    """Fails when a shard's size differs from the size its converter recorded.
+
+    A cut shard reads as whole up to the cut and then ends with a read error
+    that the input pipeline cannot charge to single records, so its lost clips
+    would go unnoticed. Shards without a recorded size (older conversions, other
+    writers) are not checked.
+
+    Raises:
+      InputError: names the shard, both sizes and the fixes.
+    """
+    import os
+
+    from tfrecord_tools import fileio
+    by_folder: dict[str, list[str]] = {}
+    for path in files:
+        by_folder.setdefault(os.path.dirname(path), []).append(path)
+    for folder, paths in by_folder.items():
+        info, info_path = dataset_info.dataset_info(paths)
+        recorded = {}
+        for section in (info or {}).get("splits", {}).values():
+            recorded.update(section.get("shard_bytes") or {})
+        for path in paths:
+            expected = recorded.get(os.path.basename(path))
+            if expected is not None and fileio.size(path) != expected:
+                raise InputError(
+                    f"{path} is {fileio.size(path):,} bytes but {info_path} records "
+                    f"{expected:,}: the shard was cut short or replaced. Convert the split "
+                    "again (sports1m-convert with --overwrite), or leave the shard out")
+
+
 def check_run_inputs(train_files: Sequence[str], val_files: Sequence[str] | None,
                      crop: int) -> None:
     """The checks a training run makes before its first step (crop size, empty classes).
@@ -170,6 +201,7 @@ def check_run_inputs(train_files: Sequence[str], val_files: Sequence[str] | None
         val = records.list_files(list(val_files)) if val_files else []
     except ValueError as e:
         raise InputError(f"{e}: check --train_files / --val_files") from None
+    check_shards_whole(train + val)
     check_crop_fits(train, crop)
     if val:
         check_crop_fits(val, crop)
