@@ -199,3 +199,16 @@ def test_kernel_init_sets_the_relu_layers_and_leaves_the_classifier():
                                                           rel=0.1)
     with pytest.raises(ValueError, match="kernel_init"):
         build_model("single_frame", 3, kernel_init="zeros")
+
+
+def test_describe_reads_the_build_config_not_the_name(tmp_path):
+    from sports1m_tf import models
+    model = models.build_model("slow_fusion", 5, multires=True, width=0.0625, input_size=32)
+    # Renamed (a wrapper with the same graph): the name no longer tells the family.
+    renamed = keras.Model(model.inputs, model.outputs, name="my_classifier")
+    info = models.describe(renamed)
+    assert (info["name"], info["multires"], info["num_classes"]) == ("slow_fusion", True, 5)
+    assert info["frames"] == models.frames_needed("slow_fusion")
+    path = str(tmp_path / "renamed.keras")
+    renamed.save(path)
+    assert models.describe(keras.models.load_model(path, compile=False)) == info

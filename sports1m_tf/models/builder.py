@@ -99,7 +99,8 @@ def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
 
     # Layers: preprocessing, one trunk per stream, the shared head.
     frames = keras.Input((steps, size, size, 3), dtype="uint8", name="frames")
-    x = FramePreprocessing(scale=input_scale, name="preprocess")(frames)
+    built_as = {"family": name, "multires": bool(multires), "clip_frames": int(clip_frames)}
+    x = FramePreprocessing(scale=input_scale, built_as=built_as, name="preprocess")(frames)
     x = TimeToBatch(name="time_to_batch")(x)
     merged = []
     for stream in streams:
@@ -118,14 +119,23 @@ def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
 
 
 def describe(model: keras.Model, clip_frames: int = CLIP_FRAMES) -> dict:
-    """Recovers how a built or loaded model was configured.
+    """Reads how a built or loaded model was configured.
+
+    The family, multires and clip length come from the config `build_model`
+    stores in the model's preprocessing layer; models saved before it did are
+    read from their name (`slow_fusion`, `slow_fusion_multires`, ...).
 
     Returns:
       dict with `name`, `multires`, `num_classes`, `input_size`, `frames`,
       `input_scale`.
     """
-    match = re.fullmatch(r"(.+?)(_multires)?", model.name)
-    name, multires = match.group(1), bool(match.group(2))
+    built_as = _built_as(model)
+    if built_as is not None:
+        name, multires = built_as["family"], bool(built_as["multires"])
+        clip_frames = int(built_as.get("clip_frames", clip_frames))
+    else:
+        match = re.fullmatch(r"(.+?)(_multires)?", model.name)
+        name, multires = match.group(1), bool(match.group(2))
     if name not in MODELS:
         raise ValueError(f"model {model.name!r} was not built by sports1m_tf.models")
     return {
@@ -136,6 +146,13 @@ def describe(model: keras.Model, clip_frames: int = CLIP_FRAMES) -> dict:
         "frames": frames_needed(name, clip_frames),
         "input_scale": _input_scale(model),
     }
+
+
+def _built_as(model: keras.Model) -> dict | None:
+    try:
+        return getattr(model.get_layer("preprocess"), "built_as", None)
+    except ValueError:  # a model without the preprocessing layer
+        return None
 
 
 def _input_scale(model: keras.Model) -> float:

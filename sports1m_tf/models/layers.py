@@ -20,12 +20,17 @@ class FramePreprocessing(keras.layers.Layer):
       scale: float. Multiplies the centred value. Defaults to 1 (the paper: raw
         pixel units); 1/64 brings the input to about unit variance, which
         `--optimizer=adam` needs (see docs/studies/motion.md).
+      built_as: dict or None. How `build_model` built the model this layer
+        opens (`family`, `multires`, `clip_frames`); it travels in the saved
+        model's config so that `describe` reads it back. Defaults to None.
     """
 
-    def __init__(self, mean: float = 117.0, scale: float = 1.0, **kwargs):
+    def __init__(self, mean: float = 117.0, scale: float = 1.0,
+                 built_as: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         self.mean = float(mean)
         self.scale = float(scale)
+        self.built_as = dict(built_as) if built_as else None
 
     def call(self, frames):
         x = tf.cast(frames, self.compute_dtype) - tf.cast(self.mean, self.compute_dtype)
@@ -34,7 +39,8 @@ class FramePreprocessing(keras.layers.Layer):
         return x
 
     def get_config(self):
-        return {**super().get_config(), "mean": self.mean, "scale": self.scale}
+        return {**super().get_config(), "mean": self.mean, "scale": self.scale,
+                "built_as": self.built_as}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
