@@ -140,7 +140,7 @@ def write_split(output_dir: str, classes: list[str], split: str, section: dict) 
     # Each shard's size as written: a reader can then tell a shard cut short (a copy
     # that stopped, a full disk) from a whole one with one stat, at any scale.
     section = {**section, "shard_bytes": {
-        name: fileio.size(fileio.join(output_dir, name)) for name in section["shards"]
+        name: fileio.size(fileio.join(output_dir, name)) for name in section.get("shards", ())
         if fileio.exists(fileio.join(output_dir, name))}}
     with _one_writer(output_dir):
         data = read(output_dir) or {"format": FORMAT, "classes": classes, "splits": {}}
