@@ -75,6 +75,9 @@ def json_text(value) -> str:
     return json.dumps(clean(value), allow_nan=False)
 
 
+_QUIET_MARKER = "SPORTS1M_TF_QUIET"
+
+
 def quiet_tensorflow() -> None:
     """Hides TensorFlow's C++ start-up log lines unless the user chose a level.
 
@@ -82,9 +85,12 @@ def quiet_tensorflow() -> None:
     (the oneDNN and CUDA-stub lines, twice), so the variable alone is not enough:
     the process's stderr also passes through `_NativeLogFilter`.
     """
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    # The marker tells a command started by another (the demo's stages) that the
+    # level was ours, not the user's, so it filters too.
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ and not os.environ.get(_QUIET_MARKER):
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ[_QUIET_MARKER] = "1"
     _NativeLogFilter.install()
 
 

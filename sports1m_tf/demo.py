@@ -47,9 +47,9 @@ def resolve_command(name: str) -> list[str]:
 
 
 def child_env() -> dict:
-    """Every stage's environment: unbuffered output, TensorFlow's C++ chatter off."""
-    return {**os.environ, "PYTHONUNBUFFERED": "1",
-            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    """Every stage's environment: unbuffered output (TensorFlow's C++ chatter is
+    filtered by each command unless the user set TF_CPP_MIN_LOG_LEVEL)."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def run_commands(commands: Sequence[tuple[str, list[str]]], *, cwd: str,

@@ -171,7 +171,10 @@ class ErrorCounter:
         """Failed-record counts per file (files with no failure are left out)."""
         counts: dict[str, int] = {}
         for files, started, finished in self._bindings:
-            failed = (started.numpy() - finished.numpy()).tolist()
+            # Finished first: a record counted as finished was started before, so
+            # reading in this order never gives a negative count while decoding runs.
+            done = finished.numpy()
+            failed = (started.numpy() - done).tolist()
             for path, n in zip(files, failed):
                 if n:
                     counts[path] = counts.get(path, 0) + int(n)
