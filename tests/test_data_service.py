@@ -6,7 +6,6 @@ with SIGKILL and the dispatcher killed and restarted from its work dir while a
 run goes on; an address where no dispatcher answers. The two fault and cluster
 tests take about 1.5 min each on 2 cores (marked slow).
 """
-import contextlib
 import os
 import pathlib
 import signal
@@ -16,7 +15,7 @@ import time
 
 import pytest
 from test_distributed import (PROCESS_TIMEOUT, TINY, _digest, _finish, _free_ports,  # noqa: F401
-                              _tf_config, records)
+                              _processes, _tf_config, records)
 
 from sports1m_tf import checkpoints
 from sports1m_tf.data import service as data_service
@@ -25,34 +24,6 @@ TRAIN = "sports1m_tf.train"
 SERVICE = "sports1m_tf.data_service"
 # Seconds to wait for a server's "listening" line (TensorFlow's import is most of it).
 START_TIMEOUT = 90
-
-
-@contextlib.contextmanager
-def _processes(tmp_path):
-    """Yields `launch(name, module, args, tf_config=None) -> Popen`; kills each group at exit."""
-    started = []
-
-    def launch(name, module, args, tf_config=None):
-        env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-        if tf_config:
-            env["TF_CONFIG"] = tf_config
-        out = open(tmp_path / f"{name}.out", "w")
-        err = open(tmp_path / f"{name}.err", "w")
-        proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env, stdout=out,
-                                stderr=err, start_new_session=True)
-        proc.log_name = name
-        started.append((proc, out, err))
-        return proc
-
-    try:
-        yield launch
-    finally:
-        for proc, out, err in started:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            out.close()
-            err.close()
 
 
 def _wait_for_line(proc, tmp_path, text, timeout=START_TIMEOUT):

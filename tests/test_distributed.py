@@ -55,18 +55,18 @@ def _tf_config(cluster, task_type, index):
 
 
 @contextlib.contextmanager
-def _cluster(tmp_path):
-    """Yields `launch(name, args, tf_config=None) -> Popen`; kills every group at exit."""
+def _processes(tmp_path):
+    """Yields `launch(name, module, args, tf_config=None) -> Popen`; kills each group at exit."""
     started = []
 
-    def launch(name, args, tf_config=None):
+    def launch(name, module, args, tf_config=None):
         env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
         if tf_config:
             env["TF_CONFIG"] = tf_config
         out = open(tmp_path / f"{name}.out", "w")
         err = open(tmp_path / f"{name}.err", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "sports1m_tf.train", *args], env=env,
-                                stdout=out, stderr=err, start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env, stdout=out,
+                                stderr=err, start_new_session=True)
         proc.log_name = name
         started.append((proc, out, err))
         return proc
@@ -80,6 +80,14 @@ def _cluster(tmp_path):
             proc.wait()
             out.close()
             err.close()
+
+
+@contextlib.contextmanager
+def _cluster(tmp_path):
+    """Yields `launch(name, args, tf_config=None) -> Popen` of sports1m-train processes."""
+    with _processes(tmp_path) as launch:
+        yield lambda name, args, tf_config=None: launch(name, "sports1m_tf.train", args,
+                                                        tf_config)
 
 
 def _finish(proc, tmp_path, timeout=PROCESS_TIMEOUT):
