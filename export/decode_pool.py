@@ -33,10 +33,12 @@ class DecodeOptions:
       max_clips: int. Most clips per video, or per segment.
       segment_seconds: float. 0: clips spread over the whole video; > 0: segments.
       threads: int. FFmpeg threads per worker (0: one per core).
+      frames: offsets within a clip to convert (the model's); None: all 16.
     """
     max_clips: int = 20
     segment_seconds: float = 0.0
     threads: int = 1
+    frames: tuple[int, ...] | None = None
 
 
 @dataclasses.dataclass
@@ -64,9 +66,10 @@ def _decode_file(path: str, options: DecodeOptions):
     from export import video_input
     if options.segment_seconds > 0:
         yield from video_input.iter_segments(path, options.segment_seconds, options.max_clips,
-                                             threads=options.threads)
+                                             threads=options.threads, frames=options.frames)
         return
-    clips = video_input.read_clips(path, options.max_clips, threads=options.threads)
+    clips = video_input.read_clips(path, options.max_clips, threads=options.threads,
+                                   frames=options.frames)
     yield video_input.Segment(0, 0.0, 0.0, clips, 0)
 
 

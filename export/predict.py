@@ -7,8 +7,9 @@
 
 Each video is decoded once, front to back, with the converter's decoder: clips of
 16 consecutive frames are kept as the converter stores frames (centre square,
-200×200), and the SavedModel's `predict_video` signature averages the 4 views of
-every clip into a prediction. Without `--segment_seconds`, up to `--max_clips`
+200×200; only the frames the model reads, listed in the SavedModel's
+model_info.json, are converted), and the SavedModel's `predict_video` signature
+averages the 4 views of every clip into a prediction. Without `--segment_seconds`, up to `--max_clips`
 clips evenly spread over the whole video; with it, each consecutive segment of
 S seconds gets up to `--max_clips` clips and its own top 5, streaming (memory
 holds a segment, whatever the video's length), and the video's top 5 is the mean
@@ -211,7 +212,8 @@ def main(argv):
     paths, truths, errors = _inputs(argv)
     model = VideoModel(resolve_saved_model(FLAGS.saved_model))
     options = decode_pool.DecodeOptions(max_clips=FLAGS.max_clips,
-                                        segment_seconds=FLAGS.segment_seconds)
+                                        segment_seconds=FLAGS.segment_seconds,
+                                        frames=model.frames)
     workers = FLAGS.workers or os.cpu_count() or 1
     for result in errors:
         _print(result, truths)

@@ -7,12 +7,18 @@ Layout written (what TF Serving watches and loads):
   EXPORT_DIR/NAME/VERSION/variables/
   EXPORT_DIR/NAME/VERSION/assets/class_names.txt
   EXPORT_DIR/NAME/VERSION/assets.extra/tf_serving_warmup_requests
+  EXPORT_DIR/NAME/VERSION/assets.extra/model_info.json  what the model reads (see below)
+
+`model_info.json` tells clients which frames of a 16-frame clip the model
+reads (`frames`), its family, crop and stored frame size, so that a client
+decodes only what matters (`sports1m-predict` converts only those frames).
 
 A version is written under a temporary name and renamed into place when complete,
 so a server polling NAME/ never loads a half-written version.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -25,6 +31,7 @@ import tensorflow as tf
 from absl import logging
 
 from export import signatures
+from export.video_prediction import MODEL_INFO_FILE
 from sports1m_tf.models import describe
 from tfrecord_tools import schema
 
@@ -151,6 +158,18 @@ def write_models_config(export_dir: str, serving_root: str | None = None) -> str
     return path
 
 
+def write_model_info(version_dir: str, info: dict, clip_frames: int, frame_size: int) -> str:
+    """Writes `assets.extra/model_info.json` (a `describe()` dict and the clip layout)."""
+    path = os.path.join(version_dir, MODEL_INFO_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    record = {key: info[key] for key in ("name", "multires", "num_classes", "input_size",
+                                          "frames")}
+    record.update(clip_frames=int(clip_frames), frame_size=int(frame_size))
+    with open(path, "w") as f:
+        json.dump(record, f, indent=2)
+    return path
+
+
 def export_model(model: keras.Model, export_dir: str, name: str, version: int | None = None,
                  *, class_names: Sequence[str] | None = None, warmup: bool = True,
                  serving_root: str | None = None,
@@ -213,8 +232,9 @@ def export_model(model: keras.Model, export_dir: str, name: str, version: int | 
                 model, table, clip_frames, frame_size).items():
             archive.add_endpoint(signature, fn, input_signature=spec)
         archive.write_out(staging, verbose=False)
+    # After write_out: the archive has no hook for assets.extra.
+    write_model_info(staging, info, clip_frames, frame_size)
     if warmup:
-        # After write_out: the archive has no hook for assets.extra.
         write_warmup(staging, name, clip_frames)
     os.rename(staging, final)
     write_models_config(export_dir, serving_root)

@@ -6,6 +6,11 @@ of the chosen clips are retrieved, cropped to their centre square and resized
 to 200×200 with INTER_AREA, exactly as the converter stores them (then
 BGR → RGB, what the signatures take).
 
+The resize costs about as much as decoding a frame, so a caller that knows
+which frames of a clip its model reads (`frames`: slow fusion reads 10 of 16,
+single frame 1) gets only those converted; the others are left black, and the
+exported signatures never look at them.
+
 Two ways to cut a video:
 - `read_clips`: up to `max_clips` clips of 16 frames evenly spread over the
   whole video (the paper's 20 clips a video).
@@ -21,7 +26,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -92,33 +97,46 @@ def probe(path: str, threads: int = 1) -> tuple[float, int]:
         cap.release()
 
 
-def _read_span(cap, index: int, stop: int, starts: list[int], clip_frames: int
-               ) -> tuple[np.ndarray, int, bool]:
-    """Grabs frames `index` .. `stop - 1`, retrieving only those of the clips at `starts`.
+def frames_to_read(frames: Sequence[int] | None, clip_frames: int = CLIP_FRAMES
+                   ) -> frozenset[int]:
+    """The clip offsets to convert: `frames` (checked), or every offset when None."""
+    if frames is None:
+        return frozenset(range(clip_frames))
+    wanted = frozenset(int(f) for f in frames)
+    if not wanted or min(wanted) < 0 or max(wanted) >= clip_frames:
+        raise ValueError(f"frames {sorted(wanted)} must be offsets in 0..{clip_frames - 1}")
+    return wanted
+
+
+def _read_span(cap, index: int, stop: int, starts: list[int], clip_frames: int,
+               read: frozenset[int]) -> tuple[np.ndarray, int, bool]:
+    """Grabs frames `index` .. `stop - 1`, retrieving only frames `read` of the clips at `starts`.
 
     Args:
       cap: an open capture positioned at frame `index`.
       starts: sorted, non-overlapping clip starts inside [index, stop).
+      read: the offsets within a clip to convert; the others stay zero.
 
     Returns:
       (uint8 [completed clips, clip_frames, 200, 200, 3] RGB, the next frame index,
       whether the stream ended before `stop`).
     """
-    out = np.empty((len(starts), clip_frames, FRAME_SIZE, FRAME_SIZE, 3), np.uint8)
+    shape = (len(starts), clip_frames, FRAME_SIZE, FRAME_SIZE, 3)
+    out = np.empty(shape, np.uint8) if len(read) == clip_frames else np.zeros(shape, np.uint8)
     wanted = collections.deque(starts)
     done = 0
     while index < stop:
         if not cap.grab():
             return out[:done], index, True
         offset = index - wanted[0] if wanted else -1
-        if 0 <= offset < clip_frames:
+        if offset in read:
             ok, frame = cap.retrieve()
             if not ok or frame is None:
                 return out[:done], index, True
             out[done, offset] = stored_frame(frame)
-            if offset == clip_frames - 1:
-                wanted.popleft()
-                done += 1
+        if offset == clip_frames - 1:
+            wanted.popleft()
+            done += 1
         index += 1
     return out[:done], index, False
 
@@ -126,13 +144,13 @@ def _read_span(cap, index: int, stop: int, starts: list[int], clip_frames: int
 def _count_frames(path: str, threads: int) -> int:
     cap = video_clips._open(path, threads)
     try:
-        return _read_span(cap, 0, 1 << 62, [], CLIP_FRAMES)[1]
+        return _read_span(cap, 0, 1 << 62, [], CLIP_FRAMES, frozenset())[1]
     finally:
         cap.release()
 
 
 def read_clips(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
-               threads: int = 1) -> np.ndarray:
+               threads: int = 1, frames: Sequence[int] | None = None) -> np.ndarray:
     """Up to `max_clips` evenly spaced clips of a video, as the converter stores frames.
 
     Args:
@@ -140,6 +158,8 @@ def read_clips(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
       max_clips: int. Most clips.
       clip_frames: int. Frames per clip.
       threads: int. FFmpeg decoding threads (0: one per core).
+      frames: offsets within a clip to convert (the model's frames); the others
+        are zero. Defaults to every frame.
 
     Returns:
       uint8 [n, clip_frames, 200, 200, 3] RGB, 1 <= n <= max_clips.
@@ -147,6 +167,7 @@ def read_clips(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
     Raises:
       VideoError: the file is missing, empty, unreadable, or shorter than one clip.
     """
+    read = frames_to_read(frames, clip_frames)
     _, num_frames = probe(path, threads)
     num_frames = num_frames or _count_frames(path, threads)
     for _ in range(2):
@@ -158,7 +179,7 @@ def read_clips(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
         cap = video_clips._open(path, threads)
         try:
             clips, decoded, _ = _read_span(cap, 0, starts[-1] + clip_frames, starts,
-                                           clip_frames)
+                                           clip_frames, read)
         finally:
             cap.release()
         if len(clips) == len(starts):
@@ -170,7 +191,8 @@ def read_clips(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
 
 
 def iter_segments(path: str, segment_seconds: float, max_clips: int = 20,
-                  clip_frames: int = CLIP_FRAMES, threads: int = 1) -> Iterator[Segment]:
+                  clip_frames: int = CLIP_FRAMES, threads: int = 1,
+                  frames: Sequence[int] | None = None) -> Iterator[Segment]:
     """The clips of each consecutive `segment_seconds` of a video, in one streaming pass.
 
     A segment is round(segment_seconds × fps) frames; its clips are spread
@@ -183,6 +205,8 @@ def iter_segments(path: str, segment_seconds: float, max_clips: int = 20,
       max_clips: int. Most clips per segment.
       clip_frames: int. Frames per clip.
       threads: int. FFmpeg decoding threads (0: one per core).
+      frames: offsets within a clip to convert (the model's frames); the others
+        are zero. Defaults to every frame.
 
     Yields:
       `Segment`s in time order; one with no clips when a stretch is shorter than a clip.
@@ -190,6 +214,7 @@ def iter_segments(path: str, segment_seconds: float, max_clips: int = 20,
     Raises:
       VideoError: the file is missing, empty, unreadable, or no frame decodes.
     """
+    read = frames_to_read(frames, clip_frames)
     fps, claimed = probe(path, threads)
     length = max(1, round(segment_seconds * fps))
     cap = video_clips._open(path, threads)
@@ -201,7 +226,8 @@ def iter_segments(path: str, segment_seconds: float, max_clips: int = 20,
             # a count that is too low (or none) leaves full-length segments.
             span = min(length, claimed - first) if claimed > first else length
             starts = [first + s for s in clip_starts(span, max_clips, clip_frames)]
-            clips, index, ended = _read_span(cap, index, first + span, starts, clip_frames)
+            clips, index, ended = _read_span(cap, index, first + span, starts, clip_frames,
+                                             read)
             if index > first:
                 yield Segment(k, first / fps, index / fps, clips, index - first)
             elif k == 0:

@@ -8,6 +8,7 @@ benchmarks both use it.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Callable, Iterable, Sequence
@@ -18,7 +19,7 @@ from export import decode_pool
 from sports1m_tf import cli
 
 CLASS_NAMES_ASSET = os.path.join("assets", "class_names.txt")
-
+MODEL_INFO_FILE = os.path.join("assets.extra", "model_info.json")
 
 
 def resolve_saved_model(path: str) -> str:
@@ -40,6 +41,15 @@ def model_class_names(version_dir: str) -> list[str]:
         return f.read().rstrip("\n").split("\n")
 
 
+def model_frames(version_dir: str) -> tuple[int, ...] | None:
+    """The clip frames a SavedModel reads (from its model_info.json); None when unknown."""
+    try:
+        with open(os.path.join(version_dir, MODEL_INFO_FILE), encoding="utf-8") as f:
+            return tuple(int(i) for i in json.load(f)["frames"])
+    except FileNotFoundError:  # exported before the file existed: send every frame
+        return None
+
+
 class VideoModel:
     """The SavedModel's `predict_video` signature, loaded at its first call and timed.
 
@@ -50,6 +60,7 @@ class VideoModel:
     def __init__(self, version_dir: str):
         self.version_dir = version_dir
         self.class_names = model_class_names(version_dir)
+        self.frames = model_frames(version_dir)
         self._predict = None
         self.seconds = 0.0       # predicting, load excluded
         self.load_seconds = 0.0
@@ -178,5 +189,6 @@ def predict_videos(saved_model: str, paths: list[str], max_clips: int = 20,
                    segment_seconds: float = 0.0, workers: int = 1) -> list[dict]:
     """Predictions for `paths` (see `predict_files`), as a list."""
     model = VideoModel(resolve_saved_model(saved_model))
-    options = decode_pool.DecodeOptions(max_clips=max_clips, segment_seconds=segment_seconds)
+    options = decode_pool.DecodeOptions(max_clips=max_clips, segment_seconds=segment_seconds,
+                                        frames=model.frames)
     return list(predict_files(model, paths, options, workers))

@@ -9,7 +9,6 @@ preprocessed here independently (NumPy crops, OpenCV INTER_AREA as the converter
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -24,7 +23,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
-from export import predict, saved_model, signatures  # noqa: E402
+from export import predict, saved_model, signatures, video_input, video_prediction  # noqa: E402
 from sports1m_tf import cli  # noqa: E402
 from sports1m_tf.models import build_model, frames_needed  # noqa: E402
 
@@ -289,8 +288,6 @@ def exported(tmp_path_factory, write_video, sample_videos):
                           f"--manifest={wrong}"],
         "memory": [sys.executable, "-c", MEMORY_SCRIPT, long_video],
     }
-    if importlib.util.find_spec("sports1m_tf.checkpoints") is None:
-        del commands["export_run"]  # the training issue's module is not in the tree yet
     procs = {k: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env=ENV) for k, c in commands.items()}
     results = {}
@@ -471,6 +468,36 @@ def test_predict_command(exported):
         "top_k"][0]["name"]
 
 
+def test_model_info_names_the_frames_the_model_reads(exported, tmp_path):
+    info = json.loads((exported["version_dir"] / video_prediction.MODEL_INFO_FILE).read_text())
+    assert info["frames"] == FRAMES and info["name"] == MODEL and info["input_size"] == SIZE
+    assert (info["clip_frames"], info["frame_size"], info["num_classes"]) == (16, STORED, 7)
+    assert video_prediction.model_frames(str(exported["version_dir"])) == tuple(FRAMES)
+    # A SavedModel exported without the file: every frame is converted.
+    assert video_prediction.model_frames(str(tmp_path)) is None
+
+
+def test_only_the_models_frames_are_converted(exported):
+    """The frames a model reads come out as with every frame read; the rest stay black,
+    and predict_video's answer does not change."""
+    path = exported["videos"]["moving"]
+    every = predict.read_clips(path)
+    model_only = predict.read_clips(path, frames=FRAMES)
+    others = [i for i in range(16) if i not in FRAMES]
+    np.testing.assert_array_equal(model_only[:, FRAMES], every[:, FRAMES])
+    assert not model_only[:, others].any() and every[:, others].any()
+    segments = [(s.clips, t.clips) for s, t in zip(
+        video_input.iter_segments(path, 1.0), video_input.iter_segments(path, 1.0, frames=FRAMES))]
+    assert len(segments) == 3 and sum(len(a) for a, _ in segments) == 2
+    for a, b in segments:
+        np.testing.assert_array_equal(b[:, FRAMES], a[:, FRAMES])
+    predict_video = tf.saved_model.load(str(exported["version_dir"])).signatures["predict_video"]
+    np.testing.assert_array_equal(predict_video(clips=tf.constant(every))["probabilities"],
+                                  predict_video(clips=tf.constant(model_only))["probabilities"])
+    with pytest.raises(ValueError, match="offsets in 0..15"):
+        predict.read_clips(path, frames=[3, 16])
+
+
 def test_read_clips_errors(tmp_path, write_video):
     short = write_video(str(tmp_path / "short.mp4"), moving_frames(10, 32, 32))
     with pytest.raises(predict.VideoError, match="too short: 10 frames"):
@@ -512,8 +539,6 @@ def exported_kernel(version_dir, shape) -> np.ndarray:
 
 
 def test_export_command_from_training_run(exported):
-    if "export_run" not in exported["results"]:
-        pytest.skip("sports1m_tf.checkpoints (training issue) is not in the tree yet")
     result, root = exported["results"]["export_run"], exported["tmp"] / "cli_serving"
     assert result.returncode == 0, result.stderr[-3000:]
     version_dir = root / "from_run" / "7"
