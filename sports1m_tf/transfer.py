@@ -173,7 +173,9 @@ def _rebuild(source: keras.Model, num_classes: int, width: float | None,
     x = keras.layers.Dropout(rates["predictions"], name="fc7_dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
                                  name="predictions")(x)
-    model = keras.Model(base.inputs, outputs, name=base.name)
+    # One input tensor, as build_model makes it: a list would make Keras warn at every
+    # call with a plain tensor.
+    model = keras.Model(base.input, outputs, name=base.name)
     if [layer.name for layer in model.layers] != [layer.name for layer in base.layers]:
         raise RuntimeError("the transfer head no longer mirrors build_model's layers "
                            "(sports1m_tf.models.trunk.apply_head changed?): checkpoints "
