@@ -1,8 +1,8 @@
 """Serving speed and size: the exported signatures, request sizes, and sports1m-predict's
 segment mode against ffmpeg's own decoding.
 
-    python benchmarks/serving.py                        # moderate: slow fusion, width 0.125 (≈ 2 min)
-    python benchmarks/serving.py --full --repeats=5     # full size: width 1, 487 classes (minutes)
+    python benchmarks/serving.py                      # slow fusion, width 0.125 (≈ 3 min)
+    python benchmarks/serving.py --full --repeats=5   # full size: width 1, 487 classes (minutes)
     python benchmarks/serving.py --model=single_frame --multires
 
 1. Latency. The model is exported with `export.saved_model.export_model`, loaded
@@ -27,8 +27,8 @@ segment mode against ffmpeg's own decoding.
    looped to 2 minutes with ffmpeg) read as `sports1m-predict --segment_seconds`
    reads it with one decoding thread (model excluded: the frames the model
    reads converted, the others left black), against
-   `ffmpeg -threads 1 -i FILE -f null -` on the same file, alternated, best of `--decode_tries`,
-   in frames per wall second and per CPU second; then end to end with the model,
+   `ffmpeg -threads 1 -i FILE -f null -` on the same file, alternated, best of
+   `--decode_tries`, in frames per wall second and per CPU second; then end to end with the model,
    whose time is reported separately. `--segment_runs` lists the settings timed
    as SECONDS:MAX_CLIPS, with `:all` to convert all 16 frames of every clip.
    Goal: ≥ 80% of ffmpeg's decode rate (judged per CPU second, which other work
@@ -42,6 +42,7 @@ import json
 import os
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
 from absl import flags
 
@@ -67,6 +68,9 @@ flags.DEFINE_list("segment_runs", ["60:20", "10:20", "10:5", "60:20:all"],
 flags.DEFINE_integer("decode_tries", 5, "Alternated rounds of the segment-mode timings; the "
                      "best of each is kept.")
 FLAGS = flags.FLAGS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def paired_latency(served, bare, repeats: int) -> tuple[dict, dict]:
@@ -224,9 +228,14 @@ def ffmpeg_decode(path: str) -> None:
 def parse_segment_run(spec: str) -> tuple[float, int, bool]:
     """"60:20" → (60.0, 20, False); "60:20:all" → (60.0, 20, True)."""
     parts = spec.split(":")
-    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "all"):
-        raise ValueError(f"--segment_runs entry {spec!r} is not SECONDS:MAX_CLIPS[:all]")
-    return float(parts[0]), int(parts[1]), len(parts) == 3
+    try:
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "all"):
+            raise ValueError
+        seconds, clips = float(parts[0]), int(parts[1])
+    except ValueError:
+        raise cli.UserError(f"--segment_runs entry {spec!r} is not SECONDS:MAX_CLIPS[:all]"
+                            ) from None
+    return seconds, clips, len(parts) == 3
 
 
 def opencv_frames(path: str, retrieve: bool) -> int:
@@ -323,7 +332,8 @@ def _print_report(report: dict) -> None:
             print(f"{key}: {seg[key]['frames_per_cpu_s']:.0f} frames per CPU-second "
                   f"({seg[key]['ratio_to_ffmpeg_cpu']:.0%} of ffmpeg)")
         for spec, v in seg["segments"].items():
-            print(f"segments {spec} ({v['converted_fraction']:.0%} of frames converted): decoding {v['decode_frames_per_s']:.0f} frames/s "
+            print(f"segments {spec} ({v['converted_fraction']:.0%} of frames converted): "
+                  f"decoding {v['decode_frames_per_s']:.0f} frames/s "
                   f"({v['ratio_to_ffmpeg']:.0%} of ffmpeg), {v['decode_frames_per_cpu_s']:.0f} "
                   f"per CPU-second ({v['ratio_to_ffmpeg_cpu']:.0%}); end to end "
                   f"{v['end_to_end_frames_per_s']:.0f} frames/s, model {v['model_s']:.1f} s, "
@@ -332,6 +342,8 @@ def _print_report(report: dict) -> None:
 
 def main(argv):
     del argv
+    for spec in FLAGS.segment_runs:   # a typo fails now, not after the latency part
+        parse_segment_run(spec)
     import shutil
 
     import tensorflow as tf

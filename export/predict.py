@@ -9,11 +9,11 @@ Each video is decoded once, front to back, with the converter's decoder: clips o
 16 consecutive frames are kept as the converter stores frames (centre square,
 200×200; only the frames the model reads, listed in the SavedModel's
 model_info.json, are converted), and the SavedModel's `predict_video` signature
-averages the 4 views of every clip into a prediction. Without `--segment_seconds`, up to `--max_clips`
-clips evenly spread over the whole video; with it, each consecutive segment of
-S seconds gets up to `--max_clips` clips and its own top 5, streaming (memory
-holds a segment, whatever the video's length), and the video's top 5 is the mean
-over all of them.
+averages the 4 views of every clip into a prediction. Without `--segment_seconds`,
+up to `--max_clips` clips evenly spread over the whole video; with it, each
+consecutive segment of S seconds gets up to `--max_clips` clips and its own top 5,
+streaming (memory holds a segment, whatever the video's length), and the video's
+top 5 is the mean over all of them.
 
 Files are decoded by `--workers` processes while the model predicts. `--json`
 prints one JSON object a line per file (JSON Lines), in the order given. A
