@@ -229,14 +229,19 @@ def test_multi_worker_workers_end_with_identical_weights(tmp_path, records):
     assert checkpoints.load_run_config(str(model_dir))["replicas"] == 2
 
 
+def _ps_cluster() -> dict:
+    """A chief, two workers and a parameter server on free local ports."""
+    ports = iter(_free_ports(4))
+    return {"chief": [f"127.0.0.1:{next(ports)}"],
+            "worker": [f"127.0.0.1:{next(ports)}", f"127.0.0.1:{next(ports)}"],
+            "ps": [f"127.0.0.1:{next(ports)}"]}
+
+
 def test_parameter_servers_make_progress_and_count_steps_exactly(tmp_path, records):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     model_dir = tmp_path / "run"
-    ports = iter(_free_ports(4))
-    cluster = {"chief": [f"127.0.0.1:{next(ports)}"],
-               "worker": [f"127.0.0.1:{next(ports)}", f"127.0.0.1:{next(ports)}"],
-               "ps": [f"127.0.0.1:{next(ports)}"]}
+    cluster = _ps_cluster()
     args = [*TINY, *records, f"--model_dir={model_dir}", "--train_steps=30",
             "--checkpoint_every=15", "--eval_every=30", "--log_every=10"]
     with _cluster(tmp_path) as launch:
@@ -278,10 +283,7 @@ def test_multi_worker_killed_mid_run_resumes_to_the_same_step(tmp_path, records)
 @pytest.mark.slow
 def test_parameter_server_chief_killed_mid_run_resumes_to_the_same_step(tmp_path, records):
     model_dir = tmp_path / "run"
-    ports = iter(_free_ports(4))
-    cluster = {"chief": [f"127.0.0.1:{next(ports)}"],
-               "worker": [f"127.0.0.1:{next(ports)}", f"127.0.0.1:{next(ports)}"],
-               "ps": [f"127.0.0.1:{next(ports)}"]}
+    cluster = _ps_cluster()
     args = [*TINY, *records, f"--model_dir={model_dir}", "--train_steps=150",
             "--checkpoint_every=10", "--eval_every=150", "--log_every=10"]
     with _cluster(tmp_path) as launch:
