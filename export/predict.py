@@ -152,12 +152,18 @@ def format_text(result: dict) -> str:
 
 
 def summary_line(done: int, total: int, stats: dict, workers: int) -> str:
-    """Videos/s and how much of the time the model waited for decoding."""
+    """Wall time, videos/s and how much of the time the model waited for decoding.
+
+    Loading the model is a one-off cost: it is in the wall time but not in the
+    rate, nor in the share of time spent waiting."""
     seconds = max(stats["seconds"], 1e-9)
-    return (f"{done} of {total} videos in {stats['seconds']:.1f} s ({done / seconds:.2f} "
-            f"videos/s); the model waited for decoding {stats['wait_seconds'] / seconds:.0%} "
-            f"of the time (model {stats['model_seconds']:.1f} s, decoding "
-            f"{stats['decode_seconds']:.1f} s in {workers} processes)")
+    processes = "process" if workers == 1 else "processes"
+    return (f"{done} of {total} videos in {stats['seconds'] + stats['load_seconds']:.1f} s, "
+            f"{stats['load_seconds']:.1f} s of it loading the model ({done / seconds:.2f} "
+            f"videos/s without it); the model waited for decoding "
+            f"{stats['wait_seconds'] / seconds:.0%} of the time (model "
+            f"{stats['model_seconds']:.1f} s, decoding {stats['decode_seconds']:.1f} s in "
+            f"{workers} {processes})")
 
 
 def _progress_bar(total: int):
@@ -219,8 +225,14 @@ def main(argv):
         _print(result, truths)
     failed = len(errors)
     bar, stats = _progress_bar(len(paths)), {}
+
+    def at_segment(index: int, segment) -> None:
+        # A long video is one step of the bar: say how far into it the model is.
+        bar.set_postfix_str(f"{os.path.basename(paths[index])} {mmss(segment.end_seconds)}")
+
     for result in predict_files(model, paths, options, workers,
-                                on_progress=lambda r: bar.update(), stats=stats):
+                                on_progress=lambda r: bar.update(), stats=stats,
+                                on_segment=at_segment if FLAGS.segment_seconds else None):
         failed += "error" in result
         _print(result, truths)
     bar.close()

@@ -131,7 +131,8 @@ def _finish(path: str, state: _FileState, model: VideoModel, segmented: bool) ->
 
 def predict_files(model: VideoModel, paths: Sequence[str], options: decode_pool.DecodeOptions,
                   workers: int = 1, on_progress: Callable[[dict], None] | None = None,
-                  stats: dict | None = None) -> Iterable[dict]:
+                  stats: dict | None = None,
+                  on_segment: Callable[[int, object], None] | None = None) -> Iterable[dict]:
     """Results of every file, in the order of `paths`, as soon as each is known.
 
     Args:
@@ -140,6 +141,8 @@ def predict_files(model: VideoModel, paths: Sequence[str], options: decode_pool.
       options: how each is cut (whole video or segments).
       workers: int. Decoding processes.
       on_progress: called with each result as its file completes (any order).
+      on_segment: called with (index in `paths`, `video_input.Segment`) once each
+        segment's clips are predicted: progress inside a long video.
       stats: a dict filled at the end with `seconds`, `wait_seconds` (the model
         waiting for decoding), `model_seconds` and `decode_seconds` (summed over
         the workers), and `load_seconds` (loading the model at the first call, left
@@ -167,6 +170,8 @@ def predict_files(model: VideoModel, paths: Sequence[str], options: decode_pool.
         i = message.file
         if message.kind == "segment":
             _add_segment(states[i], message.segment, model, segmented)
+            if on_segment:
+                on_segment(i, message.segment)
         else:
             ready[i] = (_finish(paths[i], states[i], model, segmented)
                         if message.kind == "done" else {"video": paths[i], "error": message.error})

@@ -612,6 +612,9 @@ def test_manifest_with_missing_and_corrupt_files(exported):
     assert moving["segments"][1]["top_k"] == [] and moving["clips"] == 3
     stderr = exported["results"]["manifest"].stderr
     assert "2 of 4 videos" in stderr and "the model waited for decoding" in stderr
+    assert "s of it loading the model" in stderr
+    # Progress inside a video: the bar names the file and how far the model has got.
+    assert "two_tints.mp4 00:10" in stderr and "moving.mp4 00:02" in stderr
 
 
 def test_every_file_failed_exits_1(exported):
