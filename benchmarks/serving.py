@@ -238,14 +238,13 @@ def parse_segment_run(spec: str) -> tuple[float, int, bool]:
     return seconds, clips, len(parts) == 3
 
 
-def opencv_frames(path: str, retrieve: bool) -> int:
-    """Grabs every frame with the converter's decoder (and converts each to BGR)."""
+def opencv_bgr_frames(path: str) -> int:
+    """Grabs every frame with the converter's decoder and converts each to BGR."""
     from tfrecord_tools import video_clips
     cap, n = video_clips._open(path, 1), 0
     try:
         while cap.grab():
-            if retrieve:
-                cap.retrieve()
+            cap.retrieve()
             n += 1
     finally:
         cap.release()
@@ -271,8 +270,8 @@ def segment_rates(path: str, version_dir: str, runs_spec: list[str], tries: int 
             frames=None if every else model_frames)
     runs = {"ffmpeg": lambda: ffmpeg_decode(path),
             # What the reader cannot avoid: every frame decoded, then every frame in BGR.
-            "opencv_grab": lambda: opencv_frames(path, retrieve=False),
-            "opencv_grab_retrieve": lambda: opencv_frames(path, retrieve=True)}
+            "opencv_grab": lambda: video_input._count_frames(path, 1),
+            "opencv_grab_retrieve": lambda: opencv_bgr_frames(path)}
     for spec, o in options.items():
         runs[spec] = lambda o=o: sum(len(seg.clips) for seg in video_input.iter_segments(
             path, o.segment_seconds, o.max_clips, threads=1, frames=o.frames))
