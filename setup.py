@@ -5,14 +5,14 @@ _COMMANDS = {
     "sports1m-convert": "tfrecord_tools.convert_main:run",
     "sports1m-inspect": "tfrecord_tools.inspect_main:run",
     "sports1m-synth": "sports1m_tf.synthetic:run",
-    "sports1m-train": "sports1m_tf.train:run",
-    "sports1m-eval": "sports1m_tf.evaluate:run",
-    "sports1m-finetune": "sports1m_tf.finetune:run",
+    "sports1m-train": "sports1m_tf.training.train:run",
+    "sports1m-eval": "sports1m_tf.evaluation.evaluate:run",
+    "sports1m-finetune": "sports1m_tf.training.finetune:run",
     "sports1m-baseline": "sports1m_tf.baseline.main:run",
     "sports1m-demo": "sports1m_tf.demo:run",
     "sports1m-export": "export.export_main:run",
     "sports1m-predict": "export.predict:run",
-    "sports1m-data-service": "sports1m_tf.data_service:run",
+    "sports1m-data-service": "sports1m_tf.training.data_service:run",
 }
 
 setup(
@@ -22,7 +22,8 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["sports1m_tf", "sports1m_tf.*", "tfrecord_tools",
                                     "tfrecord_tools.*", "export", "export.*"]),
-    package_data={"sports1m_tf": ["resources/*.json", "resources/*.txt"]},
+    # Recipes ship inside the package (`--recipe=NAME`), so a wheel has them too.
+    package_data={"sports1m_tf": ["resources/*.json", "resources/*.txt", "recipes/*.flags"]},
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.10,<4",

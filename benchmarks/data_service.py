@@ -69,7 +69,7 @@ class Servers:
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen:
         err = open(os.path.join(self.folder, f"{name}.err"), "w")
-        proc = subprocess.Popen([sys.executable, "-m", "sports1m_tf.data_service", *args],
+        proc = subprocess.Popen([sys.executable, "-m", "sports1m_tf.training.data_service", *args],
                                 stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
         proc.log = err.name
         self.procs.append(proc)

@@ -66,11 +66,11 @@ def summarise_rates(rates: dict[str, list[float]]) -> dict[str, dict[str, int]]:
 
 def main(argv: Sequence[str]) -> None:
     del argv
-    from sports1m_tf import checkpoints
+    from sports1m_tf import run_folder
     from sports1m_tf.data.clip_dataset import clip_dataset
 
-    config = checkpoints.load_run_config(FLAGS.model_dir)
-    steps = [int(s) for s in FLAGS.steps] or checkpoints.checkpoint_steps(FLAGS.model_dir)
+    config = run_folder.load_run_config(FLAGS.model_dir)
+    steps = [int(s) for s in FLAGS.steps] or run_folder.checkpoint_steps(FLAGS.model_dir)
     if not steps:
         raise app.UsageError(f"{FLAGS.model_dir}: no ckpt-STEP checkpoints to probe")
     if not config.get("val_files"):
@@ -81,7 +81,7 @@ def main(argv: Sequence[str]) -> None:
                          ).take(FLAGS.batches).cache()
     results = []
     for step in steps:
-        model = checkpoints.restore_model(FLAGS.model_dir, step)
+        model = run_folder.restore_model(FLAGS.model_dir, step)
         counts = summarise_rates(firing_rates(model, clips))
         results.append({"step": step, "layers": counts})
         logging.info("step %d: %s", step, "  ".join(

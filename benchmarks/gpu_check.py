@@ -168,7 +168,7 @@ def end_to_end(dry: bool) -> list[dict]:
                 continue
             size = ["--width=0.0625", "--input_size=32", "--batch_size=2"] if dry else [
                 "--batch_size=64"]
-            args = [sys.executable, "-m", "sports1m_tf.train", f"--model={model}", *records,
+            args = [sys.executable, "-m", "sports1m_tf.training.train", f"--model={model}", *records,
                     *size, f"--model_dir={os.path.join(folder, model)}",
                     f"--train_steps={steps}", f"--log_every={max(steps // 3, 1)}",
                     f"--checkpoint_every={steps}", "--learning_rate=0.001"]

@@ -91,7 +91,8 @@ def main(argv: Sequence[str]) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from sports1m_tf import optimization, synthetic, train
+    from sports1m_tf import synthetic
+    from sports1m_tf.training import optimization, train
     from sports1m_tf.models import build_model, frames_needed
 
     names = synthetic.resolve_classes(FLAGS.classes)

@@ -11,8 +11,8 @@ For each class set of `sports1m_tf.synthetic` (`motion`: 7 classes that differ
 only in how a textured disc moves, so one frame is at chance; `appearance`: 4
 shapes/colours that move at random) and each seed, a dataset is generated
 (videos, then clip records with `tfrecord_tools.convert`), every model is
-trained from scratch with `sports1m_tf.train.train` (the project's loop)
-and scored on the test videos with `sports1m_tf.evaluate.evaluate` (every clip
+trained from scratch with `sports1m_tf.training.train.train` (the project's loop)
+and scored on the test videos with `sports1m_tf.evaluation.evaluate.evaluate` (every clip
 in 4 views, averaged per video: video Hit@1). Flipping stays on: every
 synthetic motion is unchanged by a horizontal flip.
 
@@ -109,7 +109,7 @@ def define_recipe_flags() -> None:
 
 
 def recipe_settings() -> dict:
-    """The parsed `RECIPE_FLAGS`, as `sports1m_tf.train.make_config` fields."""
+    """The parsed `RECIPE_FLAGS`, as `sports1m_tf.training.train.make_config` fields."""
     return {name: flags.FLAGS[name].value for name in RECIPE_FLAGS}
 
 
@@ -145,19 +145,19 @@ def select_by_validation(model_dir: str) -> dict | None:
       dict: `keras_model` or `checkpoint` (for `evaluate.load_members`), `step`,
       `val_clip_hit_at_1`, `source` (how it was chosen, for the JSON).
     """
-    from sports1m_tf import checkpoints
+    from sports1m_tf import run_folder
 
-    info = checkpoints.load_best_info(model_dir)
+    info = run_folder.load_best_info(model_dir)
     if info:
-        return {"keras_model": os.path.join(model_dir, checkpoints.BEST_MODEL_FILE),
+        return {"keras_model": os.path.join(model_dir, run_folder.BEST_MODEL_FILE),
                 "step": info["step"], "val_clip_hit_at_1": info["val_clip_hit_at_1"],
-                "source": checkpoints.BEST_MODEL_FILE}
+                "source": run_folder.BEST_MODEL_FILE}
     curve = validation_curve(model_dir)
-    kept = [s for s in checkpoints.checkpoint_steps(model_dir) if s in curve]
+    kept = [s for s in run_folder.checkpoint_steps(model_dir) if s in curve]
     if not kept:
         return None
     step = max(sorted(kept), key=lambda s: curve[s])
-    return {"checkpoint": checkpoints.checkpoint_path(model_dir, step), "step": step,
+    return {"checkpoint": run_folder.checkpoint_path(model_dir, step), "step": step,
             "val_clip_hit_at_1": curve[step],
             "source": f"best of the kept checkpoints, steps {min(kept)}-{max(kept)}"}
 
@@ -167,7 +167,7 @@ def score_selected(data: dict, model_dir: str) -> dict:
     there is none). The test split plays no part in the choice."""
     import keras
 
-    from sports1m_tf import evaluate
+    from sports1m_tf.evaluation import evaluate
 
     chosen = select_by_validation(model_dir)
     if chosen is None:
@@ -198,7 +198,7 @@ def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
         `resume_step` finds one, otherwise deleted first.
       model: str. A model name, `_multires` suffix for the multires variant.
       seed: int. Initialisation and data-order seed.
-      **train_settings: more `sports1m_tf.train.make_config` fields.
+      **train_settings: more `sports1m_tf.training.train.make_config` fields.
 
     Returns:
       dict: `clip_hit_at_1`, `video_hit_at_1` (test), `val_clip_hit_at_1`,
@@ -212,8 +212,8 @@ def train_and_evaluate(data: dict, model_dir: str, *, model: str, seed: int,
 
     import keras
 
-    from sports1m_tf import evaluate
-    from sports1m_tf.train import make_config, train
+    from sports1m_tf.evaluation import evaluate
+    from sports1m_tf.training.train import make_config, train
 
     name, multires = model_spec(model)
     config = make_config(model=name, multires=multires, seed=seed, model_dir=model_dir,
@@ -261,13 +261,13 @@ def resume_step(model_dir: str, config) -> int:
     """
     import dataclasses
 
-    from sports1m_tf import checkpoints
+    from sports1m_tf import run_folder
 
-    step = max(checkpoints.checkpoint_steps(model_dir), default=0)
+    step = max(run_folder.checkpoint_steps(model_dir), default=0)
     if not step or step > config.train_steps:
         return 0
     try:
-        previous = checkpoints.load_run_config(model_dir)
+        previous = run_folder.load_run_config(model_dir)
     except (OSError, ValueError):
         return 0
     # A cosine curve is drawn over the whole run: another length is another run.

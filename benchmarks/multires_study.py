@@ -8,9 +8,9 @@ The training recipe is sports1m-train's flags (defaults: the paper's), read from
 file of configs/; docs/studies/multires.md has the results.
 
 Single-frame and slow fusion, each full-frame and multires, trained on the same
-synthetic data (the 4 appearance classes by default) with `sports1m_tf.train.train`, in one
+synthetic data (the 4 appearance classes by default) with `sports1m_tf.training.train.train`, in one
 run per (dataset, model, seed): test video and clip Hit@1 from
-`sports1m_tf.evaluate.evaluate`, and training speed in clips/s as the training
+`sports1m_tf.evaluation.evaluate.evaluate`, and training speed in clips/s as the training
 loop logs it (median of its logging windows after the first: step time only).
 Two datasets: objects near the centre (`centre_bias=True`, the camera bias the
 paper relies on: the fovea sees the object) and objects anywhere in the frame.

@@ -1,7 +1,7 @@
 """Training-step throughput of every model at full size, against the machine's matmul rate.
 
 For each model, full-frame and multires, the step that `sports1m-train` runs
-(`sports1m_tf.optimization.make_train_step`: strategy.run of forward + backward +
+(`sports1m_tf.training.optimization.make_train_step`: strategy.run of forward + backward +
 SGD with momentum and decoupled weight decay) on a batch of random uint8 clips
 held in memory, so that the figure is the step's own cost:
   * clips/s (wall) and CPU seconds per step of this process;
@@ -94,7 +94,7 @@ def run_child(spec: str) -> dict:
     import tensorflow as tf
 
     from sports1m_tf.models import build_model
-    from sports1m_tf.optimization import make_train_step
+    from sports1m_tf.training.optimization import make_train_step
 
     name, multires = spec.split(":")
     multires = multires == "1"

@@ -11,8 +11,8 @@ For each split k, `trainlist0k.txt` and `testlist0k.txt` are converted with
 `--manifest_format=ucf101` (--clips_per_video, paper: 50; with --clip_overlap,
 on by default, a video with fewer disjoint 16-frame windows gets overlapping
 ones, as the paper's 50 from ~7 s videos must); for each regime,
-`sports1m_tf.finetune.finetune` trains a run from --init_from and
-`sports1m_tf.evaluate.evaluate` scores the test videos (every clip in 4 views,
+`sports1m_tf.training.finetune.finetune` trains a run from --init_from and
+`sports1m_tf.evaluation.evaluate.evaluate` scores the test videos (every clip in 4 views,
 averaged per video). The tables average the splits: Table 3, video accuracy
 (Hit@1) per regime; Table 4, mAP per UCF-101 class group
 (`sports1m_tf/resources/ucf101_groups.json`). Markdown on stdout and in
@@ -24,7 +24,7 @@ split lists, split k testing groups 7k-6..7k) whose five classes, one per UCF-10
 group, are the five categories a single frame of `sports1m_tf.synthetic` can show
 (four coloured shapes and the disc of the motion classes). The source model
 stands in for Sports-1M: a single-frame net trained, with
-`sports1m_tf.train`, on a COARSER task over the same videos (red square + green
+`sports1m_tf.training.train`, on a COARSER task over the same videos (red square + green
 triangle, blue cross + yellow ring, disc), so its top layers merge what the
 target separates: the situation the paper gives for `top1` trailing `top3`.
 Figures from it show the protocol working, not UCF-101 results.
@@ -135,7 +135,8 @@ def write_synthetic_ucf101(root: str) -> str:
 
 def train_synthetic_source(work_dir: str, steps: int = 200) -> str:
     """The stand-in for a Sports-1M run: real video files → converter → `train`. Returns the run."""
-    from sports1m_tf import synthetic, train
+    from sports1m_tf import synthetic
+    from sports1m_tf.training import train
     from tfrecord_tools.convert import convert
 
     run_dir = os.path.join(work_dir, "source_run")
@@ -186,7 +187,9 @@ def convert_split(ucf_root: str, split: int, out: str, frame_size: int) -> dict:
 def run_one(init_from: str, regime: str, records: dict, run_dir: str, report_dir: str,
             hyper: dict) -> dict:
     """Fine-tunes one regime on one split and evaluates it: accuracy, mAP, group mAP."""
-    from sports1m_tf import checkpoints, evaluate, finetune, metrics
+    from sports1m_tf import metrics, run_folder
+    from sports1m_tf.evaluation import evaluate
+    from sports1m_tf.training import finetune
 
     started = time.time()
     if os.path.exists(run_dir):  # a study rerun starts its runs over
@@ -198,7 +201,7 @@ def run_one(init_from: str, regime: str, records: dict, run_dir: str, report_dir
                       checkpoint_every=min(steps, 1000), log_every=max(1, min(steps // 4, 100)),
                       seed=FLAGS.seed, strategy=FLAGS.strategy)
     trained = time.time()
-    report = evaluate.evaluate([checkpoints.restore_model(run_dir)], [records["test"]],
+    report = evaluate.evaluate([run_folder.restore_model(run_dir)], [records["test"]],
                                output_dir=report_dir, clips_per_video=FLAGS.clips_per_video,
                                views=4, batch_size=64, class_names=records["classes"],
                                montage_videos=0, write_tensorboard=False, show_progress=False)

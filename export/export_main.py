@@ -1,6 +1,6 @@
 """sports1m-export: a trained model → a TF Serving SavedModel `EXPORT_DIR/NAME/VERSION/`.
 
-From a training run (latest checkpoint, class names from its run_config.json):
+From a training run (latest checkpoint, class names from its run config):
 
   sports1m-export --model_dir=runs/slow_fusion --export_dir=serving --name=slow_fusion
 
@@ -18,15 +18,14 @@ a folder mounted at /models).
 """
 from __future__ import annotations
 
-import json
 import os
 
 from absl import app, flags, logging
 
-from sports1m_tf import cli
+from sports1m_tf import cli, run_folder
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Training run folder (run_config.json + checkpoints).")
+flags.DEFINE_string("model_dir", None, "Training run folder (its run config and checkpoints).")
 flags.DEFINE_integer("step", None, "Checkpoint step to export from --model_dir (default latest).")
 flags.DEFINE_string("keras_model", None, "A saved .keras model (instead of --model_dir).")
 flags.DEFINE_string("export_dir", None, "Folder of served models (TF Serving base folder).")
@@ -59,34 +58,23 @@ def read_class_names(path: str) -> list[str]:
 def load_model_and_names(model_dir: str | None, keras_model: str | None, step: int | None):
     """The model to export and the class names its run recorded (None if unknown)."""
     if model_dir:
-        from sports1m_tf.checkpoints import load_run_config, restore_model
-        return restore_model(model_dir, step=step), load_run_config(model_dir).get("class_names")
+        return run_folder.restore_model(model_dir, step=step), run_folder.run_class_names(model_dir)
     import keras
     import sports1m_tf.models  # noqa: F401 - registers the custom layers for loading
     if not os.path.isfile(keras_model):
         raise app.UsageError(f"--keras_model {keras_model}: no such file")
     model = keras.models.load_model(keras_model, compile=False)
-    # A run's final model.keras sits beside its run_config.json.
-    config = os.path.join(os.path.dirname(os.path.abspath(keras_model)), "run_config.json")
-    names = None
-    if os.path.isfile(config):
-        with open(config, encoding="utf-8") as f:
-            names = json.load(f).get("class_names")
-    return model, names
+    return model, run_folder.run_class_names(run_folder.run_folder_of(keras_model))
 
 
 def trained_frame_size(model_dir: str | None, keras_model: str | None) -> int | None:
     """The converter's frame_size of the records a run was trained on, when they are
-    still where its run_config.json says (local paths; relative ones from here)."""
+    still where its run config says (local paths; relative ones from here)."""
     import glob
 
     from tfrecord_tools import summary
-    folder = model_dir or os.path.dirname(os.path.abspath(keras_model))
-    config = os.path.join(folder, "run_config.json")
-    if not os.path.isfile(config):
-        return None
-    with open(config, encoding="utf-8") as f:
-        patterns = json.load(f).get("train_files") or []
+    folder = model_dir or run_folder.run_folder_of(keras_model)
+    patterns = run_folder.run_record(folder).get("train_files") or []
     for pattern in patterns:
         for shard in sorted(glob.glob(pattern))[:1]:
             info = summary.read(os.path.dirname(shard)) or {}

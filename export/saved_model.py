@@ -33,7 +33,7 @@ from absl import logging
 from export import signatures
 from export.video_prediction import MODEL_INFO_FILE
 from sports1m_tf.models import describe
-from tfrecord_tools import schema
+from tfrecord_tools import fileio, schema
 
 CLASS_NAMES_FILE = "class_names.txt"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -152,9 +152,7 @@ def write_models_config(export_dir: str, serving_root: str | None = None) -> str
         '    model_platform: "tensorflow"\n'
         "  }\n" for n in names)
     path = os.path.join(export_dir, MODELS_CONFIG)
-    with open(path + ".tmp", "w") as f:
-        f.write("model_config_list {\n" + entries + "}\n")
-    os.replace(path + ".tmp", path)
+    fileio.write_text_atomic(path, "model_config_list {\n" + entries + "}\n")
     return path
 
 

@@ -9,6 +9,9 @@ console script is `run = cli.entry(main)`. The entry:
   before TensorFlow is imported, which is why command modules import it lazily
   or after this module);
 - answers `--help` with the command's own docstring and flags;
+- reads `--recipe=NAME`, a recipe shipped inside the package (`sports1m_tf/recipes/`),
+  as absl's `--flagfile` of that file, so flags after it override it and a wheel
+  install has the recipes wherever it runs;
 - turns a `UserError` (a mistake in the command's input), or an error about a
   path (missing, a file where a folder belongs, not writable), into one line
   on stderr and exit status 1, with no traceback;
@@ -29,6 +32,7 @@ it at the top. docs/design.md ("Package layering") says the same for readers.
 from __future__ import annotations
 
 import atexit
+import importlib.resources
 import os
 import re
 import signal
@@ -48,6 +52,9 @@ EXIT_USER_ERROR = 1
 
 # Flags of these packages are the commands' own; absl's and TensorFlow's are not.
 _OWN_PACKAGES = ("sports1m_tf", "tfrecord_tools", "export", "benchmarks")
+
+
+RECIPE_SUFFIX = ".flags"
 
 
 class UserError(Exception):
@@ -181,6 +188,49 @@ def _command_help(main_module: str) -> str:
     return "\n".join(lines)
 
 
+def recipe_names() -> list[str]:
+    """The recipes shipped in the package (`paper`, `motion_cpu`, the demo's sizes)."""
+    folder = importlib.resources.files("sports1m_tf") / "recipes"
+    return sorted(f.name[:-len(RECIPE_SUFFIX)] for f in folder.iterdir()
+                  if f.name.endswith(RECIPE_SUFFIX))
+
+
+def recipe_path(name: str) -> str:
+    """The file of the packaged recipe `name` (a bare name, or with `.flags`).
+
+    Raises:
+      UserError: no recipe of that name ships with the package (lists those that do).
+    """
+    stem = name[:-len(RECIPE_SUFFIX)] if name.endswith(RECIPE_SUFFIX) else name
+    if stem not in recipe_names():
+        raise UserError(f"--recipe={name}: no such recipe; the package has "
+                        f"{', '.join(recipe_names())} (--flagfile=FILE reads your own)")
+    return str(importlib.resources.files("sports1m_tf") / "recipes" / (stem + RECIPE_SUFFIX))
+
+
+def expand_recipes(argv: Sequence[str]) -> list[str]:
+    """`argv` with each `--recipe=NAME` (or `--recipe NAME`) replaced, in place, by
+    `--flagfile=` of the packaged file: flags after it still override it."""
+    out, args = list(argv[:1]), iter(argv[1:])
+    for arg in args:
+        if arg == "--":
+            out += [arg, *args]
+            break
+        if arg == "--recipe":
+            arg = "--recipe=" + next(args, "")
+        if arg.startswith("--recipe="):
+            arg = "--flagfile=" + recipe_path(arg[len("--recipe="):])
+        out.append(arg)
+    return out
+
+
+# Defined here, not by each command: every command takes it, and its value is read
+# by `expand_recipes` before absl parses (absl's own --flagfile works the same way).
+flags.DEFINE_string("recipe", None, "A recipe that ships with the package, e.g. paper or "
+                    "motion_cpu: its flags, overridden by any given after it (your own "
+                    "files: --flagfile=FILE).")
+
+
 _WAKEUP_SOCKETS: list[socket.socket] = []
 
 _PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
@@ -252,7 +302,7 @@ def entry(main: Callable[[list[str]], Optional[int]],
         _exit_if_stuck_after_interrupt(grace_seconds)
         prog = os.path.basename(argv[0]) if argv else main.__module__
         try:
-            app.run(main, argv=argv)
+            app.run(main, argv=expand_recipes(argv))
         except UserError as e:
             print(f"{prog}: error: {e}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)

@@ -1,14 +1,15 @@
 """sports1m-demo: synthetic videos to trained, evaluated and served models, on this machine.
 
-  sports1m-demo --workdir=demo_run            # `make demo`: configs/demo.flags, ~5 min on 2 cores
-  sports1m-demo --workdir=demo_full --full    # `make demo-full`: configs/demo_full.flags
-  sports1m-demo --workdir=/tmp/demo --quick   # configs/demo_quick.flags: a smoke run
+  sports1m-demo --workdir=demo_run            # `make demo`: recipe demo, ~5 min on 2 cores
+  sports1m-demo --workdir=demo_full --full    # `make demo-full`: recipe demo_full
+  sports1m-demo --workdir=/tmp/demo --quick   # recipe demo_quick: a smoke run
 
 Stages run project commands, printed first (side by side, lines tagged [1], [2]): synth,
 convert, train and eval (single_frame, slow_fusion), export and predict (slow_fusion, a
 test video per class); then results, wall time and WORKDIR/summary.json. Flags override
-the configs/ file. A re-run skips stages finished with the same commands; an interrupted
-training carries on; other stages start clean, and so does every stage after one that ran.
+the recipe (sports1m_tf/recipes/demo*.flags). A re-run skips stages finished with the same
+commands; an interrupted training carries on; other stages start clean, and so does every
+stage after one that ran.
 """
 from __future__ import annotations
 
@@ -29,11 +30,10 @@ from absl import flags
 
 from sports1m_tf import cli
 
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 MODELS = ("single_frame", "slow_fusion")
 STAGES_DIR = "stages"  # WORKDIR/stages/NAME.json: a stage's commands and whether it finished
 FLAGS = flags.FLAGS
-# Integer flags, set in configs/demo*.flags (videos are split 60/20/20% train/val/test).
+# Integer flags, set in the demo recipes (videos are split 60/20/20% train/val/test).
 SIZES = ("videos_per_class", "num_frames", "frame_size", "input_size", "batch_size",
          "single_frame_steps", "slow_fusion_steps", "eval_every", "eval_clips")
 SCORES = ("clip_hit_at_1", "video_hit_at_1", "motion_video_hit_at_1",
@@ -88,9 +88,11 @@ def run_commands(commands: Sequence[tuple[str, list[str]]], *, cwd: str,
 
 def stages(s) -> list[tuple[str, list[tuple[str, list[str]]], list[str]]]:
     """(name, commands, outputs deleted on a clean start) of all stages but predict."""
-    recipe = os.path.join(CONFIGS, s.recipe)  # a name in configs/, or an absolute path
+    # A packaged recipe's name, or the user's own flag file.
+    recipe = (f"--flagfile={os.path.abspath(s.train_recipe)}" if os.path.isfile(s.train_recipe)
+              else f"--recipe={s.train_recipe}")
     train = [("sports1m-train", [
-        f"--flagfile={recipe}", f"--model={m}", f"--width={s.width}",
+        recipe, f"--model={m}", f"--width={s.width}",
         f"--input_size={s.input_size}", "--train_files=records/train-*",
         "--val_files=records/val-*", f"--model_dir=runs/{m}", f"--batch_size={s.batch_size}",
         f"--train_steps={s[m + '_steps'].value}", f"--seed={s.seed}",
@@ -215,10 +217,11 @@ def run_demo(workdir: str, s=FLAGS) -> str:
 def define_flags() -> None:
     """The command's flags (at run time: tests import commands with the same names)."""
     flags.DEFINE_string("workdir", "demo_run", "Folder of the demo run (created).")
-    flags.DEFINE_bool("quick", False, "Sizes of configs/demo_quick.flags: a smoke run.")
-    flags.DEFINE_bool("full", False, "Sizes of configs/demo_full.flags: every synthetic class.")
+    flags.DEFINE_bool("quick", False, "The sizes of recipe demo_quick: a smoke run.")
+    flags.DEFINE_bool("full", False, "The sizes of recipe demo_full: every synthetic class.")
     flags.DEFINE_list("classes", None, "Synthetic classes (names, or mixed/motion/appearance).")
-    flags.DEFINE_string("recipe", None, "sports1m-train --flagfile: in configs/, or absolute.")
+    flags.DEFINE_string("train_recipe", None, "sports1m-train's recipe: a packaged one's name "
+                        "(motion_cpu, paper) or a flag file.")
     for name in SIZES:
         flags.DEFINE_integer(name, None, name.replace("_", " ").capitalize() + ".",
                              lower_bound=1)
@@ -242,7 +245,7 @@ def run() -> None:
     argv = list(sys.argv)
     preset = "demo_quick" if "--quick" in argv else "demo_full" if "--full" in argv else "demo"
     # The preset's sizes first, so that any flag on the command line overrides them.
-    argv[1:1] = [f"--flagfile={os.path.join(CONFIGS, preset + '.flags')}"]
+    argv[1:1] = [f"--recipe={preset}"]
     cli.entry(main)(argv)
 
 

@@ -84,7 +84,7 @@ class TrainConfig:
         kind="string")
     # The loop, the optimiser and the schedule.
     model_dir: str | None = _setting(
-        None, "Run folder: run_config.json, ckpt-STEP, TensorBoard events, model.keras.",
+        None, "Run folder: its config, ckpt-STEP checkpoints, TensorBoard events, model.keras.",
         "training", kind="string")
     train_steps: int = _setting(100_000, "Total optimiser steps of the run.", "training")
     eval_every: int = _setting(1000, "Steps between validations.", "training")

@@ -29,8 +29,8 @@ import testvideos as tv
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = {  # console script -> the module whose run() it calls
     "sports1m-convert": "tfrecord_tools.convert_main", "sports1m-inspect": "tfrecord_tools.inspect_main",
-    "sports1m-train": "sports1m_tf.train", "sports1m-eval": "sports1m_tf.evaluate",
-    "sports1m-export": "export.export_main", "sports1m-finetune": "sports1m_tf.finetune",
+    "sports1m-train": "sports1m_tf.training.train", "sports1m-eval": "sports1m_tf.evaluation.evaluate",
+    "sports1m-export": "export.export_main", "sports1m-finetune": "sports1m_tf.training.finetune",
     "sports1m-synth": "sports1m_tf.synthetic", "sports1m-predict": "export.predict",
     "sports1m-demo": "sports1m_tf.demo"}
 SMALL = ["--model=single_frame", "--width=0.125", "--input_size=32", "--batch_size=4",
@@ -86,7 +86,7 @@ def world(tmp_path_factory) -> dict:
     convert(videos["manifests"]["val"], output_dir=small, split="val", num_shards=1,
             clips_per_video=1, frame_size=24, progress=False)
 
-    from sports1m_tf import train
+    from sports1m_tf.training import train
     run = os.path.join(root, "run")
     train.train(train.make_config(
         model="single_frame", width=0.125, input_size=32, batch_size=4, dropout=0.0,

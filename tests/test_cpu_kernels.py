@@ -38,7 +38,7 @@ def test_too_late_to_matter_is_reported():
 
 
 _BENCHMARKS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks")
-_ENTRY_POINTS = ["sports1m_tf.train", "sports1m_tf.evaluate", "motion_study", "multires_study",
+_ENTRY_POINTS = ["sports1m_tf.training.train", "sports1m_tf.evaluation.evaluate", "motion_study", "multires_study",
                  "dead_units", "motion_diagnosis"]
 
 

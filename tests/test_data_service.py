@@ -17,11 +17,11 @@ import pytest
 from test_distributed import (PROCESS_TIMEOUT, TINY, _digest, _finish, _free_ports,  # noqa: F401
                               _processes, _tf_config, records)
 
-from sports1m_tf import checkpoints
+from sports1m_tf import run_folder
 from sports1m_tf.data import service as data_service
 
-TRAIN = "sports1m_tf.train"
-SERVICE = "sports1m_tf.data_service"
+TRAIN = "sports1m_tf.training.train"
+SERVICE = "sports1m_tf.training.data_service"
 # Seconds to wait for a server's "listening" line (TensorFlow's import is most of it).
 START_TIMEOUT = 90
 
@@ -44,7 +44,7 @@ def _wait_for_checkpoint(trainers, model_dir, after=0):
     """Waits for a checkpoint past step `after` while every trainer runs; returns its step."""
     deadline = time.monotonic() + PROCESS_TIMEOUT
     while True:
-        steps = checkpoints.checkpoint_steps(str(model_dir)) if model_dir.exists() else []
+        steps = run_folder.checkpoint_steps(str(model_dir)) if model_dir.exists() else []
         if steps and steps[-1] > after:
             return steps[-1]
         assert all(t.poll() is None for t in trainers), "a trainer ended early"
@@ -106,8 +106,8 @@ def test_one_device_training_through_the_service_reaches_its_final_step(tmp_path
         assert service.workers[0].wait(30) == 0 and service.dispatcher.wait(30) == 0
     assert "SIGINT: stopping the dispatcher" in (tmp_path / "dispatcher.err").read_text()
     assert result["step"] == 12 and result["validation"]["clips"] > 0
-    assert checkpoints.checkpoint_steps(str(model_dir)) == [6, 12]
-    assert checkpoints.load_run_config(str(model_dir))["data_service"] == service.target
+    assert run_folder.checkpoint_steps(str(model_dir)) == [6, 12]
+    assert run_folder.load_run_config(str(model_dir))["data_service"] == service.target
 
 
 @pytest.mark.slow  # about 90 s on 2 cores
@@ -130,7 +130,7 @@ def test_run_survives_a_killed_worker_and_a_restarted_dispatcher(tmp_path, recor
         result = _finish(trainer, tmp_path)
         assert restarted.poll() is None and replacement.poll() is None
     assert result["step"] == 60
-    assert checkpoints.checkpoint_steps(str(model_dir))[-1] == 60
+    assert run_folder.checkpoint_steps(str(model_dir))[-1] == 60
 
 
 @pytest.mark.slow  # about 85 s on 2 cores
@@ -146,7 +146,7 @@ def test_multi_worker_through_the_service_ends_with_identical_weights(tmp_path, 
         assert service.journal_holds(model_dir)
     assert [r["step"] for r in results] == [10, 10]
     assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
-    assert _digest(checkpoints.restore_model(str(model_dir))) == results[0]["weights_sha256"]
+    assert _digest(run_folder.restore_model(str(model_dir))) == results[0]["weights_sha256"]
 
 
 def test_unreachable_dispatcher_is_a_clear_error_within_the_timeout(tmp_path, records):

@@ -43,7 +43,7 @@ def test_quick_demo_runs_every_command_and_writes_its_summary(quick_run):
     for name in STAGE_COMMANDS:
         assert f"$ {name} " in out, f"{name} was not run (or not printed)"
     assert out.count("$ sports1m-convert ") == 3  # train, val, test
-    assert "--flagfile=" + os.path.join(demo.CONFIGS, "motion_cpu.flags") in out
+    assert "--recipe=motion_cpu" in out
     with open(os.path.join(workdir, "summary.json")) as f:
         summary = json.load(f)
     assert set(summary) == {"seconds", "models", "predictions"}

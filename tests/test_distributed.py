@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from sports1m_tf import checkpoints, distribute, synthetic
+from sports1m_tf import distribute, run_folder, synthetic
 from tfrecord_tools.convert import convert
 
 TINY = ["--model=single_frame", "--width=0.0625", "--input_size=32", "--batch_size=4",
@@ -86,7 +86,7 @@ def _processes(tmp_path):
 def _cluster(tmp_path):
     """Yields `launch(name, args, tf_config=None) -> Popen` of sports1m-train processes."""
     with _processes(tmp_path) as launch:
-        yield lambda name, args, tf_config=None: launch(name, "sports1m_tf.train", args,
+        yield lambda name, args, tf_config=None: launch(name, "sports1m_tf.training.train", args,
                                                         tf_config)
 
 
@@ -188,7 +188,7 @@ def _kill_at_first_checkpoint(procs, model_dir):
         os.killpg(proc.pid, signal.SIGKILL)
     for proc in procs:
         assert proc.wait(30) == -signal.SIGKILL
-    assert not (model_dir / checkpoints.FINAL_MODEL_FILE).exists(), "finished before the kill"
+    assert not (model_dir / run_folder.FINAL_MODEL_FILE).exists(), "finished before the kill"
     # Read after the kill: a save may have completed in between.
     return tf.train.latest_checkpoint(str(model_dir))
 
@@ -204,10 +204,10 @@ def test_mirrored_on_two_cpus_killed_mid_run_resumes_to_the_same_step(tmp_path, 
         result = _finish(second, tmp_path)
     assert result["step"] == 200
     assert f"resumed from {latest_at_kill}" in (tmp_path / "second.err").read_text()
-    assert checkpoints.checkpoint_steps(str(model_dir))[-1] == 200
-    run_config = checkpoints.load_run_config(str(model_dir))
+    assert run_folder.checkpoint_steps(str(model_dir))[-1] == 200
+    run_config = run_folder.load_run_config(str(model_dir))
     assert run_config["replicas"] == 2 and run_config["resolved_strategy"] == "MirroredStrategy"
-    assert _digest(checkpoints.restore_model(str(model_dir))) == result["weights_sha256"]
+    assert _digest(run_folder.restore_model(str(model_dir))) == result["weights_sha256"]
 
 
 def test_multi_worker_workers_end_with_identical_weights(tmp_path, records):
@@ -224,9 +224,9 @@ def test_multi_worker_workers_end_with_identical_weights(tmp_path, records):
     assert results[0]["validation"] == results[1]["validation"]
     assert results[0]["model_path"] and results[1]["model_path"] is None
     # Only the chief's checkpoints remain, and they restore the shared weights.
-    assert checkpoints.checkpoint_steps(str(model_dir)) == [10, 20]
-    assert _digest(checkpoints.restore_model(str(model_dir))) == results[0]["weights_sha256"]
-    assert checkpoints.load_run_config(str(model_dir))["replicas"] == 2
+    assert run_folder.checkpoint_steps(str(model_dir)) == [10, 20]
+    assert _digest(run_folder.restore_model(str(model_dir))) == results[0]["weights_sha256"]
+    assert run_folder.load_run_config(str(model_dir))["replicas"] == 2
 
 
 def _ps_cluster() -> dict:
@@ -251,13 +251,13 @@ def test_parameter_servers_make_progress_and_count_steps_exactly(tmp_path, recor
         result = _finish(chief, tmp_path)
         assert all(s.poll() is None for s in servers), "a ps/worker task died"
     assert result["step"] == 30 and np.isfinite(result["loss"])
-    assert checkpoints.checkpoint_steps(str(model_dir)) == [15, 30]
+    assert run_folder.checkpoint_steps(str(model_dir)) == [15, 30]
     events = EventAccumulator(str(model_dir / "train"), size_guidance={"tensors": 0})
     events.Reload()
     assert [e.step for e in events.Tensors("loss")] == [10, 20, 30]
-    run_config = checkpoints.load_run_config(str(model_dir))
+    run_config = run_folder.load_run_config(str(model_dir))
     assert run_config["resolved_strategy"] == "ParameterServerStrategyV2"
-    assert _digest(checkpoints.restore_model(str(model_dir))) == result["weights_sha256"]
+    assert _digest(run_folder.restore_model(str(model_dir))) == result["weights_sha256"]
 
 
 @pytest.mark.slow
@@ -277,7 +277,7 @@ def test_multi_worker_killed_mid_run_resumes_to_the_same_step(tmp_path, records)
     assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
     for i in range(2):
         assert f"resumed from {latest_at_kill}" in (tmp_path / f"second{i}.err").read_text()
-    assert checkpoints.checkpoint_steps(str(model_dir))[-1] == 150
+    assert run_folder.checkpoint_steps(str(model_dir))[-1] == 150
 
 
 @pytest.mark.slow
@@ -296,4 +296,4 @@ def test_parameter_server_chief_killed_mid_run_resumes_to_the_same_step(tmp_path
         result = _finish(launch("second", args, chief_config), tmp_path)
     assert result["step"] == 150
     assert f"resumed from {latest_at_kill}" in (tmp_path / "second.err").read_text()
-    assert checkpoints.checkpoint_steps(str(model_dir))[-1] == 150
+    assert run_folder.checkpoint_steps(str(model_dir))[-1] == 150

@@ -12,9 +12,10 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sports1m_tf import evaluate, figures, models
+from sports1m_tf import models
+from sports1m_tf.evaluation import evaluate, figures
 from sports1m_tf.data import dataset_info
-from sports1m_tf.video_predictions import VideoAccumulator
+from sports1m_tf.evaluation.video_scores import VideoAccumulator
 from tfrecord_tools import clip_encoding, schema
 
 SIZE = 32          # model input
@@ -133,7 +134,7 @@ def test_confusion_figure_for_hundreds_of_classes(tmp_path):
 def test_video_prediction_is_the_mean_of_its_clips_across_shards(records, keras_models):
     """Centre view only, against a direct computation with the model per clip."""
     member = _load(keras_models["single_frame"])
-    out = evaluate.predict_videos([member], records["pattern"],
+    out = evaluate.score_videos([member], records["pattern"],
                                   num_classes=len(records["classes"]), views=1, batch_size=5,
                                   show_progress=False)
     videos = out["videos"]
@@ -291,7 +292,7 @@ def test_command_under_mirrored_strategy_counts_every_clip_once(records, keras_m
     out = tmp_path / "report"
     # batch 7: a clip's views straddle batches and replicas; the last batch is ragged
     proc = subprocess.run(
-        [sys.executable, "-m", "sports1m_tf.evaluate", f"--keras_model={run_dir / 'model.keras'}",
+        [sys.executable, "-m", "sports1m_tf.evaluation.evaluate", f"--keras_model={run_dir / 'model.keras'}",
          f"--eval_files={records['pattern']}", f"--output_dir={out}", "--batch_size=7",
          "--strategy=mirrored", "--cpu_devices=2", "--montage_videos=0", "--noprogress"],
         capture_output=True, text=True, timeout=120)

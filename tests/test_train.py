@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sports1m_tf import checkpoints, summaries, synthetic, train
+from sports1m_tf import run_folder, synthetic
+from sports1m_tf.training import summaries, train
 from tfrecord_tools.convert import convert
 
 # A task a 1/8-width single-frame net learns in ~150 steps: four appearance
@@ -85,17 +86,17 @@ def test_one_device_learns_and_writes_its_run_folder(records, tmp_path):
     assert tf.io.decode_png(confusion[2]).shape[:2] == (512, 512)   # 4 classes x 128 px
 
     # The run folder: config with class names, checkpoints, final model.
-    run_config = checkpoints.load_run_config(model_dir)
+    run_config = run_folder.load_run_config(model_dir)
     assert run_config["class_names"] == records["classes"]
     assert run_config["num_classes"] == 4 and run_config["input_size"] == 32
-    assert checkpoints.checkpoint_steps(model_dir) == [80, 160]
+    assert run_folder.checkpoint_steps(model_dir) == [80, 160]
     frames = np.random.default_rng(0).integers(0, 255, (2, 1, 32, 32, 3), dtype=np.uint8)
     want = result["model"](frames, training=False).numpy()
-    restored = checkpoints.restore_model(model_dir)
+    restored = run_folder.restore_model(model_dir)
     np.testing.assert_allclose(restored(frames, training=False).numpy(), want, atol=1e-6)
     loaded = keras.saving.load_model(result["model_path"], compile=False)
     np.testing.assert_allclose(loaded(frames, training=False).numpy(), want, atol=1e-6)
-    early = checkpoints.restore_model(model_dir, step=80)
+    early = run_folder.restore_model(model_dir, step=80)
     assert not np.allclose(early(frames, training=False).numpy(), want)
 
 
@@ -107,8 +108,8 @@ def test_nan_loss_stops_after_saving_the_last_good_state(records, tmp_path):
     with pytest.raises(FloatingPointError, match=r"not finite at step (\d+)") as error:
         train.train(config)
     bad_step = int(error.value.args[0].split("at step ")[1].split()[0])
-    assert checkpoints.checkpoint_steps(model_dir) == [bad_step - 1]
-    model = checkpoints.restore_model(model_dir)
+    assert run_folder.checkpoint_steps(model_dir) == [bad_step - 1]
+    model = run_folder.restore_model(model_dir)
     assert all(np.isfinite(w.numpy()).all() for w in model.weights)
 
 
@@ -172,12 +173,12 @@ def test_best_model_holds_the_best_validation_weights_across_a_resume(records, t
         steps, hits = [s for s, _ in logged], [float(v) for _, v in logged]
         assert steps == expected_steps
         best = int(np.argmax(hits))  # the first of equal bests: only a gain replaces it
-        info = checkpoints.load_best_info(model_dir)
+        info = run_folder.load_best_info(model_dir)
         assert info["step"] == steps[best]
         assert info["val_clip_hit_at_1"] == pytest.approx(hits[best])
-        saved = keras.saving.load_model(os.path.join(model_dir, checkpoints.BEST_MODEL_FILE),
+        saved = keras.saving.load_model(os.path.join(model_dir, run_folder.BEST_MODEL_FILE),
                                         compile=False)
-        at_step = checkpoints.restore_model(model_dir, steps[best])
+        at_step = run_folder.restore_model(model_dir, steps[best])
         for a, b in zip(saved.weights, at_step.weights, strict=True):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
         return info
@@ -185,8 +186,8 @@ def test_best_model_holds_the_best_validation_weights_across_a_resume(records, t
     result = train.train(train.make_config(**common, train_steps=40))
     first = check([10, 20, 30, 40])
     assert result["best_step"] == first["step"]
-    assert result["best_model_path"] == os.path.join(model_dir, checkpoints.BEST_MODEL_FILE)
-    from sports1m_tf import evaluate
+    assert result["best_model_path"] == os.path.join(model_dir, run_folder.BEST_MODEL_FILE)
+    from sports1m_tf.evaluation import evaluate
     member, = evaluate.load_members(keras_models=[result["best_model_path"]])
     assert member.identity["step"] == first["step"]  # not the run's latest checkpoint
     # The motion study's choice: best_model.keras, or for a run from before it was
@@ -194,7 +195,7 @@ def test_best_model_holds_the_best_validation_weights_across_a_resume(records, t
     study = _motion_study()
     chosen = study.select_by_validation(model_dir)
     assert chosen["keras_model"] == result["best_model_path"] and chosen["step"] == first["step"]
-    info_path = os.path.join(model_dir, checkpoints.BEST_MODEL_INFO)
+    info_path = os.path.join(model_dir, run_folder.BEST_MODEL_INFO)
     os.rename(info_path, info_path + ".away")
     step_10 = tf.io.gfile.glob(os.path.join(model_dir, "ckpt-10.*"))
     for name in step_10:
@@ -217,7 +218,7 @@ def test_best_model_holds_the_best_validation_weights_across_a_resume(records, t
             [os.path.join(model_dir, "checkpoint")]:
         tf.io.gfile.remove(name)
     train.train(train.make_config(**{**common, "eval_every": 1000}, train_steps=2))
-    assert checkpoints.load_best_info(model_dir)["step"] == 2
+    assert run_folder.load_best_info(model_dir)["step"] == 2
 
 
 def test_resume_refuses_a_different_model(records, tmp_path):
@@ -263,17 +264,17 @@ def test_adam_with_scaled_input_learns_and_its_run_restores(records, tmp_path):
     hits = [float(v) for _, v in _tensor_events(
         os.path.join(model_dir, "validation"))["clip_hit_at_1"]]
     assert max(hits) >= 0.6, hits   # chance: 0.25
-    run_config = checkpoints.load_run_config(model_dir)
+    run_config = run_folder.load_run_config(model_dir)
     assert run_config["optimizer"] == "adam" and run_config["input_scale"] == 1 / 64
     assert run_config["shuffle_buffer"] == 64 and run_config["kernel_init"] == "he_normal"
     frames = np.random.default_rng(0).integers(0, 255, (2, 1, 32, 32, 3), dtype=np.uint8)
-    restored = checkpoints.restore_model(model_dir)
+    restored = run_folder.restore_model(model_dir)
     np.testing.assert_allclose(restored(frames, training=False).numpy(),
                                result["model"](frames, training=False).numpy(), atol=1e-6)
     # Resumed with another --kernel_init: the checkpoint's weights win, and the run
     # folder still says how the run was initialised.
     train.train(dataclasses_replace(config, kernel_init="glorot_uniform", train_steps=122))
-    assert checkpoints.load_run_config(model_dir)["kernel_init"] == "he_normal"
+    assert run_folder.load_run_config(model_dir)["kernel_init"] == "he_normal"
     # The checkpoint holds Adam's slots: resuming it as an SGD run is refused by name.
     with pytest.raises(ValueError, match="optimizer"):
         train.train(dataclasses_replace(config, optimizer="sgd", train_steps=130))

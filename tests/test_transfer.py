@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sports1m_tf import checkpoints, evaluate, finetune, metrics, synthetic, train, transfer
+from sports1m_tf import metrics, run_folder, synthetic
+from sports1m_tf.evaluation import evaluate
+from sports1m_tf.training import finetune, train, transfer
 from sports1m_tf.models import build_model
 from tfrecord_tools import clip_encoding, schema
 from tfrecord_tools.convert import convert
@@ -51,7 +53,7 @@ def _render(name: str, key: list, frames: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def source_run(tmp_path_factory):
-    """A single-frame source model trained by `sports1m_tf.train` on the appearance task.
+    """A single-frame source model trained by `sports1m_tf.training.train` on the appearance task.
 
     Records: 48 rendered videos per class, 2 frames each, every frame stored as a
     still 16-frame clip (the single-frame model reads frame 8).
@@ -134,7 +136,7 @@ def finetuned(source_run, ucf, tmp_path_factory):
 
 
 def _video_scores(model, files) -> tuple[float, float]:
-    out = evaluate.predict_videos([model], files, num_classes=len(TARGET), clips_per_video=2,
+    out = evaluate.score_videos([model], files, num_classes=len(TARGET), clips_per_video=2,
                                   views=4, batch_size=32, show_progress=False)
     probs, labels = out["videos"].probs[:, 0], out["videos"].labels
     return metrics.hit_at_k(probs, labels, 1), metrics.mean_average_precision(probs, labels)
@@ -244,14 +246,14 @@ def test_ucf101_layout_converts_with_its_class_list_and_splits(ucf):
 
 
 def test_frozen_layers_stay_bit_identical_through_fine_tuning(source_run, finetuned):
-    source = checkpoints.restore_model(source_run)
+    source = run_folder.restore_model(source_run)
     expected_trained = {"top1": {"predictions"}, "top3": {"fc6", "fc7", "predictions"},
                         "scratch": None}
     for regime, (run_dir, result) in finetuned.items():
         assert result["step"] == FINETUNE["train_steps"]
         # The run's checkpoint restores into build_model of its run config.
-        tuned = checkpoints.restore_model(run_dir)
-        config = checkpoints.load_run_config(run_dir)
+        tuned = run_folder.restore_model(run_dir)
+        config = run_folder.load_run_config(run_dir)
         assert config["transfer"]["regime"] == regime
         assert (config["model"], config["width"]) == ("single_frame", SOURCE["width"])
         for layer in tuned.layers:
@@ -264,7 +266,7 @@ def test_frozen_layers_stay_bit_identical_through_fine_tuning(source_run, finetu
 
 
 def test_transfer_beats_training_from_scratch(finetuned, ucf):
-    scores = {regime: _video_scores(checkpoints.restore_model(run_dir), ucf["test_files"])
+    scores = {regime: _video_scores(run_folder.restore_model(run_dir), ucf["test_files"])
               for regime, (run_dir, _) in finetuned.items()}
     print("video accuracy, mAP:", scores)
     for regime in ("top1", "top3"):
@@ -275,7 +277,7 @@ def test_transfer_beats_training_from_scratch(finetuned, ucf):
 def test_finetune_command_from_a_keras_file(source_run, ucf, tmp_path):
     """The console command, paper defaults (dropout 0.9), regime `all`, from model.keras."""
     run_dir = tmp_path / "all"
-    command = [sys.executable, "-c", "from sports1m_tf.finetune import run; run()",
+    command = [sys.executable, "-c", "from sports1m_tf.training.finetune import run; run()",
                f"--init_from={os.path.join(source_run, 'model.keras')}", "--regime=all",
                f"--train_files={ucf['train_files'][0]}", f"--model_dir={run_dir}",
                "--train_steps=3", "--batch_size=8", "--log_every=1", "--checkpoint_every=3"]
@@ -283,14 +285,14 @@ def test_finetune_command_from_a_keras_file(source_run, ucf, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["step"] == 3 and summary["transfer"]["regime"] == "all"
-    config = checkpoints.load_run_config(str(run_dir))
+    config = run_folder.load_run_config(str(run_dir))
     assert config["dropout"] == 0.9 and config["num_classes"] == len(TARGET)
     assert config["class_names"] == list(TARGET)
     # model.keras holds only build_model's own layer classes: any tool loads it.
     with zipfile.ZipFile(run_dir / "model.keras") as archive:
         assert b"InputDropoutDense" not in archive.read("config.json")
     final = keras.saving.load_model(str(run_dir / "model.keras"), compile=False)
-    restored = checkpoints.restore_model(str(run_dir))
+    restored = run_folder.restore_model(str(run_dir))
     for a, b in zip(final.get_weights(), restored.get_weights()):
         np.testing.assert_array_equal(a, b)
     source = keras.saving.load_model(os.path.join(source_run, "model.keras"), compile=False)

@@ -10,6 +10,7 @@ import glob
 import os
 import shutil
 import tempfile
+import uuid
 from typing import Iterator
 
 
@@ -130,18 +131,40 @@ def read_text(path: str) -> str:
     return read_bytes(path).decode("utf-8-sig")
 
 
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yields a temporary path beside `path` to write the whole file to; renames it to
+    `path` when the block ends, removes it when the block raises.
+
+    This is the project's one way to write a file a later run trusts (shards, JSON
+    records, models): a reader, or a rerun after a kill or a full disk, sees the old
+    file or the new one, never half of one. The temporary name is hidden, unique to
+    the process and keeps `path`'s ending (Keras saves only to `.keras` names).
+    """
+    folder, name = os.path.split(path)
+    tmp = join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{name}") if folder \
+        else f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{name}"
+    try:
+        yield tmp
+        rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError, Exception):
+            if exists(tmp):
+                rmtree(tmp) if isdir(tmp) else remove(tmp)
+        raise
+
+
 def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Writes `data` under a temporary name beside `path`, then renames it to `path`."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    if is_remote(path):
-        with _gfile().GFile(tmp, "wb") as f:
-            f.write(data)
-    else:
-        with open(_local(tmp), "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    rename(tmp, path)
+    """Writes `data` to `path` through `atomic_path`, synced to disk before the rename."""
+    with atomic_path(path) as tmp:
+        if is_remote(path):
+            with _gfile().GFile(tmp, "wb") as f:
+                f.write(data)
+        else:
+            with open(_local(tmp), "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
 
 
 def write_text_atomic(path: str, text: str) -> None:

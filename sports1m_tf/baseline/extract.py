@@ -30,7 +30,7 @@ from sports1m_tf.baseline.descriptors import FEATURE_TYPES, DescriptorSettings
 from sports1m_tf.baseline.histograms import video_vector
 from sports1m_tf.baseline.vocabulary import Vocabulary
 from sports1m_tf.data.records import compression_of, list_files
-from tfrecord_tools import schema
+from tfrecord_tools import fileio, schema
 
 _BATCH = 64  # clips handed to the pool at a time: bounds memory whatever the dataset size
 
@@ -190,11 +190,9 @@ def _save(path: str, f: VideoFeatures) -> None:
         labels[i, :len(l)] = l
     meta = json.dumps({"ids": f.ids, "class_names": {str(k): v for k, v in f.class_names.items()},
                        "problems": f.problems})
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as out:
+    with fileio.atomic_path(path) as tmp, open(tmp, "wb") as out:
         np.savez(out, vectors=f.vectors, labels=labels, clips=f.clips,
                  meta=np.frombuffer(meta.encode(), np.uint8))
-    os.replace(tmp, path)  # a killed run never leaves half a cache file
 
 
 def _load(path: str) -> VideoFeatures:

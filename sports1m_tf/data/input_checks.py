@@ -117,7 +117,7 @@ def check_class_names(model_names: Sequence[str] | None, data_names: Sequence[st
     Either list may be unknown (None or empty): then there is nothing to compare.
 
     Args:
-      model_names: the model's output classes (run_config.json's `class_names`).
+      model_names: the model's output classes (the class names its run recorded).
       data_names: the records' (dataset.json) or manifest's classes.
       model_source: where the model's names come from, for the message.
       data_source: where the data's names come from, for the message.
@@ -206,15 +206,3 @@ def check_run_inputs(train_files: Sequence[str], val_files: Sequence[str] | None
     if val:
         check_crop_fits(val, crop)
     warn_empty_classes(train)
-
-
-def run_class_names(model_dir: str | None) -> list[str] | None:
-    """The `class_names` a training run recorded in its run_config.json, or None."""
-    import json
-    import os
-    path = os.path.join(model_dir or "", "run_config.json")
-    if not model_dir or not os.path.exists(path):
-        return None
-    with open(path) as f:
-        names = json.load(f).get("class_names")
-    return list(names) if names else None

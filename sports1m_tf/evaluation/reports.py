@@ -1,7 +1,7 @@
 """Reporting an evaluation: metrics.json, the CSVs, the figures, ΔAP between reports.
 
 Everything here works on the video predictions of
-`sports1m_tf.video_predictions.predict_videos`; the metrics themselves are in
+`sports1m_tf.evaluation.video_scores.score_videos`; the metrics themselves are in
 `sports1m_tf.metrics` (docs/design.md, "Metrics"). Files written to the report
 folder: metrics.json, predictions.csv, video_probs.npz, confused_pairs.csv,
 confusion_matrix.png, predictions_montage.png (and delta_ap.csv when compared).
@@ -16,9 +16,10 @@ from typing import Sequence
 import numpy as np
 from absl import logging
 
-from sports1m_tf import figures, metrics
+from sports1m_tf import metrics, run_folder
+from sports1m_tf.evaluation import figures
 from sports1m_tf.metrics import TOP_K
-from sports1m_tf.video_predictions import VideoPredictions
+from sports1m_tf.evaluation.video_scores import VideoPredictions
 
 
 def _none_if_nan(x: float) -> float | None:
@@ -127,7 +128,7 @@ def write_tensorboard(member_reports: Sequence[dict]) -> None:
 
     for report in member_reports:
         run_dir = report["identity"].get("model_dir")
-        if not run_dir or not os.path.exists(os.path.join(run_dir, "run_config.json")):
+        if not run_folder.is_run_folder(run_dir):
             continue
         writer = tf.summary.create_file_writer(os.path.join(run_dir, "eval"))
         with writer.as_default(step=report["identity"].get("step") or 0):
@@ -142,7 +143,7 @@ def metrics_report(predicted: dict, class_names: Sequence[str], identities: Sequ
     """The metrics dict of an evaluation (what metrics.json holds, before the files' extras).
 
     Args:
-      predicted: `predict_videos`' result.
+      predicted: `score_videos`' result.
       class_names: C names.
       identities: each member's identity (`Member.identity`), in member order.
       settings: how the evaluation ran (files, clips, views, strategy).
@@ -193,7 +194,7 @@ def write_report(output_dir: str, result: dict, predicted: dict, class_names: Se
     Args:
       output_dir: str. The report folder (created).
       result: `metrics_report`'s dict.
-      predicted: `predict_videos`' result (videos, montage frames).
+      predicted: `score_videos`' result (videos, montage frames).
       class_names: C names.
       confusion_classes: int. Classes in the confusion-matrix figure.
       compare_with: str. Another report's metrics.json → delta_ap.csv.

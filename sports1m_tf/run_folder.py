@@ -19,6 +19,8 @@ import re
 import shutil
 import tempfile
 
+from tfrecord_tools import fileio
+
 RUN_CONFIG_FILE = "run_config.json"
 FINAL_MODEL_FILE = "model.keras"
 BEST_MODEL_FILE = "best_model.keras"
@@ -31,22 +33,6 @@ MODEL_KEYS = ("model", "num_classes", "multires", "width", "input_size", "dropou
 _OLDER_RUN_DEFAULTS = {"input_scale": 1.0, "optimizer": "sgd"}
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    # mkstemp creates 0600; the run's other files follow the umask (usually 0644).
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_run_config(model_dir: str, config: dict) -> str:
     """Writes `run_config.json` (atomically) and returns its path."""
     missing = [k for k in MODEL_KEYS if k not in config]
@@ -54,7 +40,7 @@ def write_run_config(model_dir: str, config: dict) -> str:
         raise ValueError(f"run config lacks {missing}")
     os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(model_dir, RUN_CONFIG_FILE)
-    _atomic_write_text(path, json.dumps(config, indent=1, sort_keys=True) + "\n")
+    fileio.write_text_atomic(path, json.dumps(config, indent=1, sort_keys=True) + "\n")
     return path
 
 
@@ -78,6 +64,33 @@ def load_run_config(model_dir: str) -> dict:
     if missing:
         raise ValueError(f"{path}: missing keys {missing}")
     return config
+
+
+def is_run_folder(folder: str | None) -> bool:
+    """True when `folder` is a training run's folder (it holds a run config)."""
+    return bool(folder) and os.path.isfile(os.path.join(folder, RUN_CONFIG_FILE))
+
+
+def run_folder_of(model_file: str) -> str | None:
+    """The run folder a `.keras` file was written in (`model.keras`, `best_model.keras`),
+    or None for a model file that stands alone."""
+    folder = os.path.dirname(os.path.abspath(model_file))
+    return folder if is_run_folder(folder) else None
+
+
+def run_record(model_dir: str | None) -> dict:
+    """What a run recorded, read leniently: {} without a run config, and no check that
+    it can rebuild a model (`load_run_config` checks that)."""
+    if not is_run_folder(model_dir):
+        return {}
+    with open(os.path.join(model_dir, RUN_CONFIG_FILE), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def run_class_names(model_dir: str | None) -> list[str] | None:
+    """The class names a run recorded, or None (no run folder, or none recorded)."""
+    names = run_record(model_dir).get("class_names")
+    return list(names) if names else None
 
 
 def build_from_run_config(config: dict):
@@ -189,14 +202,20 @@ def load_best_info(model_dir: str) -> dict | None:
         raise ValueError(f"{path}: unreadable best-model record ({e})") from e
 
 
+def save_final_model(model, model_dir: str) -> str:
+    """Writes the run's `model.keras` atomically and returns its path."""
+    path = os.path.join(model_dir, FINAL_MODEL_FILE)
+    with fileio.atomic_path(path) as tmp:
+        model.save(tmp)
+    return path
+
+
 def save_best_model(model, model_dir: str, step: int, hit_at_1: float) -> str:
     """Writes `best_model.keras` and its record; a kill midway leaves the old pair."""
     path = os.path.join(model_dir, BEST_MODEL_FILE)
-    # Keras wants a .keras suffix; the rename makes the replacement atomic.
-    tmp = os.path.join(model_dir, f".tmp_{BEST_MODEL_FILE}")
-    model.save(tmp)
-    os.replace(tmp, path)
-    _atomic_write_text(os.path.join(model_dir, BEST_MODEL_INFO),
+    with fileio.atomic_path(path) as tmp:
+        model.save(tmp)
+    fileio.write_text_atomic(os.path.join(model_dir, BEST_MODEL_INFO),
                        json.dumps({"step": int(step), "val_clip_hit_at_1": float(hit_at_1)}))
     return path
 

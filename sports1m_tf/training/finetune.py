@@ -1,10 +1,10 @@
 """sports1m-finetune: transfer a trained model to a new task (docs/design.md, "Transfer learning").
 
-The model to fine-tune comes from `sports1m_tf.transfer.make_transfer_model`
+The model to fine-tune comes from `sports1m_tf.training.transfer.make_transfer_model`
 (regimes `top1`, `top3`, `all`, `scratch`); everything else is
-`sports1m_tf.train.train`, the loop of `sports1m-train`: the same flags for
+`sports1m_tf.training.train.train`, the loop of `sports1m-train`: the same flags for
 data, optimiser, checkpoints and strategies, and the same run folder
-(run_config.json, ckpt-STEP, TensorBoard, model.keras), so `sports1m-eval` and
+(run config, ckpt-STEP, TensorBoard, model.keras), so `sports1m-eval` and
 `sports1m-export` read a fine-tuned run like any other.
 
 Usage:
@@ -35,9 +35,11 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from sports1m_tf import checkpoints, cli, settings, train
+from sports1m_tf import cli, run_folder, settings
+from sports1m_tf.training import train
 from sports1m_tf.model_names import MODEL_NAMES
-from sports1m_tf.transfer_regimes import PAPER_DROPOUT, REGIMES
+from sports1m_tf.training.regimes import PAPER_DROPOUT, REGIMES
+from tfrecord_tools import fileio
 
 FLAGS = flags.FLAGS
 # TrainConfig fields that describe the architecture: taken from the source model.
@@ -51,7 +53,7 @@ def source_spec(init_from: str) -> dict:
     """The source model's architecture, read without TensorFlow.
 
     Args:
-      init_from: str. A training run folder (its run_config.json) or a `.keras` file
+      init_from: str. A training run folder or a `.keras` file
         (its config.json; the width comes from the size of fc6).
 
     Returns:
@@ -64,7 +66,7 @@ def source_spec(init_from: str) -> dict:
     from sports1m_tf.models.trunk import FC_UNITS
 
     if os.path.isdir(init_from):
-        config = checkpoints.load_run_config(init_from)
+        config = run_folder.load_run_config(init_from)
         return {"model": config["model"], "multires": bool(config["multires"]),
                 "width": float(config["width"]), "input_size": int(config["input_size"]),
                 "num_classes": int(config["num_classes"]), "path": init_from}
@@ -92,11 +94,11 @@ def source_spec(init_from: str) -> dict:
 def load_source(init_from: str):
     """The source `keras.Model`: a run's latest checkpoint (else its model.keras), or a .keras file."""
     if os.path.isdir(init_from):
-        return checkpoints.restore_model(init_from)
+        return run_folder.restore_model(init_from)
     import keras
 
     import sports1m_tf.models  # noqa: F401  (registers the custom layers)
-    import sports1m_tf.transfer  # noqa: F401  (a fine-tuned model may be the source)
+    import sports1m_tf.training.transfer  # noqa: F401  (a fine-tuned model may be the source)
     return keras.saving.load_model(init_from, compile=False)
 
 
@@ -105,7 +107,7 @@ def load_source(init_from: str):
 # ---------------------------------------------------------------------------
 def finetune(init_from: str, regime: str, *, dropout: float = PAPER_DROPOUT,
              **train_settings) -> dict:
-    """Fine-tunes a trained model on new records with `sports1m_tf.train.train`.
+    """Fine-tunes a trained model on new records with `sports1m_tf.training.train.train`.
 
     Args:
       init_from: str. A training run folder or a `.keras` file.
@@ -117,7 +119,7 @@ def finetune(init_from: str, regime: str, *, dropout: float = PAPER_DROPOUT,
         the architecture fields come from the source and may not be given.
 
     Returns:
-      `train`'s result dict, plus `transfer` (what was recorded in run_config.json).
+      `train`'s result dict, plus `transfer` (what was recorded in the run config).
     """
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}; expected one of {REGIMES}")
@@ -142,7 +144,7 @@ def finetune(init_from: str, regime: str, *, dropout: float = PAPER_DROPOUT,
         # Loaded here, inside the strategy's scope and after train() has set up
         # the devices (loading earlier would initialise them too soon for
         # --cpu_devices). Only its weights are read.
-        from sports1m_tf import transfer
+        from sports1m_tf.training import transfer
         source = load_source(init_from)
         return transfer.make_transfer_model(source, regime, config.num_classes, config.dropout,
                                             width=config.width)
@@ -165,11 +167,10 @@ def _save_plain(model, path: str, width: float) -> None:
     The transfer model's fc6 is an `InputDropoutDense`; the plain copy computes
     the same function at inference and loads in any tool without this module.
     """
-    from sports1m_tf import transfer
+    from sports1m_tf.training import transfer
     plain = transfer.plain_model(model, width=width)
-    temporary = os.path.join(os.path.dirname(path), ".model.plain.keras")
-    plain.save(temporary)
-    os.replace(temporary, path)
+    with fileio.atomic_path(path) as temporary:
+        plain.save(temporary)
 
 
 # ---------------------------------------------------------------------------

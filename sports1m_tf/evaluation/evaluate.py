@@ -23,8 +23,8 @@ Writes to --output_dir: metrics.json, predictions.csv, video_probs.npz,
 confused_pairs.csv, confusion_matrix.png, predictions_montage.png (and
 delta_ap.csv with --compare_with).
 
-The work is split by job: `sports1m_tf.video_predictions` loads the models and
-turns the records into one averaged prediction per video; `sports1m_tf.reports`
+The work is split by job: `sports1m_tf.evaluation.video_scores` loads the models and
+turns the records into one averaged prediction per video; `sports1m_tf.evaluation.reports`
 computes the metrics and writes the report; this module is the command.
 """
 from __future__ import annotations
@@ -34,9 +34,10 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from sports1m_tf import cli, distribute, reports
-from sports1m_tf.video_predictions import (  # noqa: F401  (the evaluation's Python API)
-    Member, as_member, check_labels, load_members, predict_videos, resolve_classes)
+from sports1m_tf import cli, distribute
+from sports1m_tf.evaluation import reports
+from sports1m_tf.evaluation.video_scores import (  # noqa: F401  (the evaluation's Python API)
+    Member, as_member, check_labels, load_members, score_videos, resolve_classes)
 
 
 def evaluate(members: Sequence, eval_files, *, output_dir: str, clips_per_video: int = 20,
@@ -56,7 +57,7 @@ def evaluate(members: Sequence, eval_files, *, output_dir: str, clips_per_video:
       batch_size: int. Global batch of views.
       strategy: `tf.distribute.Strategy` or None (models must be built in its scope).
       compare_with: str. Another report's metrics.json → delta_ap.csv.
-      class_names: C names; default from dataset.json / run_config.json.
+      class_names: C names; default from dataset.json, else the run config.
       montage_videos: int. Videos in the prediction montage.
       confusion_classes: int. Classes in the confusion-matrix figure.
       write_tensorboard: bool. Scalars to RUN_DIR/eval/ for members from a training run.
@@ -84,7 +85,7 @@ def evaluate(members: Sequence, eval_files, *, output_dir: str, clips_per_video:
     os.makedirs(output_dir, exist_ok=True)
     info, _ = dataset_info.dataset_info(files)
 
-    predicted = predict_videos(
+    predicted = score_videos(
         members, files, num_classes=num_classes, clips_per_video=clips_per_video, views=views,
         batch_size=batch_size, strategy=strategy, montage_videos=montage_videos,
         total_videos=dataset_info.expected_videos(files, info), show_progress=show_progress)

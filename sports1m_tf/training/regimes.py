@@ -1,6 +1,6 @@
 """The transfer-learning regimes, readable without TensorFlow (sports1m-finetune's flags).
 
-`sports1m_tf.transfer` builds the models; docs/design.md ("Transfer learning")
+`sports1m_tf.training.transfer` builds the models; docs/design.md ("Transfer learning")
 describes the regimes.
 """
 from __future__ import annotations

@@ -46,7 +46,7 @@ import keras
 
 from sports1m_tf.models import build_model, describe
 from sports1m_tf.models.trunk import FC_UNITS
-from sports1m_tf.transfer_regimes import (  # noqa: F401  (part of this module's API)
+from sports1m_tf.training.regimes import (  # noqa: F401  (part of this module's API)
     HEAD_LAYERS, PAPER_DROPOUT, REGIMES, RETRAINED)
 
 

@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 
 from absl import app, flags, logging
 
-from sports1m_tf import checkpoints, cli, distribute, settings
+from sports1m_tf import cli, distribute, run_folder, settings
 # Callers build a run's settings through this module too: train.make_config(...).
 from sports1m_tf.settings import TrainConfig, config_from_flags, make_config  # noqa: F401
 from tfrecord_tools import schema
@@ -240,7 +240,7 @@ def _data_args(model) -> dict:
 
 def _run_config(config: TrainConfig, model, class_names, strategy, precision: str,
                 xla: bool, extra: dict | None) -> dict:
-    """The run's `run_config.json`: the built model, the classes, the settings as resolved."""
+    """The run's config: the built model, the classes, the settings as resolved."""
     from sports1m_tf.models import describe
     built = describe(model)
     return {"model": built["name"], "multires": built["multires"],
@@ -274,7 +274,7 @@ class _Progress:
           data.errors.SkippedRecordsError: more records were skipped than
             `--max_skipped_fraction` allows.
         """
-        from sports1m_tf import skip_report, summaries
+        from sports1m_tf.training import skip_report, summaries
         step_time = self._time / max(self._steps, 1)
         clips_per_s = self._steps * self._clips_per_step / max(self._time, 1e-9)
         eta = (self._config.train_steps - step) * step_time
@@ -314,7 +314,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         Only the model's trainable variables are optimised (and decayed), so
         layers set `trainable=False` stay bit-identical. On resume the latest
         checkpoint overwrites whatever weights the function loaded.
-      run_config_extra: dict. Merged into `run_config.json` (e.g. the
+      run_config_extra: dict. Merged into the run config (e.g. the
         transfer-learning regime); its model keys override the built model's.
 
     Returns:
@@ -343,7 +343,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     import numpy as np
     import tensorflow as tf
 
-    from sports1m_tf import optimization, skip_report, summaries
+    from sports1m_tf.training import optimization, skip_report, summaries
 
     # Strategy, precision, classes, model and optimiser.
     strategy, task = distribute.make_strategy(config.strategy, peer_timeout=config.peer_timeout)
@@ -365,18 +365,18 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     run_config = _run_config(config, model, class_names, strategy, precision, xla,
                              run_config_extra)
     if latest:
-        run_config = checkpoints.check_resumable(config.model_dir, run_config)
+        run_config = run_folder.check_resumable(config.model_dir, run_config)
     if chief:
-        checkpoints.write_run_config(config.model_dir, run_config)
-    write_dir = checkpoints.write_dir(config.model_dir, chief, task.task_id if task else 0)
+        run_folder.write_run_config(config.model_dir, run_config)
+    write_dir = run_folder.write_dir(config.model_dir, chief, task.task_id if task else 0)
     manager = tf.train.CheckpointManager(
         checkpoint, write_dir, max_to_keep=config.keep_checkpoints if chief else 1,
-        checkpoint_name=checkpoints.CHECKPOINT_NAME)
+        checkpoint_name=run_folder.CHECKPOINT_NAME)
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
         logging.info("resumed from %s", latest)
     start_step = int(step.numpy())
-    best = checkpoints.BestModel(config.model_dir, resumed=bool(latest), writer=chief)
+    best = run_folder.BestModel(config.model_dir, resumed=bool(latest), writer=chief)
 
     # Input and steps.
     data_args = _data_args(model)
@@ -432,16 +432,16 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     # The final model.
     if saved_at != current:
         manager.save(checkpoint_number=current)
-    model_path = os.path.join(config.model_dir, checkpoints.FINAL_MODEL_FILE)
+    model_path = os.path.join(config.model_dir, run_folder.FINAL_MODEL_FILE)
     if chief:
         with writers[0].as_default():
             summaries.write_filter_images(model, current)
         for writer in writers:
             writer.flush()
-        model.save(model_path)
+        run_folder.save_final_model(model, config.model_dir)
         logging.info("finished at step %d; final model %s", current, model_path)
     else:
-        checkpoints.discard_write_dir(write_dir, config.model_dir)
+        run_folder.discard_write_dir(write_dir, config.model_dir)
     return {"step": current, "loss": last_loss, "model": model,
             "validation": None if validation is None else {
                 k: validation[k] for k in ("hit_at_1", "loss", "clips")},
@@ -460,7 +460,7 @@ def main(argv: Sequence[str]) -> None:
     for name in ("model_dir", "train_files"):
         if not FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
-    done = checkpoints.finished_step(FLAGS.model_dir, FLAGS.train_steps)
+    done = run_folder.finished_step(FLAGS.model_dir, FLAGS.train_steps)
     if done is not None:
         print(f"{FLAGS.model_dir} is already at step {done} (--train_steps={FLAGS.train_steps}): "
               "nothing to do; raise --train_steps to train further")

@@ -3,7 +3,7 @@
 Here the evaluation loads one or several models (`load_members`), reads each
 sampled clip of every video in its views (`sports1m_tf.data.eval_dataset`: the
 centre crop, its flip, the top-left crop, the flipped bottom-right crop), runs
-every model over them under a distribution strategy (`predict_videos`) and
+every model over them under a distribution strategy (`score_videos`) and
 averages the softmax outputs of every view of every clip into the video's
 prediction (`VideoAccumulator`; docs/design.md, "Evaluation").
 
@@ -30,7 +30,6 @@ command imports this module before TensorFlow may load (see `sports1m_tf.cli`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from typing import Sequence
@@ -38,7 +37,7 @@ from typing import Sequence
 import numpy as np
 from absl import logging
 
-from sports1m_tf import metrics
+from sports1m_tf import metrics, run_folder
 from tfrecord_tools import schema
 
 # Media ids travel to the accelerators as fixed-length bytes: string tensors
@@ -186,11 +185,10 @@ def load_members(model_dirs: Sequence[str] = (), checkpoints: Sequence[str] = ()
     import tensorflow as tf
 
     import sports1m_tf.models as models  # registers the custom layers for load_model
-    from sports1m_tf import checkpoints as run_checkpoints
 
     members = []
     for model_dir in model_dirs:
-        model = run_checkpoints.restore_model(model_dir)
+        model = run_folder.restore_model(model_dir)
         step = _checkpoint_step(tf.train.latest_checkpoint(model_dir))
         members.append(Member(model, dict(source="model_dir", path=model_dir, step=step,
                                           model_dir=model_dir)))
@@ -199,7 +197,7 @@ def load_members(model_dirs: Sequence[str] = (), checkpoints: Sequence[str] = ()
         if step is None:
             raise ValueError(f"--checkpoint {prefix!r}: expected a prefix RUN_DIR/ckpt-STEP")
         run_dir = os.path.dirname(prefix) or "."
-        model = run_checkpoints.restore_model(run_dir, step=step)
+        model = run_folder.restore_model(run_dir, step=step)
         members.append(Member(model, dict(source="checkpoint", path=prefix, step=step,
                                           model_dir=run_dir)))
     for path in keras_models:
@@ -207,11 +205,10 @@ def load_members(model_dirs: Sequence[str] = (), checkpoints: Sequence[str] = ()
             raise FileNotFoundError(f"--keras_model {path}: no such file")
         model = keras.saving.load_model(path, compile=False)
         # A training run's final model.keras still belongs to that run (TensorBoard).
-        folder = os.path.dirname(os.path.abspath(path))
-        run_dir = folder if os.path.exists(os.path.join(folder, "run_config.json")) else None
+        run_dir = run_folder.run_folder_of(path)
         step = _checkpoint_step(tf.train.latest_checkpoint(run_dir)) if run_dir else None
-        if run_dir and os.path.basename(path) == run_checkpoints.BEST_MODEL_FILE:
-            step = (run_checkpoints.load_best_info(run_dir) or {}).get("step")
+        if run_dir and os.path.basename(path) == run_folder.BEST_MODEL_FILE:
+            step = (run_folder.load_best_info(run_dir) or {}).get("step")
         members.append(Member(model, dict(source="keras_model", path=path, step=step,
                                           model_dir=run_dir)))
     for member in members:
@@ -256,7 +253,7 @@ def resolve_classes(members: Sequence[Member], files: Sequence[str]) -> list[str
     """Class names for the report; checks every model has that many classes.
 
     From the records' dataset.json, else the first training run's
-    run_config.json, else `class_0`, `class_1`, ...
+    run config, else `class_0`, `class_1`, ...
     """
     sizes = {m.identity["describe"]["num_classes"] for m in members}
     if len(sizes) > 1:
@@ -272,16 +269,13 @@ def resolve_classes(members: Sequence[Member], files: Sequence[str]) -> list[str
                              f"{len(info['classes'])}: a checkpoint of another dataset?")
         for member in members:  # the same count is not enough: the same names, same order
             input_checks.check_class_names(
-                input_checks.run_class_names(member.identity.get("model_dir")), info["classes"],
+                run_folder.run_class_names(member.identity.get("model_dir")), info["classes"],
                 model_source=member.identity.get("model_dir") or "", data_source=info_path)
         return list(info["classes"])
     for member in members:
-        config_path = os.path.join(member.identity.get("model_dir") or "", "run_config.json")
-        if member.identity.get("model_dir") and os.path.exists(config_path):
-            with open(config_path) as f:
-                names = json.load(f).get("class_names")
-            if names and len(names) == num_classes:
-                return list(names)
+        names = run_folder.run_class_names(member.identity.get("model_dir"))
+        if names and len(names) == num_classes:
+            return names
     logging.warning("no dataset.json beside the records and no class names in a run "
                     "config: classes are reported as class_0..class_%d", num_classes - 1)
     return [f"class_{i}" for i in range(num_classes)]
@@ -390,7 +384,7 @@ class _ClipHits:
         self.clips += int(centre.sum())
 
 
-def predict_videos(members: Sequence, eval_files, *, num_classes: int, clips_per_video: int = 20,
+def score_videos(members: Sequence, eval_files, *, num_classes: int, clips_per_video: int = 20,
                    views: int = 4, batch_size: int = 32, strategy=None, montage_videos: int = 12,
                    total_videos: int | None = None, show_progress: bool = True) -> dict:
     """Runs every model over the records and groups the outputs by video.
