@@ -17,7 +17,7 @@ $(BIN)/.installed: setup.py
 
 install: $(BIN)/.installed
 
-# The demo's sizes are configs/demo.flags (demo-full: configs/demo_full.flags).
+# The demo's sizes are the recipes demo and demo_full (sports1m_tf/recipes/).
 demo: install
 	$(BIN)/sports1m-demo --workdir=demo_run
 

@@ -35,6 +35,7 @@ from absl import app, flags
 
 # The tests' record and video writers.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import common  # noqa: E402
 import testvideos  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -54,8 +55,7 @@ flags.DEFINE_list("parts", ["mixing", "converter"], "What to measure; the JSON's
 flags.DEFINE_integer("convert_repeats", 5, "Alternating repeats of each converter; median kept.")
 flags.DEFINE_string("before_ref", "58d3eb6",
                     "Git commit of the converter before the mixed layout (round-robin dealing).")
-flags.DEFINE_string("output", os.path.join(os.path.dirname(__file__), "results",
-                                           "batch_mixing.json"), "Where the JSON goes.")
+common.define_output("batch_mixing", "Where the JSON goes.")
 
 RECORD_KB_200 = 180  # a 16-frame clip of 200x200 JPEG q90 (≈11 KB a frame)
 READ_BUFFER_KB = 1024  # TFRecordDataset buffer per shard being read
@@ -206,10 +206,7 @@ def main(argv):
             out["mixing"] = mixing_table(root)
         if "converter" in FLAGS.parts:
             out["converter"] = converter_cost(root)
-    os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump(out, f, indent=1)
-    print(f"wrote {FLAGS.output}")
+    common.write_results(FLAGS.output, out, indent=1)
 
 
 if __name__ == "__main__":

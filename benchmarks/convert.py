@@ -44,12 +44,13 @@ import testvideos  # noqa: E402
 from tfrecord_tools.manifest import VideoEntry  # noqa: E402
 from tfrecord_tools.video_clips import ClipSettings, convert_video  # noqa: E402
 
+import common
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 3, "Repeats of each per-video measurement; the median is kept.")
 flags.DEFINE_integer("copies", 3, "Copies of each sample video in the scaling and Beam runs.")
 flags.DEFINE_bool("beam", True, "Also time the Beam DirectRunner (needs apache-beam).")
-flags.DEFINE_string("output", os.path.join(os.path.dirname(__file__), "results", "convert.json"),
-                    "Where the JSON results go.")
+common.define_output("convert", "Where the JSON results go.")
 
 
 def ffmpeg_cpu_seconds(path: str) -> dict:
@@ -172,9 +173,7 @@ def main(argv: list[str]) -> None:
         if FLAGS.beam:
             results["beam"] = beam_vs_local(manifest, n, tmp, results["scaling"])
     results["load_average_after"] = os.getloadavg()
-    os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump(results, f, indent=1)
+    common.write_results(FLAGS.output, results, indent=1)
     print(json.dumps({k: v for k, v in results.items() if k != "per_video"}, indent=1))
     for name, row in results["per_video"].items():
         print(f"{name:22s} {row['size']:>9s} ffmpeg {row['ffmpeg_frames_per_s']:6.0f} f/s | "
@@ -182,7 +181,6 @@ def main(argv: list[str]) -> None:
               f" | sparse {row['sparse']['frames_per_s']:6.0f} f/s "
               f"x{row['sparse']['ratio_to_ffmpeg']:.2f} | grab {row['grab_ms_per_frame']:.2f} ms"
               f", store {row['store_ms_per_frame']:.2f} ms")
-    print(f"wrote {FLAGS.output}")
 
 
 def run() -> None:

@@ -39,6 +39,8 @@ from sports1m_tf import cli
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import input_pipeline  # noqa: E402  (its records and its flags)
 
+import common
+
 FLAGS = flags.FLAGS
 flags.DEFINE_float("server_start_timeout", 120.0, "Seconds to wait for a server to listen.")
 # (label, model): the model sets the frames read.
@@ -128,14 +130,14 @@ def run_all(folder: str) -> list[dict]:
     from sports1m_tf.data import service as data_service
 
     pattern, _ = input_pipeline.write_records(folder, FLAGS.clips)
-    common = dict(training=True, batch_size=FLAGS.batch_size, num_classes=487)
+    shared = dict(training=True, batch_size=FLAGS.batch_size, num_classes=487)
     rows = []
     servers = Servers(folder)
     try:
         # The servers start (importing TensorFlow) while the local pipeline is timed.
         dispatcher, first = servers.start_dispatcher(), servers.start_worker()
         for label, model in CONFIGS:
-            dataset = clip_dataset(pattern, model=model, repeat=-1, seed=0, **common)
+            dataset = clip_dataset(pattern, model=model, repeat=-1, seed=0, **shared)
             rows.append({"config": label, "mode": "local", **measure(dataset, [])})
             logging.info("%s", rows[-1])
         for proc in (dispatcher, first):
@@ -146,7 +148,7 @@ def run_all(folder: str) -> list[dict]:
             for label, model in CONFIGS:
                 dataset = data_service.service_training_dataset(
                     pattern, service=servers.target, seed=0, model=model,
-                    job_name=f"bench-{model}-{count}", **{k: v for k, v in common.items()
+                    job_name=f"bench-{model}-{count}", **{k: v for k, v in shared.items()
                                                          if k != "training"})
                 rows.append({"config": label, "mode": f"service, {count} worker(s)",
                              **measure(dataset, servers.workers)})
@@ -170,9 +172,7 @@ def main(argv):
                       "show the service's overhead and the decoding that leaves the trainer, "
                       "not scale-out",
               "rows": rows}
-    os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump(result, f, indent=2)
+    common.write_results(FLAGS.output, result, indent=2)
     print(f"{'config':26s} {'mode':22s} {'clips/s':>8s} {'trainer CPU ms/clip':>20s} "
           f"{'worker CPU ms/clip':>19s} {'trainer vs local':>16s}")
     for r in rows:
@@ -180,14 +180,11 @@ def main(argv):
         print(f"{r['config']:26s} {r['mode']:22s} {r['clips_per_s']:8.0f} "
               f"{r['trainer_cpu_ms_per_clip']:20.2f} {worker:>19s} "
               f"{r['trainer_cpu_vs_local']:16.2f}")
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; wrote {FLAGS.output}")
+    print(common.load_line())
 
 
 def run():
-    FLAGS.set_default("output", OUTPUT)
-    FLAGS.set_default("clips", 256)
-    FLAGS.set_default("seconds", 6.0)
-    cli.entry(main)()
+    common.run(main, output=OUTPUT, clips=256, seconds=6.0)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from sports1m_tf import cli
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import input_pipeline  # noqa: E402  (its records and its flags)
 
+import common
+
 FLAGS = flags.FLAGS
 flags.DEFINE_float("peak_tflops", 989.0, "The accelerator's dense peak (H100 SXM bf16: 989).")
 flags.DEFINE_float("utilisation", 0.4, "Fraction of the peak the training step reaches.")
@@ -90,9 +92,7 @@ def main(argv):
               "seconds_per_model": FLAGS.seconds, "batch_size": FLAGS.batch_size,
               "cpu_count": os.cpu_count(), "load_average_at_end": os.getloadavg(),
               "rows": rows}
-    os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump(result, f, indent=2)
+    common.write_results(FLAGS.output, result, indent=2)
     print(f"| model | frames | crop | clips per CPU-second | training GFLOP/clip | "
           f"clips/s at {FLAGS.utilisation:.0%} of {FLAGS.peak_tflops:.0f} TFLOPS | cores |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -100,14 +100,11 @@ def main(argv):
         print(f"| {r['model']} | {r['frames']} | {r['crop']} | {r['clips_per_cpu_s']:,.0f} | "
               f"{r['train_gflop_per_clip']:.2f} | {r['accelerator_clips_per_s']:,} | "
               f"{r['cores']:,.0f} |")
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; wrote {FLAGS.output}")
+    print(common.load_line())
 
 
 def run():
-    FLAGS.set_default("output", OUTPUT)
-    FLAGS.set_default("clips", 256)
-    FLAGS.set_default("seconds", 5.0)
-    cli.entry(main)()
+    common.run(main, output=OUTPUT, clips=256, seconds=5.0)
 
 
 if __name__ == "__main__":

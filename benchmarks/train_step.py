@@ -33,6 +33,8 @@ import time
 import numpy as np
 from absl import app, flags
 
+import common
+
 flags.DEFINE_list("models", ["single_frame", "early_fusion", "late_fusion", "slow_fusion"],
                   "Models; each runs full-frame and multires.")
 flags.DEFINE_integer("batch_size", 32, "Clips per step (paper: 32).")
@@ -42,7 +44,7 @@ flags.DEFINE_float("width", 1.0, "Width multiplier (1.0 = the paper's size).")
 flags.DEFINE_integer("num_classes", 487, "Classes.")
 flags.DEFINE_list("onednn", ["0", "1"], "TF_ENABLE_ONEDNN_OPTS values to compare.")
 flags.DEFINE_integer("matmul_size", 4096, "Square float32 matmul size for the peak rate.")
-flags.DEFINE_string("output", "benchmarks/results/train_step.json", "JSON output.")
+common.define_output("train_step", "JSON output.")
 flags.DEFINE_string("precision", "float32", "Keras dtype policy (float32, mixed_bfloat16).")
 flags.DEFINE_bool("xla", False, "XLA-compile the forward and backward pass.")
 flags.DEFINE_string("child", None, "Internal: run one configuration (model:multires).")
@@ -187,9 +189,7 @@ def main(argv):
                                                        "onednn", "matmul_size")},
               "cpu_count": os.cpu_count(), "load_average_before": load_before,
               "load_average_after": os.getloadavg(), "rows": rows, "multires": speedups}
-    os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump(result, f, indent=1)
+    common.write_results(FLAGS.output, result, indent=1)
     print(f"load average before {load_before}, after {os.getloadavg()}; wrote {FLAGS.output}")
 
 

@@ -39,6 +39,8 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
+import common
+
 flags.DEFINE_string("ucf_root", None, "Folder holding UCF-101/ (videos) and ucfTrainTestlist/ "
                     "(classInd.txt, trainlist0N.txt, testlist0N.txt); default: synthetic.")
 flags.DEFINE_string("init_from", None, "Source model: a training run folder or a .keras file "
@@ -60,8 +62,7 @@ flags.DEFINE_bool("clip_overlap", True, "Convert with overlapping windows where 
 flags.DEFINE_integer("frame_size", 200, "Stored frame size of the real data.")
 flags.DEFINE_string("strategy", "auto", "sports1m-train's --strategy.")
 flags.DEFINE_integer("seed", 0, "Seed of every run.")
-flags.DEFINE_string("output", "benchmarks/results/transfer.json",
-                    "JSON output; the Markdown goes beside it (.md).")
+common.define_output("transfer", "JSON output; the Markdown goes beside it (.md).")
 FLAGS = flags.FLAGS
 
 REGIME_TITLES = {"scratch": "Train from scratch", "top1": "Fine-tune top layer",
@@ -189,6 +190,7 @@ def run_one(init_from: str, regime: str, records: dict, run_dir: str, report_dir
     """Fine-tunes one regime on one split and evaluates it: accuracy, mAP, group mAP."""
     from sports1m_tf import metrics, run_folder
     from sports1m_tf.evaluation import evaluate
+    from sports1m_tf.settings import EvalConfig
     from sports1m_tf.training import finetune
 
     started = time.time()
@@ -202,9 +204,11 @@ def run_one(init_from: str, regime: str, records: dict, run_dir: str, report_dir
                       seed=FLAGS.seed, strategy=FLAGS.strategy)
     trained = time.time()
     report = evaluate.evaluate([run_folder.restore_model(run_dir)], [records["test"]],
-                               output_dir=report_dir, clips_per_video=FLAGS.clips_per_video,
-                               views=4, batch_size=64, class_names=records["classes"],
-                               montage_videos=0, write_tensorboard=False, show_progress=False)
+                               output_dir=report_dir, class_names=records["classes"],
+                               config=EvalConfig(clips_per_video=FLAGS.clips_per_video,
+                                                 batch_size=64, montage_videos=0,
+                                                 progress=False),
+                               write_tensorboard=False)
     ap = np.array([np.nan if report["per_class_ap"][c] is None else report["per_class_ap"][c]
                    for c in records["classes"]])
     groups = metrics.group_map(ap, metrics.ucf101_groups(records["classes"]))
@@ -312,9 +316,7 @@ def main(argv):
     result = {"settings": settings, "splits": split_info, "runs": runs, **summary,
               "paper": {"table3": PAPER_TABLE3, "table4": PAPER_TABLE4},
               "seconds": {"prepare": prepared - started, "total": time.time() - started}}
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump(result, f, indent=1)
+    common.write_results(FLAGS.output, result, indent=1)
     with open(os.path.splitext(FLAGS.output)[0] + ".md", "w") as f:
         f.write(text)
     print(json.dumps({"table3": summary["table3"], "table4": summary["table4"],

@@ -106,7 +106,7 @@ def decode_stream(paths: Sequence[str], options: DecodeOptions, workers: int = 1
     Args:
       paths: the video files.
       options: how to cut them.
-      workers: int. Decoding processes (at most one per file).
+      workers: Decoding processes (at most one per file).
 
     Yields:
       `Message`s in arrival order.

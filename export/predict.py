@@ -35,6 +35,7 @@ from export.video_input import VideoError, clip_starts, read_clips, stored_frame
 from export.video_prediction import (VideoModel, model_class_names,  # noqa: F401
                                      predict_files, predict_videos, resolve_saved_model)
 from sports1m_tf import cli
+from tfrecord_tools import summary
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "SavedModel version folder, or a model folder.")
@@ -60,9 +61,9 @@ def read_manifest(path: str, labels: str | None = None
     """The videos of a manifest: one path a line, or the converter's CSV.
 
     Args:
-      path: str. The manifest. A line with a comma or a tab makes it a CSV, read
+      path: The manifest. A line with a comma or a tab makes it a CSV, read
         by the converter's reader (`tfrecord_tools.manifest`).
-      labels: str. The CSV's class-name file, if any.
+      labels: The CSV's class-name file, if any.
 
     Returns:
       (video paths, path → label names (CSV only), the manifest's class list (CSV
@@ -98,32 +99,16 @@ def check_manifest_classes(manifest_classes: Sequence[str], model_classes: Seque
       manifest_classes: the manifest's class list (from its labels file when
         `exact`, else the names its lines use).
       model_classes: the SavedModel's class names.
-      exact: bool. The lists must be equal, order included (a labels file gives
+      exact: The lists must be equal, order included (a labels file gives
         class indices); otherwise every name used must be one of the model's.
-      source: str. What to name in the message.
+      source: What to name in the message.
     """
-    unknown = [c for c in manifest_classes if c not in set(model_classes)]
-    missing = [c for c in model_classes if c not in set(manifest_classes)] if exact else []
-    moved = [] if unknown or missing or not exact else [
-        f"{i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(manifest_classes, model_classes))
-        if a != b]
-    if not (unknown or missing or moved):
-        return
-    parts = []
-    if unknown:
-        parts.append(f"not in the model: {_sample(unknown)}")
-    if missing:
-        parts.append(f"in the model only: {_sample(missing)}")
-    if moved:
-        parts.append(f"same names in another order (index: manifest vs model): {_sample(moved)}")
-    raise cli.UserError(f"{source}: its class names differ from the model's "
-                        f"({len(model_classes)} classes): " + "; ".join(parts)
-                        + ". Predict with the model trained on these classes.")
-
-
-def _sample(items: Sequence[str], n: int = 8) -> str:
-    shown = ", ".join(str(i) for i in items[:n])
-    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+    differences = summary.class_differences(manifest_classes, model_classes, subset=not exact,
+                                            names=("the manifest", "the model"))
+    if differences:
+        raise cli.UserError(f"{source}: its class names differ from the model's "
+                            f"({len(model_classes)} classes): {differences}. Predict with "
+                            "the model trained on these classes.")
 
 
 # ----------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def next_version(model_root: str) -> int:
     return max(taken, default=0) + 1
 
 
-def check_class_names(class_names: Sequence[str] | None, num_classes: int) -> list[str]:
+def export_class_names(class_names: Sequence[str] | None, num_classes: int) -> list[str]:
     """Validates the class names (one line each in the asset); `class_N` when none are given."""
     if class_names is None:
         logging.warning("no class names given: exporting class_0 .. class_%d", num_classes - 1)
@@ -85,8 +85,8 @@ def predict_request(model_name: str, signature: str, value: np.ndarray):
     """A TF Serving `PredictRequest` feeding `value` to a signature's input.
 
     Args:
-      model_name: str. The served model's name.
-      signature: str. A key of `signatures.SIGNATURE_INPUTS`.
+      model_name: The served model's name.
+      signature: A key of `signatures.SIGNATURE_INPUTS`.
       value: uint8 frames or an object array of JPEG bytes.
 
     Returns:
@@ -136,8 +136,8 @@ def write_models_config(export_dir: str, serving_root: str | None = None) -> str
     """Writes `EXPORT_DIR/models.config` listing every model with a complete version.
 
     Args:
-      export_dir: str. The folder holding one sub-folder per model.
-      serving_root: str. The folder as the server sees it (e.g. `/models` inside
+      export_dir: The folder holding one sub-folder per model.
+      serving_root: The folder as the server sees it (e.g. `/models` inside
         the tensorflow/serving container); defaults to `export_dir`'s absolute path.
 
     Returns:
@@ -177,16 +177,15 @@ def export_model(model: keras.Model, export_dir: str, name: str, version: int | 
 
     Args:
       model: keras.Model built by `sports1m_tf.models.build_model` (or loaded).
-      export_dir: str. Folder of models (TF Serving's model base folder).
-      name: str. Model name: the folder under `export_dir` and the served name.
-      version: int. Defaults to the next free integer; an existing version fails.
+      export_dir: Folder of models (TF Serving's model base folder).
+      name: Model name: the folder under `export_dir` and the served name.
       class_names: one name per class, shipped as `assets/class_names.txt`.
         Defaults to `class_0`, `class_1`, ... with a warning.
-      warmup: bool. Write `assets.extra/tf_serving_warmup_requests` (needs
+      warmup: Write `assets.extra/tf_serving_warmup_requests` (needs
         `tensorflow-serving-api`). Defaults to True.
-      serving_root: str. How the server sees `export_dir`, for models.config.
-      clip_frames: int. Frames per client clip. Defaults to 16.
-      frame_size: int. Side of the stored frames the model was trained on (the
+      serving_root: How the server sees `export_dir`, for models.config.
+      clip_frames: Frames per client clip.
+      frame_size: Side of the stored frames the model was trained on (the
         converter's frame_size); the signatures bring client frames to it.
         Defaults to 200.
 
@@ -203,7 +202,7 @@ def export_model(model: keras.Model, export_dir: str, name: str, version: int | 
     if warmup:
         serving_apis()  # fail before the export, not after it
     info = describe(model, clip_frames)
-    names = check_class_names(class_names, info["num_classes"])
+    names = export_class_names(class_names, info["num_classes"])
     model_root = os.path.join(export_dir, name)
     os.makedirs(model_root, exist_ok=True)
     if version is None:

@@ -56,10 +56,10 @@ def check_input(values: tf.Tensor, *, signature: str, layout: str, rank: int,
 
     Args:
       values: the signature's input, of unknown static rank.
-      signature: str. Name used in the messages.
-      layout: str. The expected layout, e.g. "uint8 [batch, 16, height, width, 3]".
-      rank: int. 5 for frames, 2 for JPEG strings.
-      frames: int. Required size of axis 1.
+      signature: Name used in the messages.
+      layout: The expected layout, e.g. "uint8 [batch, 16, height, width, 3]".
+      rank: 5 for frames, 2 for JPEG strings.
+      frames: Required size of axis 1.
 
     Returns:
       `values` with its static shape set (`[None, frames, None, None, 3]` or
@@ -93,7 +93,7 @@ def check_jpeg(jpeg_frames: tf.Tensor, *, signature: str) -> tf.Tensor:
 
     Args:
       jpeg_frames: string [batch, frames], already through `check_input`.
-      signature: str. Name used in the message.
+      signature: Name used in the message.
 
     Returns:
       `jpeg_frames`, once the check has passed.
@@ -116,7 +116,6 @@ def to_stored_frames(frames: tf.Tensor, size: int = schema.FRAME_SIZE) -> tf.Ten
 
     Args:
       frames: uint8 [N, H, W, 3].
-      size: int. Stored frame size. Defaults to 200.
 
     Returns:
       uint8 [N, size, size, 3].
@@ -153,7 +152,7 @@ def stored_clips(clips: tf.Tensor, indices: list[int],
     Args:
       clips: uint8 [B, 16, H, W, 3].
       indices: the frames the model reads.
-      size: int. Stored frame size the model was trained on. Defaults to 200.
+      size: Stored frame size the model was trained on.
 
     Returns:
       uint8 [B, T, size, size, 3], T = len(indices).
@@ -172,7 +171,7 @@ def decode_stored_clips(jpeg_frames: tf.Tensor, indices: list[int],
     Args:
       jpeg_frames: string [B, 16], JPEG-encoded RGB frames.
       indices: the frames the model reads.
-      size: int. Stored frame size the model was trained on. Defaults to 200.
+      size: Stored frame size the model was trained on.
 
     Returns:
       uint8 [B, T, size, size, 3].
@@ -199,7 +198,7 @@ def all_views(clips: tf.Tensor, size: int) -> tf.Tensor:
 
     Args:
       clips: uint8 [n, T, 200, 200, 3].
-      size: int. The model's crop size.
+      size: The model's crop size.
 
     Returns:
       uint8 [4 * n, T, size, size, 3], view-major (all clips' centre views
@@ -229,8 +228,8 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
     Args:
       model: a model built by `sports1m_tf.models.build_model` (or loaded).
       names: class index → name table (`class_name_table`).
-      clip_frames: int. Frames per client clip. Defaults to 16.
-      frame_size: int. Side of the stored frames the model was trained on (the
+      clip_frames: Frames per client clip.
+      frame_size: Side of the stored frames the model was trained on (the
         converter's frame_size): client frames are brought to it before the
         model's crop. Defaults to 200.
 

@@ -1,6 +1,6 @@
 """Video files → the clips `sports1m-predict` sends to `predict_video`, read in one pass.
 
-Frames are read with the converter's own decoder (`tfrecord_tools.video_clips`):
+Frames are read with the converter's own decoder (`tfrecord_tools.video_decoder`):
 the stream is grabbed front to back (demux + decode only) and only the frames
 of the chosen clips are retrieved, cropped to their centre square and resized
 to 200×200 with INTER_AREA, exactly as the converter stores them (then
@@ -24,18 +24,17 @@ This module imports no TensorFlow: decoding worker processes import only it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
-import math
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from tfrecord_tools import fileio, schema, video_clips
+from tfrecord_tools import schema, video_decoder
 
 CLIP_FRAMES = schema.CLIP_FRAMES
 FRAME_SIZE = schema.FRAME_SIZE
-# Assumed when a container has no frame rate (the converter assumes the same).
-DEFAULT_FPS = 25.0
+DEFAULT_FPS = video_decoder.DEFAULT_FPS
 
 
 class VideoError(Exception):
@@ -72,7 +71,17 @@ def clip_starts(num_frames: int, max_clips: int = 20, clip_frames: int = CLIP_FR
 def stored_frame(frame_bgr: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
     """The converter's frame (centre square, INTER_AREA to `size`), as RGB."""
     import cv2
-    return cv2.cvtColor(video_clips._square_resize(frame_bgr, size), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(video_decoder.stored_square(frame_bgr, size), cv2.COLOR_BGR2RGB)
+
+
+@contextlib.contextmanager
+def _opened(path: str, threads: int) -> Iterator[video_decoder.OpenVideo]:
+    """`video_decoder.open_video`, its failure raised as this module's `VideoError`."""
+    try:
+        with video_decoder.open_video(path, threads) as video:
+            yield video
+    except video_decoder.VideoOpenError as e:
+        raise VideoError(str(e)) from None
 
 
 def probe(path: str, threads: int = 1) -> tuple[float, int]:
@@ -81,20 +90,8 @@ def probe(path: str, threads: int = 1) -> tuple[float, int]:
     Raises:
       VideoError: missing, empty, or not openable (the converter's reason).
     """
-    import cv2
-    if not fileio.exists(path):
-        raise VideoError("no such file")
-    if fileio.size(path) == 0:
-        raise VideoError("empty file (0 bytes)")
-    cap = video_clips._open(path, threads)
-    try:
-        if not cap.isOpened():
-            raise VideoError(video_clips._open_failure(path))
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        return (fps if math.isfinite(fps) and fps > 0 else DEFAULT_FPS,
-                video_clips._frame_count(cap))
-    finally:
-        cap.release()
+    with _opened(path, threads) as video:
+        return video.fps or DEFAULT_FPS, video.claimed_frames
 
 
 def frames_to_read(frames: Sequence[int] | None, clip_frames: int = CLIP_FRAMES
@@ -141,12 +138,17 @@ def _read_span(cap, index: int, stop: int, starts: list[int], clip_frames: int,
     return out[:done], index, False
 
 
-def _count_frames(path: str, threads: int) -> int:
-    cap = video_clips._open(path, threads)
-    try:
-        return _read_span(cap, 0, 1 << 62, [], CLIP_FRAMES, frozenset())[1]
-    finally:
-        cap.release()
+def _read_clips_at(cap, num_frames: int, max_clips: int, clip_frames: int,
+                   read: frozenset[int]) -> tuple[np.ndarray | None, int]:
+    """(the clips spread over `num_frames`, or None when the stream ends first; the
+    frames decoded)."""
+    if num_frames == 0:
+        raise VideoError("no frame decodes (unsupported codec or corrupt stream)")
+    starts = clip_starts(num_frames, max_clips, clip_frames)
+    if not starts:
+        raise VideoError(f"too short: {num_frames} frames, a clip needs {clip_frames}")
+    clips, decoded, _ = _read_span(cap, 0, starts[-1] + clip_frames, starts, clip_frames, read)
+    return (clips if len(clips) == len(starts) else None), decoded
 
 
 def read_clips(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
@@ -154,10 +156,8 @@ def read_clips(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
     """Up to `max_clips` evenly spaced clips of a video, as the converter stores frames.
 
     Args:
-      path: str. A video file OpenCV can decode.
-      max_clips: int. Most clips.
-      clip_frames: int. Frames per clip.
-      threads: int. FFmpeg decoding threads (0: one per core).
+      path: A video file OpenCV can decode.
+      threads: FFmpeg decoding threads (0: one per core).
       frames: offsets within a clip to convert (the model's frames); the others
         are zero. Defaults to every frame.
 
@@ -168,23 +168,22 @@ def read_clips(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
       VideoError: the file is missing, empty, unreadable, or shorter than one clip.
     """
     read = frames_to_read(frames, clip_frames)
-    _, num_frames = probe(path, threads)
-    num_frames = num_frames or _count_frames(path, threads)
+    with _opened(path, threads) as video:
+        num_frames = video.claimed_frames
+        if num_frames:  # one pass when the container's count is right (the common case)
+            clips, decoded = _read_clips_at(video.capture, num_frames, max_clips,
+                                            clip_frames, read)
+            if clips is not None:
+                return clips
+            num_frames = decoded  # fewer frames decode than claimed: spread over those
+    if not num_frames:
+        num_frames = video_decoder.count_frames(path, threads)
     for _ in range(2):
-        if num_frames == 0:
-            raise VideoError("no frame decodes (unsupported codec or corrupt stream)")
-        starts = clip_starts(num_frames, max_clips, clip_frames)
-        if not starts:
-            raise VideoError(f"too short: {num_frames} frames, a clip needs {clip_frames}")
-        cap = video_clips._open(path, threads)
-        try:
-            clips, decoded, _ = _read_span(cap, 0, starts[-1] + clip_frames, starts,
-                                           clip_frames, read)
-        finally:
-            cap.release()
-        if len(clips) == len(starts):
+        with _opened(path, threads) as video:
+            clips, decoded = _read_clips_at(video.capture, num_frames, max_clips,
+                                            clip_frames, read)
+        if clips is not None:
             return clips
-        # Fewer frames decode than the container claims: spread the clips over those.
         num_frames = decoded
     raise VideoError(f"frames stop decoding before frame {num_frames} on a second pass "
                      "(corrupt stream)")
@@ -200,11 +199,9 @@ def iter_segments(path: str, segment_seconds: float, max_clips: int = 20,
     count when it has one). Only the current segment's clips are held.
 
     Args:
-      path: str. A video file.
-      segment_seconds: float. Length of a segment, > 0.
-      max_clips: int. Most clips per segment.
-      clip_frames: int. Frames per clip.
-      threads: int. FFmpeg decoding threads (0: one per core).
+      segment_seconds: Length of a segment, > 0.
+      max_clips: Most clips per segment.
+      threads: FFmpeg decoding threads (0: one per core).
       frames: offsets within a clip to convert (the model's frames); the others
         are zero. Defaults to every frame.
 
@@ -215,25 +212,27 @@ def iter_segments(path: str, segment_seconds: float, max_clips: int = 20,
       VideoError: the file is missing, empty, unreadable, or no frame decodes.
     """
     read = frames_to_read(frames, clip_frames)
-    fps, claimed = probe(path, threads)
+    with _opened(path, threads) as video:
+        yield from _segments(video.capture, video.fps or DEFAULT_FPS, video.claimed_frames,
+                             segment_seconds, max_clips, clip_frames, read)
+
+
+def _segments(cap, fps: float, claimed: int, segment_seconds: float, max_clips: int,
+              clip_frames: int, read: frozenset[int]) -> Iterator[Segment]:
     length = max(1, round(segment_seconds * fps))
-    cap = video_clips._open(path, threads)
     index, k = 0, 0
-    try:
-        while True:
-            first = k * length
-            # The container's count trims the last segment so that its clips fit;
-            # a count that is too low (or none) leaves full-length segments.
-            span = min(length, claimed - first) if claimed > first else length
-            starts = [first + s for s in clip_starts(span, max_clips, clip_frames)]
-            clips, index, ended = _read_span(cap, index, first + span, starts, clip_frames,
-                                             read)
-            if index > first:
-                yield Segment(k, first / fps, index / fps, clips, index - first)
-            elif k == 0:
-                raise VideoError("no frame decodes (unsupported codec or corrupt stream)")
-            if ended:
-                return
-            k += 1
-    finally:
-        cap.release()
+    while True:
+        first = k * length
+        # The container's count trims the last segment so that its clips fit;
+        # a count that is too low (or none) leaves full-length segments.
+        span = min(length, claimed - first) if claimed > first else length
+        starts = [first + s for s in clip_starts(span, max_clips, clip_frames)]
+        clips, index, ended = _read_span(cap, index, first + span, starts, clip_frames,
+                                         read)
+        if index > first:
+            yield Segment(k, first / fps, index / fps, clips, index - first)
+        elif k == 0:
+            raise VideoError("no frame decodes (unsupported codec or corrupt stream)")
+        if ended:
+            return
+        k += 1

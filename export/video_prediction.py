@@ -139,7 +139,6 @@ def predict_files(model: VideoModel, paths: Sequence[str], options: decode_pool.
       model: the `VideoModel`.
       paths: the video files.
       options: how each is cut (whole video or segments).
-      workers: int. Decoding processes.
       on_progress: called with each result as its file completes (any order).
       on_segment: called with (index in `paths`, `video_input.Segment`) once each
         segment's clips are predicted: progress inside a long video.

@@ -62,7 +62,7 @@ def parse_tf_config(text: str | None = None) -> ClusterTask | None:
     """Validates `TF_CONFIG` (the environment variable unless `text` is given).
 
     Args:
-      text: str. The JSON text; defaults to `os.environ["TF_CONFIG"]`.
+      text: The JSON text; defaults to `os.environ["TF_CONFIG"]`.
 
     Returns:
       A `ClusterTask`, or None when `TF_CONFIG` is unset or has no cluster.
@@ -217,7 +217,7 @@ def make_strategy(name: str = "auto", *, peer_timeout: float = 120.0):
 
     Args:
       name: one of `STRATEGIES`.
-      peer_timeout: float. Seconds to wait for the cluster's other tasks.
+      peer_timeout: Seconds to wait for the cluster's other tasks.
 
     Returns:
       `(strategy, task)`: the `tf.distribute.Strategy` and this process's

@@ -39,7 +39,6 @@ def multi_hot(label_lists: LabelLists, num_classes: int) -> np.ndarray:
     Args:
       label_lists: one sequence of class indices per row (negative = padding),
         or a boolean `[N, num_classes]` array (returned as is).
-      num_classes: int. C.
 
     Returns:
       bool `[N, C]`: `out[i, c]` is True when row i has label c.
@@ -271,7 +270,6 @@ def most_confused_pairs(counts: np.ndarray, top_n: int = 20) -> list[tuple[int, 
 
     Args:
       counts: `[C, C]` from `confusion_counts`.
-      top_n: int. How many pairs.
 
     Returns:
       `[(a, b, counts[a, b] + counts[b, a])]` with a < b, largest first (ties:

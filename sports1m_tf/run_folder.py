@@ -141,8 +141,8 @@ def restore_model(model_dir: str, step: int | None = None):
     """Builds a run's model and loads its weights.
 
     Args:
-      model_dir: str. A `sports1m-train --model_dir`.
-      step: int. Checkpoint to restore; defaults to the latest. Without any
+      model_dir: A `sports1m-train --model_dir`.
+      step: Checkpoint to restore; defaults to the latest. Without any
         checkpoint, `model.keras` is loaded instead.
 
     Returns:
@@ -224,8 +224,8 @@ def check_resumable(model_dir: str, run_config: dict) -> dict:
     """Checks that resuming in `model_dir` trains the same model; returns the config to record.
 
     Args:
-      model_dir: str. A run folder holding a checkpoint.
-      run_config: dict. The new run's description (see `write_run_config`).
+      model_dir: A run folder holding a checkpoint.
+      run_config: The new run's description (see `write_run_config`).
 
     Returns:
       `run_config` with the folder's `kernel_init`: the checkpoint's weights
@@ -260,9 +260,8 @@ class BestModel:
     must not let a worse model replace it on resume. A fresh run drops a stale one.
 
     Args:
-      model_dir: str. The run folder.
-      resumed: bool. The run continues from a checkpoint.
-      writer: bool. This task writes the files (the chief).
+      resumed: The run continues from a checkpoint.
+      writer: This task writes the files (the chief).
     """
 
     def __init__(self, model_dir: str, *, resumed: bool, writer: bool):

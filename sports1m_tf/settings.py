@@ -1,9 +1,9 @@
-"""Every training setting once: its default, its help text, its group of flags.
+"""Every training and evaluation setting once: its default, its help text, its group of flags.
 
-`TrainConfig` is the one source. sports1m-train, sports1m-finetune and the
-benchmarks declare their absl flags from it (`define_flags`), and Python
-callers build one with `make_config(**overrides)`, which reads the same
-defaults. Flags are declared at run time (a command's `run()`), not at import,
+`TrainConfig` and `EvalConfig` are the one source. The commands and the
+benchmarks declare their absl flags from them (`define_flags`,
+`define_eval_flags`), and Python callers build one with
+`make_config(**overrides)` / `EvalConfig(...)`, which read the same defaults. Flags are declared at run time (a command's `run()`), not at import,
 so that tests can import several commands into one process; a flag that is
 already declared is left alone.
 """
@@ -19,6 +19,7 @@ from sports1m_tf.model_names import MODEL_NAMES
 
 FLAGS = flags.FLAGS
 GROUPS = ("model", "data", "training", "distribution")
+EVAL_GROUP = "evaluation"
 
 
 def _setting(default, help_text: str, group: str, kind: str | None = None,
@@ -140,7 +141,21 @@ class TrainConfig:
         120.0, "Seconds to wait for the cluster's other tasks before failing.", "distribution")
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """How videos are scored (docs/design.md, "Evaluation"): sports1m-eval, the
+    baseline and the studies read these defaults."""
+    clips_per_video: int = _setting(20, "Clips per video (paper: 20).", EVAL_GROUP)
+    views: int = _setting(4, "Views per clip: centre, centre flipped, top-left, bottom-right "
+                          "flipped (paper: 4).", EVAL_GROUP)
+    batch_size: int = _setting(32, "Views per batch, over all replicas.", EVAL_GROUP)
+    montage_videos: int = _setting(12, "Videos in predictions_montage.png.", EVAL_GROUP)
+    confusion_classes: int = _setting(30, "Classes in confusion_matrix.png.", EVAL_GROUP)
+    progress: bool = _setting(True, "Show a progress bar.", EVAL_GROUP)
+
+
 _FIELDS = dataclasses.fields(TrainConfig)
+_EVAL_FIELDS = dataclasses.fields(EvalConfig)
 _DEFINE = {"bool": flags.DEFINE_bool, "integer": flags.DEFINE_integer,
            "float": flags.DEFINE_float, "string": flags.DEFINE_string,
            "multi_string": flags.DEFINE_multi_string}
@@ -155,9 +170,24 @@ def define_flags(groups: Sequence[str] = GROUPS,
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
         raise ValueError(f"unknown setting groups {unknown}; expected some of {GROUPS}")
-    for field in _FIELDS:
+    _define([f for f in _FIELDS if f.metadata["group"] in groups], flag_values)
+
+
+def define_eval_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    """Declares the flags of `EvalConfig`'s fields (already declared ones are left alone)."""
+    _define(_EVAL_FIELDS, flag_values)
+
+
+def eval_config_from_flags(flag_values: flags.FlagValues = FLAGS, **overrides) -> EvalConfig:
+    """The `EvalConfig` of the parsed command line: declared flags, else defaults."""
+    values = {f.name: flag_values[f.name].value for f in _EVAL_FIELDS if f.name in flag_values}
+    return EvalConfig(**{**values, **overrides})
+
+
+def _define(fields: Sequence[dataclasses.Field], flag_values: flags.FlagValues) -> None:
+    for field in fields:
         meta = field.metadata
-        if meta["group"] not in groups or field.name in flag_values:
+        if field.name in flag_values:
             continue
         if meta["kind"] == "enum":
             flags.DEFINE_enum(field.name, field.default, list(meta["choices"]), meta["help"],

@@ -122,7 +122,7 @@ def split_counts(videos_per_class: int,
     """Videos per class in each split.
 
     Args:
-      videos_per_class: int. Videos per class in all splits together (ignored
+      videos_per_class: Videos per class in all splits together (ignored
         when `splits` holds integer counts).
       splits: split name -> fraction (floats summing to 1) or count (ints).
 
@@ -240,10 +240,9 @@ def render_video(class_name: str, *, num_frames: int, size: int, centre_bias: bo
     """Renders one video of a class.
 
     Args:
-      class_name: str. A name from MOTION_CLASSES or APPEARANCE_CLASSES.
-      num_frames: int. Frames to render.
-      size: int. Frame height and width, pixels.
-      centre_bias: bool. Object centre drifts within the central 45% of the
+      class_name: A name from MOTION_CLASSES or APPEARANCE_CLASSES.
+      size: Frame height and width, pixels.
+      centre_bias: Object centre drifts within the central 45% of the
         frame (True) or within the central 80% (False), plus the shake.
       rng: the generator; the video is a function of its state.
 
@@ -327,10 +326,9 @@ def write_video(path: str, frames: np.ndarray | Sequence[np.ndarray], fps: float
     """Writes frames to a video file with OpenCV.
 
     Args:
-      path: str. Output file; the container follows the extension (.mp4, .avi).
+      path: Output file; the container follows the extension (.mp4, .avi).
       frames: uint8 BGR frames, [T, H, W, 3] (or a list of [H, W, 3]).
-      fps: float. Frames per second.
-      fourcc: str. Four-character codec code ("mp4v", "MJPG", ...).
+      fourcc: Four-character codec code ("mp4v", "MJPG", ...).
 
     Returns:
       `path`.
@@ -376,16 +374,14 @@ def make_dataset(
     `formats[i % len(formats)]`.
 
     Args:
-      output_dir: str. Created if missing.
       classes: "mixed", "motion", "appearance", or a list of class names.
-      videos_per_class: int. Videos per class over all splits.
+      videos_per_class: Videos per class over all splits.
       splits: split -> fraction, or split -> count per class. Defaults to
         train 0.6, val 0.2, test 0.2.
-      num_frames: int. Frames per video.
-      size: int. Frame height and width.
-      fps: float. Frame rate written in the files.
-      centre_bias: bool. Objects near the centre (True) or anywhere (False).
-      seed: int. Same seed and settings -> same frames.
+      size: Frame height and width.
+      fps: Frame rate written in the files.
+      centre_bias: Objects near the centre (True) or anywhere (False).
+      seed: Same seed and settings -> same frames.
       formats: containers to use, from "mp4" (mp4v) and "avi" (MJPG).
 
     Returns:

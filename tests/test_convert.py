@@ -17,7 +17,7 @@ import tensorflow as tf
 
 import reference_records
 import testvideos as tv
-from tfrecord_tools import clip_encoding, layout, mixing, schema, shards, video_clips
+from tfrecord_tools import clip_encoding, layout, mixing, schema, shards, video_clips, video_decoder
 from tfrecord_tools.convert import convert
 from tfrecord_tools.inspect_main import format_report, inspect_records
 from tfrecord_tools.manifest import VideoEntry
@@ -283,8 +283,8 @@ def test_overlapping_clips_decode_each_frame_once_and_match_the_source(videos, t
             attr = getattr(self.cap, name)
             return lambda *a: calls.append(name) or attr(*a)
 
-    real_open = video_clips._open
-    monkeypatch.setattr(video_clips, "_open", lambda *a: Counting(real_open(*a)))
+    real_capture = video_decoder.capture
+    monkeypatch.setattr(video_decoder, "capture", lambda *a: Counting(real_capture(*a)))
     result = convert_video(VideoEntry("tall", os.path.join(v, "tall.avi"), (0,), ("a",), "m:1"),
                            ClipSettings(clips_per_video=9, frame_size=48, clip_overlap=True))
     covered = {s + i for s in result.clip_starts for i in range(16)}

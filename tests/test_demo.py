@@ -1,16 +1,21 @@
 """sports1m-demo: the --quick smoke run end to end (every command once), its summary,
-and its re-run rules.
+and its re-run rules; and the package as a user installs it, from a wheel.
 
-The smoke run is the real console command in a subprocess: it generates videos,
-converts them, trains both models one step, evaluates, exports and predicts. The
-re-run rules are checked on a stage made of the real `sports1m-synth` command, which
-needs no TensorFlow and takes well under a second.
+The smoke run is the real console command of a wheel of this checkout, installed
+(not editable) into a fresh virtual environment and run from an unrelated folder:
+it generates videos, converts them, trains both models one step, evaluates,
+exports and predicts. The re-run rules are checked on a stage made of the real
+`sports1m-synth` command, which needs no TensorFlow and takes well under a second.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import subprocess
+import sys
+import sysconfig
+import venv
 
 import pytest
 
@@ -23,18 +28,82 @@ SCORES = ("clip_hit_at_1", "video_hit_at_1", "motion_video_hit_at_1",
           "appearance_video_hit_at_1")
 
 
-def _run_demo(workdir: str, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run(demo.resolve_command("sports1m-demo") +
-                          [f"--workdir={workdir}", "--quick", *flags],
-                          capture_output=True, text=True, env=demo.child_env(), timeout=600)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def wheel_env(tmp_path_factory) -> dict:
+    """A virtual environment with this checkout's wheel installed (not editable).
+
+    Its dependencies are this environment's (a .pth line; the editable install's own
+    hooks there are not run), so only the package comes from the wheel. Commands run
+    from `home`, a folder that has nothing of the repository.
+    """
+    root = tmp_path_factory.mktemp("wheel")
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                            "--no-build-isolation", "-q", "-w", str(root / "dist"), REPO],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    wheel, = glob.glob(str(root / "dist" / "sports1m_tf-*.whl"))
+    venv.create(root / "venv", with_pip=False)
+    python = str(root / "venv" / "bin" / "python")
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path("
+                              "'purelib'))"], capture_output=True, text=True).stdout.strip()
+    with open(os.path.join(purelib, "dependencies.pth"), "w") as f:
+        f.write(sysconfig.get_path("purelib") + "\n")
+    installed = subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
+                                wheel], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    home = root / "elsewhere"
+    home.mkdir()
+    return {"bin": str(root / "venv" / "bin"), "python": python, "home": str(home)}
+
+
+def _run_demo(workdir: str, *flags: str, env: dict | None = None
+              ) -> subprocess.CompletedProcess:
+    command = ([os.path.join(env["bin"], "sports1m-demo")] if env
+               else demo.resolve_command("sports1m-demo"))
+    return subprocess.run(command + [f"--workdir={workdir}", "--quick", *flags],
+                          capture_output=True, text=True, env=demo.child_env(), timeout=600,
+                          cwd=env["home"] if env else None)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, wheel_env):
     workdir = str(tmp_path_factory.mktemp("demo") / "run")
-    result = _run_demo(workdir)
+    result = _run_demo(workdir, env=wheel_env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return workdir, result
+
+
+def test_the_wheel_holds_the_package_and_its_recipes(wheel_env, quick_run):
+    where = subprocess.run(
+        [wheel_env["python"], "-c", "import sports1m_tf, export, tfrecord_tools, sports1m_tf.cli "
+         "as c; print(sports1m_tf.__file__, export.__file__, tfrecord_tools.__file__, "
+         "c.recipe_path('motion_cpu'))"], capture_output=True, text=True,
+        cwd=wheel_env["home"])
+    assert where.returncode == 0, where.stderr[-2000:]
+    venv_root = os.path.dirname(wheel_env["bin"])
+    for path in where.stdout.split():
+        assert path.startswith(venv_root) and not path.startswith(REPO), path
+
+
+def test_wheel_trains_two_steps_from_a_recipe(wheel_env, quick_run, tmp_path):
+    workdir, _ = quick_run
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [os.path.join(wheel_env["bin"], "sports1m-train"), "--recipe=motion_cpu",
+         "--model=single_frame", "--width=0.0625", "--input_size=28", "--batch_size=4",
+         f"--train_files={workdir}/records/train-*", f"--model_dir={run_dir}",
+         "--train_steps=2", "--log_every=1", "--shuffle_buffer=64"],
+        capture_output=True, text=True, timeout=300, cwd=wheel_env["home"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(run_dir / "run_config.json") as f:
+        config = json.load(f)
+    # The recipe's settings, and the flag given after it over the recipe's.
+    assert config["optimizer"] == "adam" and config["kernel_init"] == "he_normal"
+    assert config["shuffle_buffer"] == 64 and config["train_steps"] == 2
+    assert (run_dir / "model.keras").is_file()
 
 
 def test_quick_demo_runs_every_command_and_writes_its_summary(quick_run):
@@ -69,9 +138,9 @@ def test_quick_demo_runs_every_command_and_writes_its_summary(quick_run):
     assert "sports1m-demo finished in" in out.splitlines()[-1]
 
 
-def test_rerun_skips_every_finished_stage(quick_run):
+def test_rerun_skips_every_finished_stage(quick_run, wheel_env):
     workdir, first = quick_run
-    again = _run_demo(workdir)
+    again = _run_demo(workdir, env=wheel_env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "$ sports1m-" not in again.stdout  # no command ran
     assert again.stdout.count("finished in an earlier run, skipped") == len(STAGES)

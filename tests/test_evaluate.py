@@ -14,10 +14,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from sports1m_tf import models
 from sports1m_tf.evaluation import evaluate, figures
+from sports1m_tf.settings import EvalConfig
 from sports1m_tf.data import dataset_info
 from sports1m_tf.evaluation.video_scores import VideoAccumulator
 from tfrecord_tools import clip_encoding, schema
 
+QUIET = EvalConfig(progress=False)
 SIZE = 32          # model input
 CLIP_STARTS = (0, 12, 24)  # 3 clips of 16 frames from each 40-frame video
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -136,7 +138,7 @@ def test_video_prediction_is_the_mean_of_its_clips_across_shards(records, keras_
     member = _load(keras_models["single_frame"])
     out = evaluate.score_videos([member], records["pattern"],
                                   num_classes=len(records["classes"]), views=1, batch_size=5,
-                                  show_progress=False)
+                                  config=QUIET)
     videos = out["videos"]
     assert sorted(videos.media_ids) == sorted(records["truth"])
     np.testing.assert_array_equal(videos.rows, len(CLIP_STARTS))
@@ -172,19 +174,19 @@ def single_report(records, keras_models, tmp_path_factory):
     """The report of the single-frame model alone (4 views, batch 8)."""
     out = str(tmp_path_factory.mktemp("reports") / "single")
     metrics = evaluate.evaluate([_load(keras_models["single_frame"])], records["pattern"],
-                                output_dir=out, batch_size=8, show_progress=False,
-                                montage_videos=6)
+                                output_dir=out, config=EvalConfig(
+                                    batch_size=8, progress=False, montage_videos=6))
     return dict(dir=out, metrics=metrics, probs=np.load(os.path.join(out, "video_probs.npz")))
 
 
 def test_ensemble_report_files_and_comparison(records, keras_models, single_report, tmp_path):
     early = evaluate.evaluate([_load(keras_models["early_fusion"])], records["pattern"],
-                              output_dir=str(tmp_path / "early"), batch_size=8,
-                              show_progress=False, montage_videos=0)
+                              output_dir=str(tmp_path / "early"), config=EvalConfig(
+                                  batch_size=8, progress=False, montage_videos=0))
     both = evaluate.evaluate(
         [_load(keras_models["single_frame"]), _load(keras_models["early_fusion"])],
-        records["pattern"], output_dir=str(tmp_path / "avg"), batch_size=8, show_progress=False,
-        compare_with=single_report["dir"], montage_videos=6)
+        records["pattern"], output_dir=str(tmp_path / "avg"), compare_with=single_report["dir"],
+        config=EvalConfig(batch_size=8, progress=False, montage_videos=6))
     first = single_report["metrics"]
 
     # CNN Average: the ensemble's video predictions are the mean of the members' own runs.
@@ -255,8 +257,8 @@ def test_on_records_written_by_the_converter(synthetic_dataset, keras_models, tm
     n_videos = len(synthetic_dataset["videos"]["test"])
     assert dataset_info.expected_videos(files, info) == n_videos
     result = evaluate.evaluate([_load(keras_models["single_frame"])], files,
-                               output_dir=str(tmp_path / "report"), views=1, batch_size=8,
-                               show_progress=False, montage_videos=2)
+                               output_dir=str(tmp_path / "report"), config=EvalConfig(
+                                   views=1, batch_size=8, progress=False, montage_videos=2))
     assert result["videos"] == n_videos and result["clips"] == 2 * n_videos
     assert list(result["per_class_ap"]) == synthetic_dataset["classes"]
 
@@ -265,19 +267,19 @@ def test_clear_errors(records, keras_models, tmp_path):
     member = _load(keras_models["single_frame"])
     with pytest.raises(ValueError, match="no clip record files match"):
         evaluate.evaluate([member], str(tmp_path / "nothing-*.tfrecord"),
-                          output_dir=str(tmp_path / "o"), show_progress=False)
+                          output_dir=str(tmp_path / "o"), config=QUIET)
     wrong = models.build_model("single_frame", len(records["classes"]) + 2, width=0.0625,
                                input_size=SIZE)
     with pytest.raises(ValueError, match=r"scores 13 classes but .*dataset.json lists 11"):
         evaluate.evaluate([wrong], records["pattern"], output_dir=str(tmp_path / "o"),
-                          show_progress=False)
+                          config=QUIET)
     frames = [np.full((40, 40, 3), 128, np.uint8)] * schema.CLIP_FRAMES
     unlabelled = tmp_path / "unlabelled-00000-of-00001.tfrecord"
     _write(str(unlabelled), [_clip_record("v", [], [], frames, 0)])
     with pytest.raises(ValueError, match="unlabelled-00000-of-00001.tfrecord: its records carry "
                                          "no labels"):
         evaluate.evaluate([member], str(unlabelled), output_dir=str(tmp_path / "o"),
-                          class_names=records["classes"], show_progress=False)
+                          class_names=records["classes"], config=QUIET)
 
 
 def test_command_under_mirrored_strategy_counts_every_clip_once(records, keras_models,

@@ -39,8 +39,8 @@ def records(tmp_path_factory):
 
 def _motion_study():
     import importlib.util
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "motion_study.py")
-    spec = importlib.util.spec_from_file_location("motion_study", path)
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "study_runs.py")
+    spec = importlib.util.spec_from_file_location("study_runs", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -87,11 +87,11 @@ def build_pipeline(pipeline, *, entries_path: str, outcomes_prefix: str, output_
 
     Args:
       pipeline: a `beam.Pipeline`.
-      entries_path: str. JSON lines of `VideoEntry`s.
-      outcomes_prefix: str. Where the per-video outcomes (JSON lines) go.
+      entries_path: JSON lines of `VideoEntry`s.
+      outcomes_prefix: Where the per-video outcomes (JSON lines) go.
       output_dir, split, num_shards, compression: the shards (same naming as local).
       settings: ClipSettings.
-      num_buckets: int. Keys of the shuffle that mixes clips before the sink
+      num_buckets: Keys of the shuffle that mixes clips before the sink
         (`layout.beam_buckets`).
     """
     beam = _import_beam()
@@ -125,7 +125,7 @@ def convert_beam(manifest: str, *, output_dir: str, beam_runner: str = "DirectRu
     result as `convert.convert`, plus:
 
     Args:
-      beam_runner: str. `DirectRunner`, `DataflowRunner`, `FlinkRunner`, `SparkRunner`...
+      beam_runner: `DirectRunner`, `DataflowRunner`, `FlinkRunner`, `SparkRunner`...
       beam_options: strs. More pipeline options (`--project=...`, `--direct_num_workers=2`).
 
     Returns:

@@ -73,15 +73,11 @@ def encode_clip(
     """Serialises one clip (keys: `tfrecord_tools.schema`; docs/design.md, "Clip records").
 
     Args:
-      media_id: str. The video's id.
       label_indices: ints. Class indices.
       label_strings: strs. Class names, parallel to `label_indices`.
-      encoded_frames: bytes. One encoded image per frame.
+      encoded_frames: One encoded image per frame.
       frame_timestamps_us: ints. Microseconds from the video's start, per frame.
-      frame_rate: float. Frames per second of the stored frames.
-      height: int. Stored frame height.
-      width: int. Stored frame width.
-      image_format: str. Defaults to "JPEG".
+      frame_rate: Frames per second of the stored frames.
 
     Returns:
       The serialised `tf.train.SequenceExample`.

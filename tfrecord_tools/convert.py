@@ -150,22 +150,21 @@ def convert(manifest: str, *, output_dir: str, manifest_format: str = "csv",
     """Converts the videos of a manifest into clip shards and `dataset.json`.
 
     Args:
-      manifest: str. Manifest file (see `manifest.py` for the formats).
-      output_dir: str. Where shards and dataset.json go (local or gs://).
-      manifest_format: str. `csv`, `sports1m` or `ucf101`.
-      video_root: str or None. Folder the manifest's paths are relative to.
-      labels: str or None. Class-name file.
-      split: str or None. Shard name prefix; default `train`, or `test` when the
+      manifest: Manifest file (see `manifest.py` for the formats).
+      output_dir: Where shards and dataset.json go (local or gs://).
+      manifest_format: `csv`, `sports1m` or `ucf101`.
+      video_root: Folder the manifest's paths are relative to.
+      split: Shard name prefix; default `train`, or `test` when the
         manifest's name says so.
-      num_shards: int. Shards for this split.
-      workers: int. Processes converting videos (0 = one per core).
+      num_shards: Shards for this split.
+      workers: Processes converting videos (0 = one per core).
       clips_per_video, clip_frames, frame_size, jpeg_quality, seed: see `ClipSettings`.
-      clip_overlap: bool. Overlapping windows when a video has fewer disjoint ones than
+      clip_overlap: Overlapping windows when a video has fewer disjoint ones than
         `clips_per_video` (UCF-101 protocol: 50 clips a video). See `ClipSettings`.
-      compression: str. `none` or `GZIP`.
-      keep_work: bool. Keep `.work/SPLIT` (per-video results) after success.
-      progress: bool. Show a progress bar.
-      overwrite: bool. Replace the split's records when they come from another
+      compression: `none` or `GZIP`.
+      keep_work: Keep `.work/SPLIT` (per-video results) after success.
+      progress: Show a progress bar.
+      overwrite: Replace the split's records when they come from another
         manifest or other settings (otherwise that is an error).
 
     Returns:

@@ -118,11 +118,11 @@ def inspect_records(dir_or_pattern: str, *, contact_sheet: str | None = None,
     """Checks and summarises clip shards.
 
     Args:
-      dir_or_pattern: str. A folder of shards or a glob pattern.
-      contact_sheet: str or None. Where to save the PNG contact sheet.
-      sheet_clips: int. Clips on the sheet (spread over the shards).
-      sheet_frames: int. Frames per clip on the sheet (evenly spaced).
-      decode_all: bool. Decode every frame, reporting those that do not decode.
+      dir_or_pattern: A folder of shards or a glob pattern.
+      contact_sheet: Where to save the PNG contact sheet.
+      sheet_clips: Clips on the sheet (spread over the shards).
+      sheet_frames: Frames per clip on the sheet (evenly spaced).
+      decode_all: Decode every frame, reporting those that do not decode.
 
     Returns:
       {"shards": [...], "records": n, "splits": {split: {"clips", "videos",

@@ -93,8 +93,6 @@ def mixed_stream(videos: Sequence[tuple[str, int]], open_video: Callable[[str], 
     Args:
       videos: (video id, number of clips) pairs; videos without clips are skipped.
       open_video: `open_video(video_id)` iterates over that video's records.
-      seed: int. The conversion's seed.
-      group_videos: int. Videos interleaved together.
 
     Yields:
       Serialised records.

@@ -151,10 +151,10 @@ def read_manifest(path: str, fmt: str, *, video_root: str | None = None,
     """Parses a manifest of any of the three formats.
 
     Args:
-      path: str. The manifest file (local or gs://).
-      fmt: str. One of `FORMATS`.
-      video_root: str or None. Where the videos are; defaults to the manifest's folder.
-      labels: str or None. Class-name file; required for nothing, inferred from a csv,
+      path: The manifest file (local or gs://).
+      fmt: One of `FORMATS`.
+      video_root: Where the videos are; defaults to the manifest's folder.
+      labels: Class-name file; required for nothing, inferred from a csv,
         `classInd.txt` beside a ucf101 list, numbers as names for sports1m.
 
     Returns:

@@ -21,7 +21,6 @@ def uniform_distinct(clip_counts: Iterable[int], batch: int = BATCH) -> float:
 
     Args:
       clip_counts: clips of each video.
-      batch: int. Clips drawn.
 
     Returns:
       float; the number of videos when there are no more clips than `batch`.
@@ -97,10 +96,9 @@ def reader_distinct_per_batch(file_pattern, num_videos: int, *, batches: int = 4
 
     Args:
       file_pattern: the shards.
-      num_videos: int. Videos = classes.
-      batches: int. Batches read from the start of the stream.
-      seed: int. The reader's seed.
-      input_size: int. Crop side (no larger than the stored frames).
+      num_videos: Videos = classes.
+      batches: Batches read from the start of the stream.
+      input_size: Crop side (no larger than the stored frames).
       **reader: more `clip_dataset` arguments (shuffle_buffer, cycle_length, ...).
 
     Returns:

@@ -53,11 +53,10 @@ def write_shards(output_dir: str, split: str, num_shards: int, compression: str,
     """Deals `records` round-robin over `num_shards` shards, written atomically.
 
     Args:
-      output_dir: str. Folder of the shards (local or gs://).
-      split: str. Shard name prefix.
-      num_shards: int. Number of shards (empty ones are written too, so the
+      output_dir: Folder of the shards (local or gs://).
+      num_shards: Number of shards (empty ones are written too, so the
         `-of-NNNNN` set is always complete).
-      compression: str. `none` or `GZIP`.
+      compression: `none` or `GZIP`.
       records: serialised records, in the order to deal them.
 
     Returns:

@@ -94,14 +94,50 @@ def read(output_dir: str) -> dict | None:
     return json.loads(fileio.read_text(path)) if fileio.exists(path) else None
 
 
+def class_differences(ours: Iterable[str], theirs: Iterable[str], *,
+                      names: tuple[str, str] = ("the model", "the data"),
+                      subset: bool = False) -> str:
+    """How two class lists differ, '' when they agree: the one comparison of class lists
+    (model against records, manifest against model, conversion against conversion).
+
+    Order matters (a label index names a class by position). With `subset`, `ours`
+    agrees when every name in it is one of `theirs` (a manifest without a labels file).
+    `names` say what the two lists are, in the message.
+    """
+    ours, theirs = list(ours), list(theirs)
+    only_ours = [n for n in ours if n not in set(theirs)]
+    only_theirs = [] if subset else [n for n in theirs if n not in set(ours)]
+    if ours == theirs or (subset and not only_ours):
+        return ""
+    a, b = names
+    parts = []
+    if len(ours) != len(theirs) and not subset:
+        parts.append(f"{len(ours)} classes in {a}, {len(theirs)} in {b}")
+    if only_ours:
+        parts.append(f"only {a} has {_some(only_ours)}")
+    if only_theirs:
+        parts.append(f"only {b} has {_some(only_theirs)}")
+    if not parts or (not only_ours and not only_theirs):
+        moved = [f"{n!r} is {i} in {a} but {theirs.index(n)} in {b}"
+                 for i, n in enumerate(ours) if i >= len(theirs) or theirs[i] != n]
+        parts.append("the same classes in another order: " + _some(moved, quote=False))
+    return "; ".join(parts)
+
+
+def _some(items: list[str], quote: bool = True, limit: int = 5) -> str:
+    shown = [repr(n) if quote else n for n in items[:limit]]
+    return ", ".join(shown) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 def check_classes(output_dir: str, classes: list[str]) -> None:
     """Raises ValueError if the folder already holds a conversion with other classes
     (its label indices would mean other classes)."""
     existing = read(output_dir)
-    if existing and existing["classes"] != classes:
-        raise ValueError(
-            f"{fileio.join(output_dir, FILE_NAME)} lists {len(existing['classes'])} other classes "
-            f"than this manifest's {len(classes)}: convert into another --output_dir")
+    differences = existing and class_differences(
+        classes, existing["classes"], names=("this manifest", "the folder's conversion"))
+    if differences:
+        raise ValueError(f"{fileio.join(output_dir, FILE_NAME)}: {differences}; convert "
+                         "into another --output_dir")
 
 
 @contextlib.contextmanager

@@ -19,19 +19,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
-import math
-import os
 
 import numpy as np
 
-from tfrecord_tools import clip_encoding, fileio, schema
+from tfrecord_tools import clip_encoding, fileio, schema, video_decoder
 from tfrecord_tools.manifest import VideoEntry
-
-# Each bad video is reported with a reason of ours; FFmpeg's own messages for it
-# ("moov atom not found", ...) would only flood the log. Set before cv2 is imported;
-# a user's own setting wins.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,11 +95,10 @@ def choose_clip_starts(num_frames: int, clip_frames: int, clips_per_video: int,
     the same as without `overlap` (same draws from the same generator).
 
     Args:
-      num_frames: int. Frames in the video.
-      clip_frames: int. Frames per clip.
-      clips_per_video: int. Most clips to take.
+      num_frames: Frames in the video.
+      clips_per_video: Most clips to take.
       seed: np.random.SeedSequence. From `video_seed`.
-      overlap: bool. Allow windows to overlap when that gives more clips.
+      overlap: Allow windows to overlap when that gives more clips.
 
     Returns:
       Sorted, distinct start indices, each window `[s, s + clip_frames)` inside the video.
@@ -125,77 +116,7 @@ def choose_clip_starts(num_frames: int, clip_frames: int, clips_per_video: int,
     return [int(s) + i * (clip_frames - 1) for i, s in enumerate(slots)]
 
 
-def _container(head: bytes) -> str | None:
-    """The container a file's first bytes announce, if any."""
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return "AVI"
-    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide"):
-        return "MP4/MOV"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "Matroska/WebM"
-    if head[:3] == b"FLV":
-        return "FLV"
-    if head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3"):
-        return "MPEG-PS"
-    if head[:1] == b"\x47" and len(head) > 188 and head[188:189] == b"\x47":
-        return "MPEG-TS"
-    if head[:4] == b"OggS":
-        return "Ogg"
-    if head[:4] == b"\x30\x26\xb2\x75":
-        return "ASF/WMV"
-    return None
-
-
-def _open_failure(path: str) -> str:
-    """Why OpenCV could not open a file that exists and is not empty."""
-    with open(path, "rb") as f:
-        head = f.read(512)
-    container = _container(head)
-    if container is None:
-        return "not a video: no known container signature, and the decoder cannot open it"
-    if container == "MP4/MOV" and not _contains(path, b"moov"):
-        return "truncated MP4/MOV: no moov atom (the index written last is missing)"
-    return (f"cannot open {container} file: unsupported codec, or truncated or corrupt "
-            "container")
-
-
-def _contains(path: str, needle: bytes, chunk: int = 1 << 20) -> bool:
-    """Whether a file contains `needle`, reading it in chunks."""
-    tail = b""
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            if needle in tail + block:
-                return True
-            tail = block[-len(needle):]
-    return False
-
-
-def _square_resize(frame_bgr: np.ndarray, size: int):
-    import cv2
-    h, w = frame_bgr.shape[:2]
-    s = min(h, w)
-    y0, x0 = (h - s) // 2, (w - s) // 2
-    crop = frame_bgr[y0:y0 + s, x0:x0 + s]
-    if s == size:
-        return crop
-    # INTER_AREA averages source pixels when shrinking (no aliasing); when growing it
-    # falls back to bilinear.
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-
-
-def _frame_count(cap) -> int:
-    import cv2
-    n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-    return int(n) if math.isfinite(n) and n > 0 else 0
-
-
-def _open(local_path: str, threads: int):
-    import cv2
-    # 0 lets FFmpeg pick (one thread per core); parallel workers each ask for 1.
-    return cv2.VideoCapture(local_path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
-
-
-def _decode_clips(local_path: str, starts: list[int], settings: ClipSettings, threads: int
+def _decode_clips(cap, starts: list[int], settings: ClipSettings
                   ) -> tuple[list[list[bytes]], int]:
     """Grabs the video front to back, encoding the frames of the windows at `starts`.
 
@@ -203,6 +124,7 @@ def _decode_clips(local_path: str, starts: list[int], settings: ClipSettings, th
     window holding it (overlapping windows); memory is at most one window of JPEGs.
 
     Args:
+      cap: a capture at frame 0 (released by its opener).
       starts: sorted, distinct start frames.
 
     Returns:
@@ -210,7 +132,6 @@ def _decode_clips(local_path: str, starts: list[int], settings: ClipSettings, th
       the last chosen frame.
     """
     import cv2
-    cap = _open(local_path, threads)
     clips: list[list[bytes]] = []
     # Windows begun and not yet full, oldest first; starts are distinct and sorted,
     # so at most one begins and one completes per frame.
@@ -218,36 +139,30 @@ def _decode_clips(local_path: str, starts: list[int], settings: ClipSettings, th
     wanted = collections.deque(starts)
     params = [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
     index = 0
-    try:
-        while (wanted or active) and cap.grab():
-            if wanted and index >= wanted[0]:
-                wanted.popleft()
-                active.append([])
-            if active:
-                ok, frame = cap.retrieve()
-                if not ok or frame is None:
-                    break
-                ok, jpeg = cv2.imencode(".jpg", _square_resize(frame, settings.frame_size), params)
-                data = jpeg.tobytes()
-                for clip in active:
-                    clip.append(data)
-                if len(active[0]) == settings.clip_frames:
-                    clips.append(active.popleft())
-            index += 1
-    finally:
-        cap.release()
+    while (wanted or active) and cap.grab():
+        if wanted and index >= wanted[0]:
+            wanted.popleft()
+            active.append([])
+        if active:
+            ok, frame = cap.retrieve()
+            if not ok or frame is None:
+                break
+            ok, jpeg = cv2.imencode(
+                ".jpg", video_decoder.stored_square(frame, settings.frame_size), params)
+            data = jpeg.tobytes()
+            for clip in active:
+                clip.append(data)
+            if len(active[0]) == settings.clip_frames:
+                clips.append(active.popleft())
+        index += 1
     return clips, index
 
 
-def _count_frames(local_path: str, threads: int) -> int:
-    cap = _open(local_path, threads)
-    n = 0
-    try:
-        while cap.grab():
-            n += 1
-    finally:
-        cap.release()
-    return n
+def _decode_again(local: str, starts: list[int], settings: ClipSettings, threads: int
+                  ) -> tuple[list[list[bytes]], int]:
+    """A second pass over the file, for when the first pass's clip choice was wrong."""
+    with video_decoder.open_video(local, threads) as video:
+        return _decode_clips(video.capture, starts, settings)
 
 
 def convert_video(entry: VideoEntry, settings: ClipSettings, *, decoder_threads: int = 0
@@ -257,7 +172,7 @@ def convert_video(entry: VideoEntry, settings: ClipSettings, *, decoder_threads:
     Args:
       entry: the video and its labels.
       settings: how clips are cut and stored.
-      decoder_threads: int. FFmpeg decoding threads; 0 = one per core. The output
+      decoder_threads: FFmpeg decoding threads; 0 = one per core. The output
         does not depend on it.
 
     Returns:
@@ -279,24 +194,30 @@ def convert_video(entry: VideoEntry, settings: ClipSettings, *, decoder_threads:
 
 def _convert_local(entry: VideoEntry, local: str, settings: ClipSettings, threads: int
                    ) -> VideoResult:
-    import cv2
-    cap = _open(local, threads)
-    opened = cap.isOpened()
-    fps = cap.get(cv2.CAP_PROP_FPS) if opened else 0.0
-    claimed = _frame_count(cap) if opened else 0
-    cap.release()
-    if not opened:
-        return VideoResult(entry, [], failure=_open_failure(local))
+    try:
+        with video_decoder.open_video(local, threads) as video:
+            fps, claimed = video.fps, video.claimed_frames
+            seed = video_seed(settings.seed, entry.video_id)
+            # One pass when the container's count is right (the common case).
+            starts, clips, decoded = [], [], 0
+            if claimed:
+                starts = choose_clip_starts(claimed, settings.clip_frames,
+                                            settings.clips_per_video, seed,
+                                            overlap=settings.clip_overlap)
+                clips, decoded = _decode_clips(video.capture, starts, settings)
+    except video_decoder.VideoOpenError as e:
+        return VideoResult(entry, [], failure=str(e))
     warnings = []
-    if not (math.isfinite(fps) and fps > 0):
+    if fps is None:
         warnings.append("no frame rate in the container; assumed 25 fps for timestamps")
-        fps = 25.0
-    seed = video_seed(settings.seed, entry.video_id)
-    num_frames = claimed or _count_frames(local, threads)
-    starts = choose_clip_starts(num_frames, settings.clip_frames, settings.clips_per_video, seed,
-                                overlap=settings.clip_overlap)
-    clips, decoded = _decode_clips(local, starts, settings, threads)
-    if len(clips) < len(starts):
+        fps = video_decoder.DEFAULT_FPS
+    num_frames = claimed
+    if not claimed:
+        num_frames = video_decoder.count_frames(local, threads)
+        starts = choose_clip_starts(num_frames, settings.clip_frames, settings.clips_per_video,
+                                    seed, overlap=settings.clip_overlap)
+        clips, decoded = _decode_again(local, starts, settings, threads)
+    elif len(clips) < len(starts):
         # The stream ended before the container's frame count (a truncated file, or a
         # wrong count): choose again among the frames that exist. Deterministic, as the
         # decoded length is a property of the file.
@@ -306,7 +227,7 @@ def _convert_local(entry: VideoEntry, local: str, settings: ClipSettings, thread
                             "(truncated or corrupt file); clips chosen among those")
         starts = choose_clip_starts(num_frames, settings.clip_frames, settings.clips_per_video,
                                     seed, overlap=settings.clip_overlap)
-        clips, decoded = _decode_clips(local, starts, settings, threads)
+        clips, decoded = _decode_again(local, starts, settings, threads)
         if len(clips) < len(starts):
             warnings.append(f"{len(starts) - len(clips)} chosen clips did not decode twice; "
                             "dropped")

@@ -26,8 +26,7 @@ class MLPConfig:
 
     Args:
       hidden: widths of the hidden layers (1 or 2 in the paper's spirit).
-      dropout: float. Rate after each hidden layer.
-      learning_rate: float. Adam's.
+      dropout: Rate after each hidden layer.
     """
     hidden: tuple[int, ...] = (512,)
     dropout: float = 0.5
@@ -52,7 +51,6 @@ def build_mlp(train_vectors: np.ndarray, num_classes: int, config: MLPConfig) ->
 
     Args:
       train_vectors: float32 [N, D]. Training video vectors (for mean/variance).
-      num_classes: int. C.
       config: widths, dropout, learning rate.
 
     Returns:

@@ -29,18 +29,16 @@ class DescriptorSettings:
     """How local descriptors are sampled.
 
     Args:
-      frame_size: int. Frames are resized to this square size first. Defaults to 128.
-      patch_size: int. Patch side, a multiple of 4 dividing into `frame_size`
+      frame_size: Frames are resized to this square size first.
+      patch_size: Patch side, a multiple of 4 dividing into `frame_size`
         cells. Defaults to 32.
-      frames_per_clip: int. Frames of each clip described (evenly spaced).
+      frames_per_clip: Frames of each clip described (evenly spaced).
         Defaults to 4.
-      flow_gap: int. The motion descriptor of frame t uses the optical flow from
+      flow_gap: The motion descriptor of frame t uses the optical flow from
         t to t + flow_gap. Defaults to 2.
-      hue_bins: int. Defaults to 8.
-      saturation_bins: int. Defaults to 4.
-      flow_bins: int. Flow orientation bins (plus one bin for static pixels).
+      flow_bins: Flow orientation bins (plus one bin for static pixels).
         Defaults to 8.
-      static_flow: float. Flow magnitude (pixels at `frame_size`) below which a
+      static_flow: Flow magnitude (pixels at `frame_size`) below which a
         pixel counts as static. Defaults to 0.3.
     """
     frame_size: int = 128

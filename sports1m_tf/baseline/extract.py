@@ -135,10 +135,9 @@ def sample_descriptors(files: Sequence[str], settings: DescriptorSettings, *,
     Args:
       files: clip record files (the training split).
       settings: descriptor settings.
-      max_clips: int. Clips sampled (reservoir sampling over all records).
-      max_per_type: int. Descriptors kept per type in all.
-      workers: int. Processes (0 = one per core).
-      seed: int.
+      max_clips: Clips sampled (reservoir sampling over all records).
+      max_per_type: Descriptors kept per type in all.
+      workers: Processes (0 = one per core).
 
     Returns:
       ({type: float32 [M, D]}, problems).
@@ -214,12 +213,11 @@ def extract_features(file_pattern: str | Sequence[str], vocabulary: Vocabulary,
       file_pattern: glob(s) or paths of clip record shards.
       vocabulary: the fitted codebooks.
       settings: descriptor settings (must be those the vocabulary was fitted with).
-      clips_per_video: int. At most this many clips of a video are used (the
+      clips_per_video: At most this many clips of a video are used (the
         first met; records already hold randomly sampled clips).
-      workers: int. Worker processes (0 = one per core, 1 = in this process).
-      cache_dir: str or None. Reuse/write `features-<key>.npz` there; the key
+      workers: Worker processes (0 = one per core, 1 = in this process).
+      cache_dir: Reuse/write `features-<key>.npz` there; the key
         covers the files (path, size, mtime), the settings and the vocabulary.
-      desc: str. Progress bar label.
 
     Returns:
       VideoFeatures (vectors float32 [V, 5 × Σ K]).

@@ -35,11 +35,12 @@ from sports1m_tf import cli
 cli.quiet_tensorflow_import("sports1m-baseline")  # before the imports below load TensorFlow
 
 from sports1m_tf import metrics
+from sports1m_tf.settings import EvalConfig
 from sports1m_tf.baseline.descriptors import FEATURE_TYPES, DescriptorSettings
 from sports1m_tf.baseline.histograms import vector_dimension
 from sports1m_tf.baseline.vocabulary import Vocabulary, fit_vocabulary
 from sports1m_tf.metrics import TOP_K
-from tfrecord_tools import summary
+from tfrecord_tools import fileio, summary
 
 if TYPE_CHECKING:  # TensorFlow loads with these: imported where used (see sports1m_tf.cli)
     from sports1m_tf.baseline import classifier, extract
@@ -65,7 +66,8 @@ def define_flags() -> None:
     flags.DEFINE_string("cache_dir", None, "Video-vector cache; default MODEL_DIR/cache. "
                         "'none' disables it.")
     flags.DEFINE_integer("workers", 0, "Feature-extraction processes (0 = one per core).")
-    flags.DEFINE_integer("clips_per_video", 20, "Clips of a video used (at most).")
+    flags.DEFINE_integer("clips_per_video", EvalConfig.clips_per_video,
+                         "Clips of a video used (at most).")
     # Descriptors and vocabularies.
     flags.DEFINE_integer("frame_size", 128, "Frames are resized to this square size.")
     flags.DEFINE_integer("patch_size", 32, "Dense patch side (stride half of it).")
@@ -217,8 +219,7 @@ def fit(train_files: Sequence[str], val_files: Sequence[str] | None, model_dir: 
         "skipped": problems,
         "seconds": round(time.time() - start, 1),
     }
-    with open(os.path.join(model_dir, CONFIG_FILE), "w") as f:
-        json.dump(config, f, indent=1)
+    fileio.write_text_atomic(os.path.join(model_dir, CONFIG_FILE), json.dumps(config, indent=1))
     print(f"chosen {chosen['config']}: val video Hit@1 {chosen['val_hit_at_1']:.4f}; "
           f"{len(problems)} skipped item(s); model in {model_dir}")
     return config
@@ -281,8 +282,8 @@ def evaluate(eval_files: Sequence[str], model_dir: str, output_dir: str, *,
         "models": [{"name": "feature_histograms", "model_dir": os.path.abspath(model_dir),
                     "dimension": config["dimension"], "chosen": config["chosen"]}],
     }
-    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    fileio.write_text_atomic(os.path.join(output_dir, "metrics.json"),
+                             json.dumps(result, indent=1))
     print(f"{result['videos']} videos, {result['clips']} clips: video Hit@1 "
           f"{result['video_hit_at_1']:.4f}, Hit@5 {result['video_hit_at_5']:.4f}, "
           f"mAP {result['mAP']}; {len(features.problems)} skipped; {output_dir}/metrics.json")

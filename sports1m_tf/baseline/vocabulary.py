@@ -24,7 +24,7 @@ class Vocabulary:
     Args:
       centres: feature type -> float32 [K, D] words.
       sigma2: feature type -> float, the kernel width σ².
-      neighbours: int. Words each descriptor votes for.
+      neighbours: Words each descriptor votes for.
     """
     centres: dict[str, np.ndarray]
     sigma2: dict[str, float]
@@ -71,8 +71,7 @@ def fit_vocabulary(samples: dict[str, np.ndarray], sizes: dict[str, int], *,
     Args:
       samples: feature type -> float32 [M, D] descriptors sampled from training clips.
       sizes: feature type -> K, the number of words (capped at M).
-      neighbours: int. Words each descriptor votes for in `soft_assign`.
-      seed: int. k-means seed.
+      neighbours: Words each descriptor votes for in `soft_assign`.
 
     Returns:
       The Vocabulary.
@@ -104,8 +103,7 @@ def soft_assign(x: np.ndarray, centres: np.ndarray, sigma2: float, neighbours: i
     Args:
       x: float32 [N, D] descriptors.
       centres: float32 [K, D] words.
-      sigma2: float. Kernel width σ².
-      neighbours: int. Nearest words that get a vote (1 = hard assignment).
+      neighbours: Nearest words that get a vote (1 = hard assignment).
 
     Returns:
       float32 [N, K]; each row sums to 1 and has at most `neighbours` non-zeros.

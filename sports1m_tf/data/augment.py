@@ -23,7 +23,7 @@ def random_crop_window(height: tf.Tensor, width: tf.Tensor, size: int,
 
     Args:
       height, width: int32 scalars. Frame size.
-      size: int. Crop size (<= height, width).
+      size: Crop size (<= height, width).
       seed: int32/int64 [2]. Stateless seed for this clip.
 
     Returns:
@@ -86,8 +86,7 @@ def eval_views(frames: tf.Tensor, size: int, views: int = 4) -> tf.Tensor:
 
     Args:
       frames: uint8 [T, H, W, C]. Whole decoded frames.
-      size: int. Crop size.
-      views: int. 1 (centre only) to 4.
+      views: 1 (centre only) to 4.
 
     Returns:
       uint8 [views, T, size, size, C].

@@ -54,7 +54,6 @@ def check_label_counts(counts: tf.Tensor, num_labels: tf.Tensor, num_classes: in
     Args:
       counts: float32 [..., num_classes] from `label_counts`.
       num_labels: int32 [...]. Labels each clip listed.
-      num_classes: int.
 
     Returns:
       `counts`, once checked.
@@ -66,7 +65,7 @@ def check_label_counts(counts: tf.Tensor, num_labels: tf.Tensor, num_classes: in
         return tf.identity(counts)
 
 
-def multi_hot(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
+def multi_hot_labels(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
     """float32 [num_classes]: 1 at each of `labels` (int64 [L]), 0 elsewhere."""
     counts = check_label_counts(label_counts(labels, num_classes), tf.size(labels), num_classes)
     return tf.minimum(counts, 1.0)
@@ -99,27 +98,26 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
     """Batches of clips for training (random crop + flip) or validation (centre crop).
 
     Args:
-      file_pattern: str or list of str. Globs or paths of clip-record shards.
-      model: str. Model name; sets the frames read (`frames_needed`) and the
+      file_pattern: Globs or paths of clip-record shards.
+      model: Model name; sets the frames read (`frames_needed`) and the
         default crop size (`default_input_size`).
-      training: bool. Shuffle, random crop, random flip; else centre crop, no
+      training: Shuffle, random crop, random flip; else centre crop, no
         flip, no shuffle, deterministic order.
-      batch_size: int.
-      num_classes: int. Length of the target.
-      multires: bool. Multires model (178-pixel crops). Defaults to False.
-      input_size: int. Crop size override (small test models).
-      seed: int. Makes shard order, shuffling, crops and flips reproducible;
+      num_classes: Length of the target.
+      multires: Multires model (178-pixel crops).
+      input_size: Crop size override (small test models).
+      seed: Makes shard order, shuffling, crops and flips reproducible;
         None draws a fresh seed.
-      flip: bool. Random horizontal flips when training. Defaults to True.
-      shuffle_buffer: int. Records in the shuffle buffer (≈180 KB each for
+      flip: Random horizontal flips when training.
+      shuffle_buffer: Records in the shuffle buffer (≈180 KB each for
         16 frames of 200×200: ≈190 MB at the default 1024).
-      repeat: int or None. None: one pass; -1: forever; n: n passes.
-      drop_remainder: bool. Drop the last partial batch; defaults to `training`.
+      repeat: None: one pass; -1: forever; n: n passes.
+      drop_remainder: Drop the last partial batch; defaults to `training`.
       error_counter: ErrorCounter. Counts skipped records per file; a new one
         is made if None. Either way it is also `dataset.error_counter`.
       frame_indices: ints. Frames to read, overriding `frames_needed(model)`.
-      clip_frames: int. Frames per stored clip. Defaults to 16.
-      cycle_length: int. Shards read at once (in training each from its own
+      clip_frames: Frames per stored clip.
+      cycle_length: Shards read at once (in training each from its own
         random record, so they are not read in lockstep).
       keep: `fn(record) -> bool tensor` or None. Reads only the records it keeps
         (e.g. `clip_selection.validation_filter`), before any decoding.

@@ -102,8 +102,8 @@ def spread_over_videos(clips: Mapping[bytes, np.ndarray], budget: int, *, seed: 
 
     Args:
       clips: `list_clips`' result.
-      budget: int. Clips to select in all.
-      seed: int. Order in which videos get the remainder (and, with a small budget,
+      budget: Clips to select in all.
+      seed: Order in which videos get the remainder (and, with a small budget,
         which videos are used).
 
     Returns:

@@ -76,7 +76,7 @@ class ErrorCounter:
         """Runs `step()` (graph code) so that its failure is charged to `file_index`.
 
         Args:
-          binding: int or None. The id returned by `bind` (None: no counting).
+          binding: The id returned by `bind` (None: no counting).
           file_index: int32 []. Index of the record's file in the bound list.
           step: callable returning a nested structure of tensors.
 

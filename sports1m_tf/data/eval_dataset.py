@@ -32,22 +32,21 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
     """All evaluation views of up to `clips_per_video` clips of every video.
 
     Args:
-      file_pattern: str or list of str. Globs or paths of clip-record shards.
-      model: str. Model name (frames read, default crop size).
-      batch_size: int. Views per batch (a multiple of `views` keeps each
+      file_pattern: Globs or paths of clip-record shards.
+      model: Model name (frames read, default crop size).
+      batch_size: Views per batch (a multiple of `views` keeps each
         clip's views in one batch).
-      num_classes: int. Length of `labels`.
-      clips_per_video: int. Clips kept per video, evenly spaced in time; a
+      num_classes: Length of `labels`.
+      clips_per_video: Clips kept per video, evenly spaced in time; a
         video with fewer keeps all. Defaults to 20.
-      views: int. 4: centre, centre flipped, top-left, bottom-right flipped
+      views: 4: centre, centre flipped, top-left, bottom-right flipped
         (`augment.VIEWS`); 1: centre only. Defaults to 4.
-      multires: bool. Multires model (178-pixel crops).
-      input_size: int. Crop size override.
+      multires: Multires model (178-pixel crops).
       error_counter: ErrorCounter. Counts skipped records; made if None, and
         available as `dataset.error_counter`.
       frame_indices: ints. Frames to read, overriding `frames_needed(model)`.
-      clip_frames: int. Frames per stored clip.
-      cycle_length: int. Shards read at once.
+      clip_frames: Frames per stored clip.
+      cycle_length: Shards read at once.
 
     Returns:
       A `tf.data.Dataset` of dicts: `frames` uint8 [batch, T, S, S, 3],
@@ -76,7 +75,7 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
                     "clip_index": clip_selection.clip_index_of(selected, record),
                     "label_counts": label_counts(clip["labels"], num_classes),
                     "num_labels": tf.size(clip["labels"]),
-                    "encoded": records.select_frames(clip["encoded"], indices)}
+                    "encoded": records.encoded_frames_at(clip["encoded"], indices)}
         return counter.guard(binding, file_index, step)
 
     def decode(clip):

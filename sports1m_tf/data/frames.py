@@ -28,7 +28,7 @@ def decode_frames(encoded: tf.Tensor, window: tf.Tensor | None = None,
     Args:
       encoded: string [T]. JPEG bytes, one per frame.
       window: int32 [4] `[y, x, height, width]` or None for whole frames.
-      size: int. Crop size (height = width = size) with a window.
+      size: Crop size (height = width = size) with a window.
       frame_width: int32 []. Width of the stored frames, needed with a window.
 
     Returns:

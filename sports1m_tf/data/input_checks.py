@@ -13,6 +13,7 @@ from typing import Sequence
 
 from sports1m_tf import cli
 from sports1m_tf.data import dataset_info
+from tfrecord_tools import summary
 
 
 class InputError(cli.UserError, ValueError):
@@ -83,33 +84,6 @@ def check_crop_fits(files: Sequence[str], crop: int, *, crop_flag: str = "--inpu
             f"use a model with a smaller input ({crop_flag}={min(height, width)} or less)")
 
 
-def class_differences(model_names: Sequence[str], data_names: Sequence[str]) -> str:
-    """A short description of how two class lists differ ('' when equal)."""
-    model_names, data_names = list(model_names), list(data_names)
-    if model_names == data_names:
-        return ""
-    only_model = [n for n in model_names if n not in set(data_names)]
-    only_data = [n for n in data_names if n not in set(model_names)]
-    parts = []
-    if len(model_names) != len(data_names):
-        parts.append(f"{len(model_names)} model classes, {len(data_names)} in the data")
-    if only_model:
-        parts.append(f"only the model has {_names(only_model)}")
-    if only_data:
-        parts.append(f"only the data has {_names(only_data)}")
-    if not only_model and not only_data:
-        moved = [f"{n!r} is output {i} but label {data_names.index(n)}"
-                 for i, n in enumerate(model_names) if data_names[i] != n]
-        parts.append("the same classes in another order: " + _names(moved, quote=False))
-    return "; ".join(parts)
-
-
-def _names(names: Sequence[str], quote: bool = True, limit: int = 5) -> str:
-    shown = [repr(n) if quote else n for n in names[:limit]]
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(shown) + more
-
-
 def check_class_names(model_names: Sequence[str] | None, data_names: Sequence[str] | None,
                       *, model_source: str, data_source: str) -> None:
     """Fails when the model's classes and the data's are not the same list.
@@ -127,7 +101,7 @@ def check_class_names(model_names: Sequence[str] | None, data_names: Sequence[st
     """
     if not model_names or not data_names:
         return
-    differences = class_differences(model_names, data_names)
+    differences = summary.class_differences(model_names, data_names)
     if differences:
         raise InputError(
             f"the model's classes ({model_source}) are not the data's ({data_source}): "

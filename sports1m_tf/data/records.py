@@ -114,11 +114,11 @@ def read_records(files: Sequence[str], *, shuffle_files: bool, seed: int | None,
 
     Args:
       files: paths of TFRecord shards (GZIP or not, detected per file).
-      shuffle_files: bool. Shuffle the shard order each epoch.
-      seed: int or None. Seed of the shard shuffle and of the start records.
-      deterministic: bool. Keep a reproducible interleave order.
-      cycle_length: int. Shards read at once (capped at the number of files).
-      random_start: bool. Each pass reads each shard from its own random record
+      shuffle_files: Shuffle the shard order each epoch.
+      seed: Seed of the shard shuffle and of the start records.
+      deterministic: Keep a reproducible interleave order.
+      cycle_length: Shards read at once (capped at the number of files).
+      random_start: Each pass reads each shard from its own random record
         (about uniform over the shard) to its end, then its beginning: shards
         are not read in lockstep, and no two passes see the same sequence.
 
@@ -175,7 +175,7 @@ def parse_clip(record: tf.Tensor) -> dict[str, tf.Tensor]:
             "encoded": sequence[schema.IMAGE_ENCODED]}
 
 
-def select_frames(encoded: tf.Tensor, indices: Sequence[int]) -> tf.Tensor:
+def encoded_frames_at(encoded: tf.Tensor, indices: Sequence[int]) -> tf.Tensor:
     """The encoded frames at `indices`, failing (so the record is skipped) if too few are stored.
 
     Args:

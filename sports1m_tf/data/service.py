@@ -98,12 +98,12 @@ def service_training_dataset(file_pattern, *, service: str, job_name: str, seed:
     """`clip_dataset(..., training=True, repeat=-1)` computed by the tf.data service.
 
     Args:
-      file_pattern: str or list of str. Record globs or paths; the workers open
+      file_pattern: Record globs or paths; the workers open
         the files themselves, so the paths must mean the same files there
         (a shared file system or `gs://`).
-      service: str. `grpc://HOST:PORT` of the dispatcher.
-      job_name: str. The same for every trainer of the run (`job_name()`).
-      seed: int. The same for every trainer: the job's dataset must be identical
+      service: `grpc://HOST:PORT` of the dispatcher.
+      job_name: The same for every trainer of the run (`job_name()`).
+      seed: The same for every trainer: the job's dataset must be identical
         for all of them (the dispatcher refuses a different one under one name).
       **clip_dataset_args: `clip_dataset` arguments (model, batch_size,
         num_classes, input_size, flip, shuffle_buffer, ...).

@@ -34,34 +34,28 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from sports1m_tf import cli, distribute
+from sports1m_tf import cli, distribute, settings
 from sports1m_tf.evaluation import reports
 from sports1m_tf.evaluation.video_scores import (  # noqa: F401  (the evaluation's Python API)
     Member, as_member, check_labels, load_members, score_videos, resolve_classes)
 
 
-def evaluate(members: Sequence, eval_files, *, output_dir: str, clips_per_video: int = 20,
-             views: int = 4, batch_size: int = 32, strategy=None,
+def evaluate(members: Sequence, eval_files, *, output_dir: str,
+             config: settings.EvalConfig = settings.EvalConfig(), strategy=None,
              compare_with: str | None = None, class_names: Sequence[str] | None = None,
-             montage_videos: int = 12, confusion_classes: int = 30,
-             write_tensorboard: bool = True, show_progress: bool = True) -> dict:
+             write_tensorboard: bool = True) -> dict:
     """Evaluates one model or an ensemble on clip records and writes the report.
 
     Args:
       members: `Member`s (from `load_members`) or keras models; several = an
         ensemble whose per-clip outputs are averaged.
-      eval_files: str or list of str. Record globs or paths.
-      output_dir: str. Where the report goes (created).
-      clips_per_video: int. Clips per video (the first ones read). Defaults to 20.
-      views: int. Crops/flips per clip (1..4). Defaults to 4.
-      batch_size: int. Global batch of views.
+      eval_files: record globs or paths.
+      output_dir: where the report goes (created).
+      config: clips per video, views, batch size (of views, over all replicas), figures.
       strategy: `tf.distribute.Strategy` or None (models must be built in its scope).
-      compare_with: str. Another report's metrics.json → delta_ap.csv.
+      compare_with: another report's metrics.json → delta_ap.csv.
       class_names: C names; default from dataset.json, else the run config.
-      montage_videos: int. Videos in the prediction montage.
-      confusion_classes: int. Classes in the confusion-matrix figure.
-      write_tensorboard: bool. Scalars to RUN_DIR/eval/ for members from a training run.
-      show_progress: bool. tqdm bar over videos.
+      write_tensorboard: scalars to RUN_DIR/eval/ for members from a training run.
 
     Returns:
       The metrics dict written to `output_dir/metrics.json`.
@@ -86,17 +80,18 @@ def evaluate(members: Sequence, eval_files, *, output_dir: str, clips_per_video:
     info, _ = dataset_info.dataset_info(files)
 
     predicted = score_videos(
-        members, files, num_classes=num_classes, clips_per_video=clips_per_video, views=views,
-        batch_size=batch_size, strategy=strategy, montage_videos=montage_videos,
-        total_videos=dataset_info.expected_videos(files, info), show_progress=show_progress)
-    settings = dict(eval_files=eval_files if isinstance(eval_files, str) else list(eval_files),
-                    num_files=len(files), clips_per_video=clips_per_video, views=views,
-                    batch_size=batch_size,
+        members, files, num_classes=num_classes, clips_per_video=config.clips_per_video,
+        views=config.views, batch_size=config.batch_size, strategy=strategy,
+        montage_videos=config.montage_videos,
+        total_videos=dataset_info.expected_videos(files, info), show_progress=config.progress)
+    recorded = dict(eval_files=eval_files if isinstance(eval_files, str) else list(eval_files),
+                    num_files=len(files), clips_per_video=config.clips_per_video,
+                    views=config.views, batch_size=config.batch_size,
                     strategy=type(strategy).__name__ if strategy else "default",
                     replicas=strategy.num_replicas_in_sync if strategy else 1)
-    result = reports.metrics_report(predicted, names, [m.identity for m in members], settings)
+    result = reports.metrics_report(predicted, names, [m.identity for m in members], recorded)
     reports.write_report(output_dir, result, predicted, names,
-                         confusion_classes=confusion_classes, compare_with=compare_with)
+                         confusion_classes=config.confusion_classes, compare_with=compare_with)
     if write_tensorboard:
         reports.write_tensorboard(result["members"])
     logging.info("%d videos, %d clips: clip Hit@1 %.4f, video Hit@1 %.4f, Hit@5 %.4f, "
@@ -118,19 +113,13 @@ def define_flags() -> None:
     flags.DEFINE_multi_string("checkpoint", [], "Checkpoint prefix RUN_DIR/ckpt-STEP (repeatable).")
     flags.DEFINE_multi_string("keras_model", [], ".keras model file (repeatable).")
     flags.DEFINE_multi_string("eval_files", None, "Clip-record globs or paths.")
-    flags.DEFINE_integer("clips_per_video", 20, "Clips per video (paper: 20).")
-    flags.DEFINE_integer("views", 4, "Views per clip: centre, centre flipped, top-left, "
-                         "bottom-right flipped (paper: 4).")
-    flags.DEFINE_integer("batch_size", 32, "Views per batch, over all replicas.")
+    settings.define_eval_flags()
     flags.DEFINE_string("output_dir", None, "Report directory.")
     flags.DEFINE_string("compare_with", None, "Another report's metrics.json: per-class ΔAP.")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
                       "default: one device; mirrored: all local GPUs (MirroredStrategy).")
     flags.DEFINE_integer("cpu_devices", 1, "With --strategy=mirrored and no GPU: split the CPU "
                          "into this many logical devices (exercises the distributed path).")
-    flags.DEFINE_integer("montage_videos", 12, "Videos in predictions_montage.png.")
-    flags.DEFINE_integer("confusion_classes", 30, "Classes in confusion_matrix.png.")
-    flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -153,10 +142,8 @@ def main(argv: Sequence[str]) -> None:
         members = load_members(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.keras_model)
     try:
         evaluate(members, FLAGS.eval_files, output_dir=FLAGS.output_dir,
-                 clips_per_video=FLAGS.clips_per_video, views=FLAGS.views,
-                 batch_size=FLAGS.batch_size, strategy=strategy,
-                 compare_with=FLAGS.compare_with, montage_videos=FLAGS.montage_videos,
-                 confusion_classes=FLAGS.confusion_classes, show_progress=FLAGS.progress)
+                 config=settings.eval_config_from_flags(), strategy=strategy,
+                 compare_with=FLAGS.compare_with)
     except ValueError as e:  # records or settings that do not fit the models
         raise cli.UserError(str(e)) from None
 

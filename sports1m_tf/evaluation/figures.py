@@ -32,7 +32,7 @@ def confused_class_order(counts: np.ndarray, top_n: int) -> list[int]:
 
     Args:
       counts: int `[C, C]` (`metrics.confusion_counts`).
-      top_n: int. How many classes to show.
+      top_n: How many classes to show.
 
     Returns:
       class indices, at most `top_n`, in display order.
@@ -67,9 +67,6 @@ def plot_confusion(counts: np.ndarray, class_names: Sequence[str], path: str, *,
     Args:
       counts: int `[C, C]`, `counts[true, predicted]`.
       class_names: C names.
-      path: str. Output PNG.
-      top_n: int. Classes shown.
-      title: str.
 
     Returns:
       `path`.
@@ -113,9 +110,7 @@ def plot_prediction_montage(frames: Sequence[np.ndarray], labels: Sequence[Seque
       top_indices: int `[N, k]` predicted classes, best first.
       top_probs: `[N, k]` their probabilities.
       class_names: C names.
-      path: str. Output PNG.
       titles: N strings shown small above each frame (e.g. media ids).
-      columns: int. Videos per row.
 
     Returns:
       `path`.

@@ -192,12 +192,12 @@ def write_report(output_dir: str, result: dict, predicted: dict, class_names: Se
     """Writes the report folder; returns `result` with `confused_pairs` (and `comparison`).
 
     Args:
-      output_dir: str. The report folder (created).
+      output_dir: The report folder (created).
       result: `metrics_report`'s dict.
       predicted: `score_videos`' result (videos, montage frames).
       class_names: C names.
-      confusion_classes: int. Classes in the confusion-matrix figure.
-      compare_with: str. Another report's metrics.json → delta_ap.csv.
+      confusion_classes: Classes in the confusion-matrix figure.
+      compare_with: Another report's metrics.json → delta_ap.csv.
     """
     os.makedirs(output_dir, exist_ok=True)
     videos: VideoPredictions = predicted["videos"]

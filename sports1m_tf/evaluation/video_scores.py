@@ -391,14 +391,11 @@ def score_videos(members: Sequence, eval_files, *, num_classes: int, clips_per_v
 
     Args:
       members: `Member`s or keras models (uint8 clips → softmax `[b, C]`).
-      eval_files: str or list of str. Record globs.
-      num_classes: int. C.
       clips_per_video, views, batch_size: as `sports1m_tf.data.eval_dataset`
         (batch_size is global: split between replicas).
       strategy: a `tf.distribute.Strategy` (models loaded in its scope), or None.
-      montage_videos: int. Frames kept for the first this many videos.
-      total_videos: int. For the progress bar.
-      show_progress: bool.
+      montage_videos: Frames kept for the first this many videos.
+      total_videos: For the progress bar.
 
     Returns:
       dict: `videos` (`VideoPredictions`, probs `[V, M, C]`), `clip_hits` float

@@ -56,17 +56,16 @@ def build_model(name: str, num_classes: int = 487, *, multires: bool = False,
     """Builds one of the paper's video CNNs.
 
     Args:
-      name: str. One of `single_frame`, `early_fusion`, `late_fusion`,
+      name: One of `single_frame`, `early_fusion`, `late_fusion`,
         `slow_fusion`, `fovea_only`, `context_only`.
-      num_classes: int. Classifier size. Defaults to 487 (Sports-1M).
-      multires: bool. Fovea + context streams. Defaults to False.
-      width: float. Multiplier on every conv and FC width. Defaults to 1.0.
-      input_size: int. Square frame size; defaults to 170 (178 for multires).
-      dropout: float. Dropout rate after fc6 and fc7. Defaults to 0.5.
-      clip_frames: int. Frames per stored clip (which frames are read). Defaults to `CLIP_FRAMES`.
-      input_scale: float. Multiplier on the mean-subtracted pixels. Defaults to 1
+      multires: Fovea + context streams.
+      width: Multiplier on every conv and FC width. Defaults to 1.0.
+      input_size: Square frame size; defaults to 170 (178 for multires).
+      dropout: Dropout rate after fc6 and fc7. Defaults to 0.5.
+      clip_frames: Frames per stored clip (which frames are read).
+      input_scale: Multiplier on the mean-subtracted pixels. Defaults to 1
         (the paper's raw pixel units).
-      kernel_init: str. Initializer of the ReLU layers' kernels, one of
+      kernel_init: Initializer of the ReLU layers' kernels, one of
         `KERNEL_INITS`. Only matters when training from scratch (a checkpoint
         overwrites it). Defaults to Keras's Glorot uniform; "he_normal" goes with
         Adam and `input_scale` 1/64.

@@ -16,8 +16,8 @@ class FramePreprocessing(keras.layers.Layer):
     Serving signatures call the model, so they apply the same scale.
 
     Args:
-      mean: float. Subtracted from every raw pixel value. Defaults to 117.
-      scale: float. Multiplies the centred value. Defaults to 1 (the paper: raw
+      mean: Subtracted from every raw pixel value.
+      scale: Multiplies the centred value. Defaults to 1 (the paper: raw
         pixel units); 1/64 brings the input to about unit variance, which
         `--optimizer=adam` needs (see docs/studies/motion.md).
       built_as: dict or None. How `build_model` built the model this layer
@@ -52,10 +52,8 @@ class LocalResponseNorm(keras.layers.Layer):
     and it has no float16 kernel: under `mixed_float16` the input is cast up.
 
     Args:
-      depth_radius: int. Half-width of the channel window. Defaults to 2 (n = 5).
-      bias: float. k. Defaults to 2.
-      alpha: float. Defaults to 1e-4.
-      beta: float. Defaults to 0.5.
+      depth_radius: Half-width of the channel window.
+      beta: Defaults to 0.5.
     """
 
     def __init__(self, depth_radius: int = 2, bias: float = 2.0, alpha: float = 1e-4,
@@ -103,9 +101,7 @@ class TemporalWindows(keras.layers.Layer):
     [B*T', H, W, extent*C] with T' = (T - extent) // stride + 1.
 
     Args:
-      steps: int. T, the number of time steps folded into the input batch.
-      extent: int. Temporal kernel size.
-      stride: int. Temporal stride.
+      steps: T, the number of time steps folded into the input batch.
     """
 
     def __init__(self, steps: int, extent: int, stride: int = 1, **kwargs):

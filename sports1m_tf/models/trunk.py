@@ -47,12 +47,12 @@ def apply_trunk(x, *, steps: int, temporal: Sequence[tuple[int, int]] = NO_FUSIO
 
     Args:
       x: float tensor `[B*steps, H, W, 3]`, mean-subtracted frames.
-      steps: int. Time steps folded into the batch.
+      steps: Time steps folded into the batch.
       temporal: (extent, stride) per conv layer; (1, 1) means per-frame.
-      width: float. Multiplier on every conv width.
-      last_pool: bool. False for multires streams, which end at conv5 (7×7).
-      prefix: str. Layer-name prefix (a multires stream's name).
-      kernel_init: str. Keras initializer of the conv kernels (`KERNEL_INITS`).
+      width: Multiplier on every conv width.
+      last_pool: False for multires streams, which end at conv5 (7×7).
+      prefix: Layer-name prefix (a multires stream's name).
+      kernel_init: Keras initializer of the conv kernels (`KERNEL_INITS`).
 
     Returns:
       (features `[B*steps_out, h, w, 256*width]`, steps_out).

@@ -53,7 +53,7 @@ def source_spec(init_from: str) -> dict:
     """The source model's architecture, read without TensorFlow.
 
     Args:
-      init_from: str. A training run folder or a `.keras` file
+      init_from: A training run folder or a `.keras` file
         (its config.json; the width comes from the size of fc6).
 
     Returns:
@@ -110,9 +110,9 @@ def finetune(init_from: str, regime: str, *, dropout: float = PAPER_DROPOUT,
     """Fine-tunes a trained model on new records with `sports1m_tf.training.train.train`.
 
     Args:
-      init_from: str. A training run folder or a `.keras` file.
-      regime: str. `top1`, `top3`, `all` or `scratch`.
-      dropout: float. Rate before every retrained fully-connected layer.
+      init_from: A training run folder or a `.keras` file.
+      regime: `top1`, `top3`, `all` or `scratch`.
+      dropout: Rate before every retrained fully-connected layer.
         Defaults to 0.9 (the paper's keep probability 0.1).
       **train_settings: `TrainConfig` fields (`train_files`, `model_dir`,
         `train_steps`, `learning_rate`, `strategy`, ... and `num_classes`);

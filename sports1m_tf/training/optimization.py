@@ -37,7 +37,7 @@ def make_optimizer(config, *, loss_scale: bool = False):
 
     Args:
       config: a `TrainConfig` (optimizer, learning-rate and decay settings).
-      loss_scale: bool. Wrap it in a `LossScaleOptimizer` (float16 compute).
+      loss_scale: Wrap it in a `LossScaleOptimizer` (float16 compute).
     """
     learning_rate = make_learning_rate(config)
     if config.optimizer == "sgd":
@@ -110,7 +110,7 @@ def make_train_step(strategy, model, optimizer, step, *, xla: bool = False):
       model: `keras.Model`, uint8 clips → softmax.
       optimizer: a built Keras optimiser (possibly a `LossScaleOptimizer`).
       step: int64 `tf.Variable`, incremented once per applied step.
-      xla: bool. XLA-compile the forward and backward pass.
+      xla: XLA-compile the forward and backward pass.
 
     Returns:
       A `tf.function` `train_step(iterator) -> loss` (float32 scalar; NaN when

@@ -29,7 +29,7 @@ def filter_grid(kernel: np.ndarray, columns: int | None = None) -> np.ndarray:
 
     Args:
       kernel: float [kh, kw, extent * 3, filters].
-      columns: int. Filters per row; defaults to about a square grid.
+      columns: Filters per row; defaults to about a square grid.
 
     Returns:
       uint8 [H, W, 3].
@@ -72,7 +72,6 @@ def confusion_image(counts: np.ndarray, cell: int | None = None) -> np.ndarray:
 
     Args:
       counts: [C, C], `counts[true, predicted]`.
-      cell: int. Pixels per cell.
 
     Returns:
       uint8 [C * cell, C * cell, 3].
@@ -122,7 +121,6 @@ def write_validation(writers, step: int, validation: dict, model) -> None:
 
     Args:
       writers: `run_writers`' pair.
-      step: int. The training step.
       validation: dict with `hit_at_1`, `loss` and `confusion` counts.
       model: the trained `keras.Model`.
     """

@@ -70,8 +70,8 @@ def build_training_dataset(config: TrainConfig, data_args: dict, seed: int | Non
 
     Args:
       config: `TrainConfig` (files, batch size, flip, shuffle buffer).
-      data_args: dict. What the built model reads (`_data_args`).
-      seed: int or None. The run's data seed (None: each pipeline its own way).
+      data_args: What the built model reads (`_data_args`).
+      seed: The run's data seed (None: each pipeline its own way).
       input_context: `tf.distribute.InputContext` of this pipeline, or None.
       error_counter: `data.ErrorCounter` that counts the records skipped, or None.
 
@@ -314,7 +314,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         Only the model's trainable variables are optimised (and decayed), so
         layers set `trainable=False` stay bit-identical. On resume the latest
         checkpoint overwrites whatever weights the function loaded.
-      run_config_extra: dict. Merged into the run config (e.g. the
+      run_config_extra: Merged into the run config (e.g. the
         transfer-learning regime); its model keys override the built model's.
 
     Returns:

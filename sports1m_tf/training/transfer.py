@@ -59,10 +59,8 @@ class InputDropoutDense(keras.layers.Dense):
     checkpoints move freely between the two.
 
     Args:
-      units: int. Output size.
-      input_dropout: float. Fraction of input units dropped while training.
+      input_dropout: Fraction of input units dropped while training.
         Defaults to 0.
-      seed: int or None. Dropout seed.
       **kwargs: as `keras.layers.Dense`.
     """
 
@@ -194,11 +192,11 @@ def make_transfer_model(source: keras.Model, regime: str, num_classes: int,
     Args:
       source: keras.Model. A model built by `sports1m_tf.models.build_model`
         (restored from a run or loaded from `.keras`), any family, multires or not.
-      regime: str. `top1`, `top3`, `all` or `scratch` (see the module docstring).
-      num_classes: int. Classes of the target task (the classifier is always new).
-      dropout: float. Rate before every retrained fully-connected layer.
+      regime: `top1`, `top3`, `all` or `scratch` (see the module docstring).
+      num_classes: Classes of the target task (the classifier is always new).
+      dropout: Rate before every retrained fully-connected layer.
         Defaults to 0.9 (the paper: keep probability 0.1).
-      width: float or None. The source's width multiplier; inferred from its fc6
+      width: The source's width multiplier; inferred from its fc6
         size when None.
 
     Returns:
@@ -243,8 +241,8 @@ def plain_model(model: keras.Model, dropout: float = 0.5, *,
 
     Args:
       model: a model from `make_transfer_model` (or any `build_model` model).
-      dropout: float. The plain model's dropout after fc6 and fc7.
-      width: float or None. Width multiplier, inferred when None.
+      dropout: The plain model's dropout after fc6 and fc7.
+      width: Width multiplier, inferred when None.
 
     Returns:
       A `build_model` model holding `model`'s weights, every layer trainable.
