@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import sysconfig
 import venv
 
 import pytest
@@ -50,7 +49,8 @@ def wheel_env(tmp_path_factory) -> dict:
     purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path("
                               "'purelib'))"], capture_output=True, text=True).stdout.strip()
     with open(os.path.join(purelib, "dependencies.pth"), "w") as f:
-        f.write(sysconfig.get_path("purelib") + "\n")
+        # Every site folder of this interpreter (a virtual environment may borrow another's).
+        f.writelines(p + "\n" for p in sys.path if p.endswith("site-packages"))
     installed = subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
                                 wheel], capture_output=True, text=True, timeout=300)
     assert installed.returncode == 0, installed.stderr[-3000:]

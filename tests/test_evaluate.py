@@ -138,7 +138,7 @@ def test_video_prediction_is_the_mean_of_its_clips_across_shards(records, keras_
     member = _load(keras_models["single_frame"])
     out = evaluate.score_videos([member], records["pattern"],
                                   num_classes=len(records["classes"]), views=1, batch_size=5,
-                                  config=QUIET)
+                                  show_progress=False)
     videos = out["videos"]
     assert sorted(videos.media_ids) == sorted(records["truth"])
     np.testing.assert_array_equal(videos.rows, len(CLIP_STARTS))
