@@ -133,11 +133,7 @@ def define_flags() -> None:
                          "Steps between checkpoints (a killed run loses at most this many; "
                          "benchmarks/dead_units.py probes each one).")
     flags.DEFINE_integer("keep_checkpoints", 5, "Checkpoints kept per run.")
-    flags.DEFINE_integer("workers", 2, "Conversion processes.")
-    flags.DEFINE_string("work_dir", "/tmp/sports1m_motion_study",
-                        "Videos, records and runs (datasets are reused when rerun).")
-    flags.DEFINE_string("output", os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                               "results", "motion_study.json"), "JSON output.")
+    study_runs.define_place_flags("motion_study")
 
 
 def study_settings() -> dict:

@@ -50,11 +50,7 @@ def define_flags() -> None:
     study_runs.define_size_flags()
     flags.DEFINE_integer("train_steps", 600, "Optimiser steps per run.")
     flags.DEFINE_integer("eval_every", 200, "Steps between validations.")
-    flags.DEFINE_integer("workers", 2, "Conversion processes.")
-    flags.DEFINE_string("work_dir", "/tmp/sports1m_multires_study",
-                        "Videos, records and runs (datasets are reused when rerun).")
-    flags.DEFINE_string("output", os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                               "results", "multires_study.json"), "JSON output.")
+    study_runs.define_place_flags("multires_study")
 
 
 def macs_per_clip(model: str, *, num_classes: int, width: float, input_size: int) -> int:

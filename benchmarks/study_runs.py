@@ -80,6 +80,15 @@ def define_size_flags() -> None:
     flags.DEFINE_float("width", 0.25, "Width multiplier.")
 
 
+def define_place_flags(study: str) -> None:
+    """Where a study works and writes: --workers, --work_dir, --output."""
+    import common
+    flags.DEFINE_integer("workers", 2, "Conversion processes.")
+    flags.DEFINE_string("work_dir", f"/tmp/sports1m_{study}",
+                        "Videos, records and runs (datasets are reused when rerun).")
+    common.define_output(study, "JSON output.")
+
+
 def define_recipe_flags() -> None:
     """Declares `RECIPE_FLAGS` as sports1m-train declares them (its defaults: the
     paper's recipe, configs/paper.flags)."""

@@ -176,8 +176,12 @@ def _command_help(main_module: str) -> str:
     by_module = flags.FLAGS.flags_by_module_dict()
     # absl files a script's flags under its path, not under "__main__".
     mine = {main_module} | ({sys.argv[0]} if main_module == "__main__" and sys.argv else set())
+    # A script's helper modules beside it (benchmarks/common.py) are its own too.
+    here = os.path.dirname(getattr(module, "__file__", None) or "") if module else ""
+    beside = lambda name: bool(here) and os.path.dirname(
+        getattr(sys.modules.get(name), "__file__", None) or "") == here
     own = [name for name in by_module
-           if name in mine or name.split(".")[0] in _OWN_PACKAGES]
+           if name in mine or name.split(".")[0] in _OWN_PACKAGES or beside(name)]
     # The command's module first, then shared flag modules in name order.
     own.sort(key=lambda name: (name not in mine, name))
     for name in own:
