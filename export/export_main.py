@@ -42,6 +42,9 @@ flags.DEFINE_integer("frame_size", None,
                      "--frame_size); client frames are resized to it before the model's crop. "
                      "Default: read from the dataset.json of the run's training records, "
                      "else 200.")
+flags.DEFINE_enum("embedding_layer", "fc7", ["fc7", "fc6"],
+                  "The hidden layer the embed_video signatures (and a TFLite file's second "
+                  "output) answer with; fc7 is the paper's last hidden layer.")
 flags.mark_flag_as_required("export_dir")
 flags.mark_flags_as_mutual_exclusive(["model_dir", "keras_model"], required=True)
 
@@ -109,7 +112,7 @@ def main(argv):
                  frame_size)
     path = export_model(model, FLAGS.export_dir, name, FLAGS.version, class_names=names,
                         warmup=FLAGS.warmup, serving_root=FLAGS.serving_root,
-                        frame_size=frame_size)
+                        frame_size=frame_size, embedding_layer=FLAGS.embedding_layer)
     logging.info("models.config: %s", os.path.join(FLAGS.export_dir, "models.config"))
     print(path)
 
