@@ -19,6 +19,7 @@ import textwrap
 import cv2
 import numpy as np
 import pytest
+from testvideos import tinted_frames
 
 tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
@@ -310,13 +311,6 @@ def exported(tmp_path_factory, write_video, sample_videos):
                 report=json.loads((tmp / "check" / "report.json").read_text()),
                 videos=videos, video_args=video_args, corrupt=str(corrupt), manifest=manifest,
                 two_tints=two_tints)
-
-
-def tinted_frames(rng, count: int, height: int, width: int, tint: int) -> np.ndarray:
-    """Noisy frames of one of two colours (RGB reddish for 0, bluish for 1): [count, H, W, 3]."""
-    colour = np.array([[200, 50, 40], [40, 60, 210]][tint], np.float32)
-    noise = rng.normal(0, 25, (count, height, width, 3))
-    return np.clip(colour + noise, 0, 255).astype(np.uint8)
 
 
 def moving_frames(count: int, height: int, width: int) -> np.ndarray:
