@@ -136,3 +136,23 @@ def test_conversion_failure_names_the_op():
     assert "ops that do not convert: tf.StringToHashBucketFast" in str(error)
     with pytest.raises(ValueError, match="needs representative clips"):
         tflite_export.convert(None, "int8")
+
+
+def test_representative_clips_from_validation_records(tmp_path, sample_videos):
+    """int8 calibrates on the run's validation records by default: stored-size clips, the
+    model's frames decoded there and the others black."""
+    from export import representative
+    from tfrecord_tools.convert import convert
+
+    manifest = tmp_path / "val.csv"
+    manifest.write_text(f"{sample_videos['bikes']},a\n{sample_videos['carphone_pristine']},b\n")
+    convert(str(manifest), output_dir=str(tmp_path / "records"), split="val", num_shards=1,
+            clips_per_video=3, frame_size=64, workers=1, progress=False)
+    files = [str(p) for p in (tmp_path / "records").glob("val-*")]
+    frames = [3, 7, 12]
+    clips = representative.clips_from_records(files, frames, 64, count=4)
+    assert len(clips) == 4 and all(c.shape == (1, 16, 64, 64, 3) for c in clips)
+    others = [i for i in range(16) if i not in frames]
+    assert all(c[:, frames].std() > 5 and not c[:, others].any() for c in clips)
+    with pytest.raises(ValueError, match="hold 64x64 frames, the model 200x200"):
+        representative.clips_from_records(files, frames, 200, count=1)
