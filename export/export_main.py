@@ -1,4 +1,5 @@
-"""sports1m-export: a trained model → a TF Serving SavedModel `EXPORT_DIR/NAME/VERSION/`.
+r"""sports1m-export: a trained model → a TF Serving SavedModel `EXPORT_DIR/NAME/VERSION/`
+(or a TFLite file there).
 
 From a training run (latest checkpoint, class names from its run config):
 

@@ -1,4 +1,4 @@
-"""sports1m-features: embeddings (fc7 or fc6 activations) of videos, for retrieval and clustering.
+r"""sports1m-features: embeddings (fc7 or fc6 activations) of videos, for retrieval and clustering.
 
 Video files through an exported SavedModel (its `embed_video` signature), read
 exactly as sports1m-predict reads them (same clips, same decoding processes):
