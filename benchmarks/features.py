@@ -15,7 +15,6 @@ Writes benchmarks/results/features.json.
 """
 from __future__ import annotations
 
-import json
 import os
 import resource
 import subprocess
@@ -25,15 +24,13 @@ import time
 
 from absl import flags
 
-from sports1m_tf import cli
-from tfrecord_tools import fileio
+import common
 
 flags.DEFINE_integer("clips", 10000, "Clips to embed.")
 flags.DEFINE_integer("clips_per_video", 20, "Clips a video.")
 flags.DEFINE_float("width", 0.125, "Width multiplier of the model.")
 flags.DEFINE_integer("frame_size", 48, "Stored frame size of the synthetic records.")
-flags.DEFINE_string("output", "benchmarks/results/features.json", "JSON output.")
-flags.DEFINE_bool("shared_machine", True, "Record that other work ran on the machine.")
+common.define_output("features")
 FLAGS = flags.FLAGS
 
 CROP = 32
@@ -69,14 +66,15 @@ def run_features(model_dir: str, records: str, output: str) -> dict:
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = common.peak_rss_mb(resource.RUSAGE_CHILDREN)
     if result.returncode:
         raise RuntimeError(result.stderr[-3000:])
     import numpy as np
     rows = len(np.load(output, allow_pickle=False)["video"])
     return {"rows": rows, "wall_s": wall, "rows_per_s": rows / wall,
             "cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
-            # ru_maxrss of children: the largest child so far (KB on Linux).
-            "peak_rss_mb": after.ru_maxrss / 1024, "output_mb": os.path.getsize(output) / 1e6}
+            # Of the children: the largest child so far.
+            "peak_rss_mb": peak, "output_mb": os.path.getsize(output) / 1e6}
 
 
 def main(argv):
@@ -101,10 +99,9 @@ def main(argv):
     report["settings"] = {"clips": FLAGS.clips, "clips_per_video": FLAGS.clips_per_video,
                           "width": FLAGS.width, "frame_size": FLAGS.frame_size, "crop": CROP,
                           "embedding_size": int(round(4096 * FLAGS.width)),
-                          "cpu_count": os.cpu_count(), "shared_machine": FLAGS.shared_machine}
-    fileio.write_text_atomic(FLAGS.output, json.dumps(report, indent=2))
-    print(f"wrote {FLAGS.output}")
+                          "shared_machine": True, **common.machine_load()}
+    common.write_results(FLAGS.output, report)
 
 
 if __name__ == "__main__":
-    cli.entry(main)()
+    common.run(main)

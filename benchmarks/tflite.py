@@ -35,16 +35,14 @@ import time
 
 from absl import flags
 
-from sports1m_tf import cli
-from tfrecord_tools import fileio
+import common
 
 flags.DEFINE_list("models", ["single_frame", "early_fusion", "late_fusion", "slow_fusion",
                              "slow_fusion:multires"], "Models to measure (NAME[:multires]).")
 flags.DEFINE_float("width", 0.125, "Width multiplier.")
 flags.DEFINE_integer("train_steps", 40, "Steps of training on the sample videos' clips.")
 flags.DEFINE_integer("repeats", 5, "Timed rounds over the clips.")
-flags.DEFINE_string("output", "benchmarks/results/tflite.json", "JSON output.")
-flags.DEFINE_bool("shared_machine", True, "Record that other work ran on the machine.")
+common.define_output("tflite")
 FLAGS = flags.FLAGS
 
 VIDEOS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
@@ -195,12 +193,10 @@ def main(argv):
     report = {"results": results, "table": table(results),
               "settings": {"width": FLAGS.width, "train_steps": FLAGS.train_steps,
                            "repeats": FLAGS.repeats, "clips": len(clips), "videos": VIDEOS,
-                           "num_classes": len(VIDEOS), "cpu_count": os.cpu_count(),
-                           "shared_machine": FLAGS.shared_machine}}
+                           "num_classes": len(VIDEOS), "shared_machine": True, **common.machine_load()}}
     print(report["table"])
-    fileio.write_text_atomic(FLAGS.output, json.dumps(report, indent=2))
-    print(f"wrote {FLAGS.output}")
+    common.write_results(FLAGS.output, report)
 
 
 if __name__ == "__main__":
-    cli.entry(main)()
+    common.run(main)

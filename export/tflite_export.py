@@ -147,7 +147,7 @@ def export_tflite(model: keras.Model, export_dir: str, name: str, version: int |
       str, the version folder.
     """
     info = saved_model.model_info(model, clip_frames, frame_size, embedding_layer)
-    names = saved_model.check_class_names(class_names, info["num_classes"])
+    names = saved_model.export_class_names(class_names, info["num_classes"])
     flatbuffer = convert(model, quantize, representative=representative, frame_size=frame_size,
                          clip_frames=clip_frames, embedding_layer=embedding_layer)
     staging, final = saved_model.new_version_folders(export_dir, name, version)
