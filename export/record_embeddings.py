@@ -50,7 +50,7 @@ def clip_batches(files: Sequence[str], frame_indices: Sequence[int],
             record, context_features=_CONTEXT,
             sequence_features={schema.IMAGE_ENCODED: tf.io.FixedLenSequenceFeature([],
                                                                                    tf.string)})
-        encoded = records.select_frames(sequence[schema.IMAGE_ENCODED], frame_indices)
+        encoded = records.encoded_frames_at(sequence[schema.IMAGE_ENCODED], frame_indices)
         frames = tf.stack([tf.io.decode_jpeg(encoded[i], channels=3)
                            for i in range(len(frame_indices))])
         start = tf.cast(context[schema.START_TIMESTAMP], tf.float64) / 1e6
