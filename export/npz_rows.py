@@ -42,9 +42,9 @@ class NpzRows:
 
     def __init__(self, path: str, per_clip: bool, chunk_rows: int = CHUNK_ROWS):
         """Args:
-          path: str. The `.npz` to write (its folder must exist).
-          per_clip: bool. Write `start_seconds` and `end_seconds` too.
-          chunk_rows: int. Rows held before they go to the scratch files.
+          path: The `.npz` to write (its folder must exist).
+          per_clip: Write `start_seconds` and `end_seconds` too.
+          chunk_rows: Rows held before they go to the scratch files.
         """
         self.path = path
         self.per_clip = per_clip
@@ -75,7 +75,7 @@ class NpzRows:
         """Appends rows of one video.
 
         Args:
-          video: str. The video id of every row.
+          video: The video id of every row.
           embeddings: float32 [k, d].
           seconds: float64 [k, 2], (start, end) of each row's clip; required with `per_clip`.
         """

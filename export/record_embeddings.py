@@ -36,7 +36,7 @@ def clip_batches(files: Sequence[str], frame_indices: Sequence[int],
       files: clip-record files.
       frame_indices: the clip frames to decode (the model's).
       selection: the clips to read (`clip_selection.spread_per_video`, ...).
-      batch_size: int. Clips a batch.
+      batch_size: Clips a batch.
 
     Returns:
       A dataset of dicts: `frames` uint8 [B, T, S, S, 3] (the model's T frames
@@ -76,10 +76,10 @@ def record_embeddings(model: keras.Model, file_pattern, *,
     Args:
       model: a `sports1m_tf.models` model (a run's, `run_folder.restore_model`).
       file_pattern: str or list of str. Record globs or paths.
-      layer: str. `fc7` or `fc6`.
-      max_clips: int. Most clips a video, evenly spaced in time.
-      batch_size: int. Clips a batch (4 views each go through the model).
-      per_clip: bool. One row per clip; otherwise one per video, after every clip is read.
+      layer: `fc7` or `fc6`.
+      max_clips: Most clips a video, evenly spaced in time.
+      batch_size: Clips a batch (4 views each go through the model).
+      per_clip: One row per clip; otherwise one per video, after every clip is read.
 
     Yields:
       (video id, float32 [k, d] rows, float64 [k, 2] (start, end) seconds or None

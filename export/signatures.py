@@ -230,7 +230,7 @@ def clip_embeddings(embed: Callable[[tf.Tensor], tf.Tensor], stored: tf.Tensor,
     Args:
       embed: frames [B, T, size, size, 3] → float32 [B, d] (an `embedding_model`).
       stored: uint8 [n, T, S, S, 3], the model's frames at the stored size.
-      size: int. The model's crop size.
+      size: The model's crop size.
 
     Returns:
       float32 [n, d].

@@ -86,12 +86,12 @@ def convert(model: keras.Model, quantize: str = "none", *,
 
     Args:
       model: a `sports1m_tf.models` model.
-      quantize: str. `none`, `float16` or `int8` (see the module docstring).
+      quantize: `none`, `float16` or `int8` (see the module docstring).
       representative: for `int8`: uint8 clips [1, 16, S, S, 3] to calibrate the
         activations' ranges on (a hundred or so from the data the model will see).
-      frame_size: int. S, the stored frame size the model was trained on.
-      clip_frames: int. Frames per clip.
-      embedding_layer: str. The layer of the second output.
+      frame_size: S, the stored frame size the model was trained on.
+      clip_frames: Frames per clip.
+      embedding_layer: The layer of the second output.
 
     Raises:
       ValueError: an unknown `quantize`, or `int8` without clips.

@@ -53,8 +53,8 @@ class TFLiteVideoModel(ClassifyingModel):
 
     def __init__(self, path: str, threads: int | None = None):
         """Args:
-          path: str. A model.tflite with model_info.json and class_names.txt beside it.
-          threads: int. Interpreter threads (default: LiteRT's choice).
+          path: A model.tflite with model_info.json and class_names.txt beside it.
+          threads: Interpreter threads (default: LiteRT's choice).
         """
         from export.tflite_export import MODEL_INFO_NAME
         from export.saved_model import CLASS_NAMES_FILE
