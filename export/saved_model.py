@@ -70,6 +70,13 @@ def export_class_names(class_names: Sequence[str] | None, num_classes: int) -> l
     return names
 
 
+def write_class_names(path: str, names: Sequence[str]) -> str:
+    """One class name a line (what `model_class_names` reads back); returns `path`."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(names) + "\n")
+    return path
+
+
 def serving_apis():
     """The tensorflow-serving-api protos (model, predict, prediction_log), or a clear error."""
     try:
@@ -112,7 +119,7 @@ def warmup_requests(model_name: str, clip_frames: int = schema.CLIP_FRAMES,
     jpeg = np.array([[tf.io.encode_jpeg(frame, quality=90).numpy() for frame in clip[0]]],
                     dtype=object)
     inputs = {"serving_default": clip, "predict_video": clip, "predict_jpeg": jpeg,
-              "predict_video_jpeg": jpeg}
+              "predict_video_jpeg": jpeg, "embed_video": clip, "embed_video_jpeg": jpeg}
     return [prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(
         request=predict_request(model_name, signature, value))).SerializeToString()
         for signature, value in inputs.items()]
@@ -156,23 +163,61 @@ def write_models_config(export_dir: str, serving_root: str | None = None) -> str
     return path
 
 
-def write_model_info(version_dir: str, info: dict, clip_frames: int, frame_size: int) -> str:
-    """Writes `assets.extra/model_info.json` (a `describe()` dict and the clip layout)."""
-    path = os.path.join(version_dir, MODEL_INFO_FILE)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+def model_info(model: keras.Model, clip_frames: int, frame_size: int,
+               embedding_layer: str = signatures.DEFAULT_EMBEDDING_LAYER) -> dict:
+    """What `model_info.json` records: a `describe()` dict, the clip layout, and the layer
+    the embeddings come from with their size `embedding_size` (d)."""
+    info = describe(model, clip_frames)
     record = {key: info[key] for key in ("name", "multires", "num_classes", "input_size",
                                           "frames")}
-    record.update(clip_frames=int(clip_frames), frame_size=int(frame_size))
+    record.update(clip_frames=int(clip_frames), frame_size=int(frame_size),
+                  embedding_layer=embedding_layer,
+                  embedding_size=int(model.get_layer(embedding_layer).units))
+    return record
+
+
+def write_model_info(version_dir: str, record: dict,
+                     relative_path: str = MODEL_INFO_FILE) -> str:
+    """Writes a `model_info` dict to `version_dir/relative_path` (assets.extra/model_info.json
+    for a SavedModel); returns its path."""
+    path = os.path.join(version_dir, relative_path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(record, f, indent=2)
     return path
+
+
+def new_version_folders(export_dir: str, name: str, version: int | None) -> tuple[str, str]:
+    """(an empty staging folder, the version folder it is renamed to once complete).
+
+    Args:
+      export_dir: Folder of models.
+      name: The model's folder under it.
+      version: Defaults to the next free integer; an existing version fails.
+    """
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"model name {name!r} must match {_NAME.pattern}")
+    model_root = os.path.join(export_dir, name)
+    os.makedirs(model_root, exist_ok=True)
+    if version is None:
+        version = next_version(model_root)
+    if version < 1:
+        raise ValueError(f"version must be a positive integer, got {version}")
+    final = os.path.join(model_root, str(version))
+    if os.path.exists(final):
+        raise FileExistsError(f"{final} already exists; pick another --version")
+    # Not an integer name: TF Serving ignores the folder until the rename.
+    staging = os.path.join(model_root, f".tmp-{version}")
+    shutil.rmtree(staging, ignore_errors=True)
+    return staging, final
 
 
 def export_model(model: keras.Model, export_dir: str, name: str, version: int | None = None,
                  *, class_names: Sequence[str] | None = None, warmup: bool = True,
                  serving_root: str | None = None,
                  clip_frames: int = schema.CLIP_FRAMES,
-                 frame_size: int = schema.FRAME_SIZE) -> str:
+                 frame_size: int = schema.FRAME_SIZE,
+                 embedding_layer: str = signatures.DEFAULT_EMBEDDING_LAYER) -> str:
     """Exports a `sports1m_tf.models` model as a TF Serving SavedModel version.
 
     Args:
@@ -188,6 +233,7 @@ def export_model(model: keras.Model, export_dir: str, name: str, version: int | 
       frame_size: Side of the stored frames the model was trained on (the
         converter's frame_size); the signatures bring client frames to it.
         Defaults to 200.
+      embedding_layer: The layer `embed_video` answers with: `fc7` (default) or `fc6`.
 
     Returns:
       str, the version folder `EXPORT_DIR/NAME/VERSION`.
@@ -197,40 +243,24 @@ def export_model(model: keras.Model, export_dir: str, name: str, version: int | 
       >>> export_model(model, "/tmp/serving", "tiny", class_names=["a", "b", "c"])
       '/tmp/serving/tiny/1'
     """
-    if not _NAME.fullmatch(name):
-        raise ValueError(f"model name {name!r} must match {_NAME.pattern}")
     if warmup:
         serving_apis()  # fail before the export, not after it
-    info = describe(model, clip_frames)
+    info = model_info(model, clip_frames, frame_size, embedding_layer)
     names = export_class_names(class_names, info["num_classes"])
-    model_root = os.path.join(export_dir, name)
-    os.makedirs(model_root, exist_ok=True)
-    if version is None:
-        version = next_version(model_root)
-    if version < 1:
-        raise ValueError(f"version must be a positive integer, got {version}")
-    final = os.path.join(model_root, str(version))
-    if os.path.exists(final):
-        raise FileExistsError(f"{final} already exists; pick another --version")
-
-    # Not an integer name: TF Serving ignores the folder until the rename.
-    staging = os.path.join(model_root, f".tmp-{version}")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging, final = new_version_folders(export_dir, name, version)
     with tempfile.TemporaryDirectory() as scratch:
         # The asset keeps the file's base name inside the SavedModel.
-        vocab = os.path.join(scratch, CLASS_NAMES_FILE)
-        with open(vocab, "w") as f:
-            f.write("\n".join(names) + "\n")
+        vocab = write_class_names(os.path.join(scratch, CLASS_NAMES_FILE), names)
         table = signatures.class_name_table(vocab)
         archive = keras.export.ExportArchive()
         archive.track(model)
         archive.track(table)
         for signature, (fn, spec) in signatures.serving_functions(
-                model, table, clip_frames, frame_size).items():
+                model, table, clip_frames, frame_size, embedding_layer).items():
             archive.add_endpoint(signature, fn, input_signature=spec)
         archive.write_out(staging, verbose=False)
     # After write_out: the archive has no hook for assets.extra.
-    write_model_info(staging, info, clip_frames, frame_size)
+    write_model_info(staging, info)
     if warmup:
         write_warmup(staging, name, clip_frames)
     os.rename(staging, final)

@@ -1,4 +1,5 @@
-"""Serving functions (docs/design.md): raw or JPEG frames in, probabilities and the top classes out.
+"""Serving functions (docs/design.md): raw or JPEG frames in, probabilities and the top classes
+(or a hidden layer's embeddings) out.
 
 Every function is pure TF graph: frame selection is a gather, crops are slices,
 views are a static stack of four, decoding is one `tf.map_fn` over the frames
@@ -26,7 +27,12 @@ from tfrecord_tools import schema
 
 # Signature name → input key.
 SIGNATURE_INPUTS = {"serving_default": "clips", "predict_video": "clips",
-                    "predict_jpeg": "jpeg_frames", "predict_video_jpeg": "jpeg_frames"}
+                    "predict_jpeg": "jpeg_frames", "predict_video_jpeg": "jpeg_frames",
+                    "embed_video": "clips", "embed_video_jpeg": "jpeg_frames"}
+# Layers whose activations are embeddings; fc7 is the paper's last hidden layer. For a
+# multires model both follow the concatenated streams.
+EMBEDDING_LAYERS = ("fc7", "fc6")
+DEFAULT_EMBEDDING_LAYER = "fc7"
 # Every JPEG file starts with an SOI marker followed by the first segment's marker.
 JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -209,6 +215,36 @@ def all_views(clips: tf.Tensor, size: int) -> tf.Tensor:
     return tf.reshape(views, [-1, steps, size, size, 3])
 
 
+def embedding_model(model: keras.Model, layer: str = DEFAULT_EMBEDDING_LAYER) -> keras.Model:
+    """The same weights as `model`, answering with `layer`'s activations (after its ReLU,
+    before dropout): uint8 frames as `model` takes them → float32 [batch, d]."""
+    if layer not in EMBEDDING_LAYERS:
+        raise ValueError(f"embedding layer must be one of {EMBEDDING_LAYERS}, got {layer!r}")
+    return keras.Model(model.input, model.get_layer(layer).output, name=f"{model.name}_{layer}")
+
+
+def clip_embeddings(embed: Callable[[tf.Tensor], tf.Tensor], stored: tf.Tensor,
+                    size: int) -> tf.Tensor:
+    """Each clip's embedding: the mean over its 4 evaluation views.
+
+    Args:
+      embed: frames [B, T, size, size, 3] → float32 [B, d] (an `embedding_model`).
+      stored: uint8 [n, T, S, S, 3], the model's frames at the stored size.
+      size: The model's crop size.
+
+    Returns:
+      float32 [n, d].
+    """
+    views = embed(all_views(stored, size))                    # view-major [4 * n, d]
+    return tf.reduce_mean(tf.reshape(views, [len(VIEWS), -1, views.shape[-1]]), axis=0)
+
+
+def embedding_outputs(clips: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The embedding signatures' outputs for clip embeddings [n, d]: the video's is their mean
+    (as `predict_video` averages every view of every clip)."""
+    return {"video_embedding": tf.reduce_mean(clips, axis=0), "clip_embeddings": clips}
+
+
 def prediction_outputs(probabilities: tf.Tensor,
                        names: tf.lookup.StaticHashTable) -> dict[str, tf.Tensor]:
     """The signature outputs for class probabilities [B, C]."""
@@ -221,9 +257,10 @@ def prediction_outputs(probabilities: tf.Tensor,
 
 def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
                       clip_frames: int = schema.CLIP_FRAMES,
-                      frame_size: int = schema.FRAME_SIZE
+                      frame_size: int = schema.FRAME_SIZE,
+                      embedding_layer: str = DEFAULT_EMBEDDING_LAYER
                       ) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
-    """The four serving functions of a `sports1m_tf.models` model.
+    """The six serving functions of a `sports1m_tf.models` model.
 
     Args:
       model: a model built by `sports1m_tf.models.build_model` (or loaded).
@@ -244,6 +281,10 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
       - `predict_jpeg`: `jpeg_frames` string [batch, 16] → as `serving_default`.
       - `predict_video_jpeg`: `jpeg_frames` string [n, 16], the JPEG frames of the
         clips of ONE video → as `predict_video`.
+      - `embed_video`: `clips` as `predict_video` → `clip_embeddings` float32
+        [n, d] (each clip's `embedding_layer` activations, the mean over its 4
+        views) and `video_embedding` float32 [d] (their mean).
+      - `embed_video_jpeg`: `jpeg_frames` as `predict_video_jpeg` → as `embed_video`.
       (k = min(5, C).)
     """
     info = describe(model, clip_frames)
@@ -253,8 +294,13 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
     jpeg_layout = f"string [batch, {clip_frames}] of JPEG-encoded frames"
     video_jpeg_layout = f"string [clips of one video, {clip_frames}] of JPEG-encoded frames"
 
+    features = embedding_model(model, embedding_layer)
+
     def forward(frames):
         return model(frames, training=False)
+
+    def embed(frames):
+        return features(frames, training=False)
 
     def serving_default(clips):
         clips = check_input(clips, signature="serving_default", layout=frame_layout, rank=5,
@@ -286,6 +332,17 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
         jpeg_frames = checked_jpeg(jpeg_frames, "predict_video_jpeg", video_jpeg_layout)
         return video_outputs(decode_stored_clips(jpeg_frames, indices, frame_size))
 
+    def embed_video(clips):
+        clips = check_input(clips, signature="embed_video", layout=video_layout, rank=5,
+                            frames=clip_frames)
+        return embedding_outputs(clip_embeddings(embed, stored_clips(clips, indices, frame_size),
+                                                 size))
+
+    def embed_video_jpeg(jpeg_frames):
+        jpeg_frames = checked_jpeg(jpeg_frames, "embed_video_jpeg", video_jpeg_layout)
+        return embedding_outputs(clip_embeddings(
+            embed, decode_stored_clips(jpeg_frames, indices, frame_size), size))
+
     clips_spec = [tf.TensorSpec(None, tf.uint8, name="clips")]
     jpeg_spec = [tf.TensorSpec(None, tf.string, name="jpeg_frames")]
     return {
@@ -293,4 +350,6 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
         "predict_video": (predict_video, clips_spec),
         "predict_jpeg": (predict_jpeg, jpeg_spec),
         "predict_video_jpeg": (predict_video_jpeg, jpeg_spec),
+        "embed_video": (embed_video, clips_spec),
+        "embed_video_jpeg": (embed_video_jpeg, jpeg_spec),
     }

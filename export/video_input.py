@@ -51,12 +51,15 @@ class Segment:
       end_seconds: float. Time just after its last frame.
       clips: uint8 [n, 16, 200, 200, 3] RGB; n may be 0 (a stretch shorter than a clip).
       frames: int. Frames of the stream in the segment.
+      clip_seconds: float64 [n, 2]: each clip's start (its first frame's time) and
+        end (just after its last frame), in seconds from the start of the video.
     """
     index: int
     start_seconds: float
     end_seconds: float
     clips: np.ndarray
     frames: int
+    clip_seconds: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 2)))
 
 
 def clip_starts(num_frames: int, max_clips: int = 20, clip_frames: int = CLIP_FRAMES
@@ -66,6 +69,13 @@ def clip_starts(num_frames: int, max_clips: int = 20, clip_frames: int = CLIP_FR
     if k <= 0:
         return []
     return [int(s) for s in np.linspace(0, num_frames - clip_frames, k).round()]
+
+
+def clip_seconds(starts: Sequence[int], fps: float, clip_frames: int = CLIP_FRAMES
+                 ) -> np.ndarray:
+    """float64 [n, 2]: (start, end) seconds of clips starting at frames `starts`."""
+    first = np.asarray(starts, np.float64).reshape(-1, 1)
+    return np.concatenate([first, first + clip_frames], axis=1) / fps
 
 
 def stored_frame(frame_bgr: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
@@ -106,19 +116,20 @@ def frames_to_read(frames: Sequence[int] | None, clip_frames: int = CLIP_FRAMES
 
 
 def _read_span(cap, index: int, stop: int, starts: list[int], clip_frames: int,
-               read: frozenset[int]) -> tuple[np.ndarray, int, bool]:
+               read: frozenset[int], size: int = FRAME_SIZE) -> tuple[np.ndarray, int, bool]:
     """Grabs frames `index` .. `stop - 1`, retrieving only frames `read` of the clips at `starts`.
 
     Args:
       cap: an open capture positioned at frame `index`.
       starts: sorted, non-overlapping clip starts inside [index, stop).
       read: the offsets within a clip to convert; the others stay zero.
+      size: Side of the stored frames.
 
     Returns:
-      (uint8 [completed clips, clip_frames, 200, 200, 3] RGB, the next frame index,
+      (uint8 [completed clips, clip_frames, size, size, 3] RGB, the next frame index,
       whether the stream ended before `stop`).
     """
-    shape = (len(starts), clip_frames, FRAME_SIZE, FRAME_SIZE, 3)
+    shape = (len(starts), clip_frames, size, size, 3)
     out = np.empty(shape, np.uint8) if len(read) == clip_frames else np.zeros(shape, np.uint8)
     wanted = collections.deque(starts)
     done = 0
@@ -130,7 +141,7 @@ def _read_span(cap, index: int, stop: int, starts: list[int], clip_frames: int,
             ok, frame = cap.retrieve()
             if not ok or frame is None:
                 return out[:done], index, True
-            out[done, offset] = stored_frame(frame)
+            out[done, offset] = stored_frame(frame, size)
         if offset == clip_frames - 1:
             wanted.popleft()
             done += 1
@@ -138,21 +149,35 @@ def _read_span(cap, index: int, stop: int, starts: list[int], clip_frames: int,
     return out[:done], index, False
 
 
-def _read_clips_at(cap, num_frames: int, max_clips: int, clip_frames: int,
-                   read: frozenset[int]) -> tuple[np.ndarray | None, int]:
-    """(the clips spread over `num_frames`, or None when the stream ends first; the
-    frames decoded)."""
+def _read_clips_at(video: video_decoder.OpenVideo, num_frames: int, max_clips: int,
+                   clip_frames: int, read: frozenset[int], size: int
+                   ) -> tuple[Segment | None, int]:
+    """(the clips spread over `num_frames` as the whole video's `Segment`, or None when
+    the stream ends first; the frames decoded)."""
     if num_frames == 0:
         raise VideoError("no frame decodes (unsupported codec or corrupt stream)")
     starts = clip_starts(num_frames, max_clips, clip_frames)
     if not starts:
         raise VideoError(f"too short: {num_frames} frames, a clip needs {clip_frames}")
-    clips, decoded, _ = _read_span(cap, 0, starts[-1] + clip_frames, starts, clip_frames, read)
-    return (clips if len(clips) == len(starts) else None), decoded
+    clips, decoded, _ = _read_span(video.capture, 0, starts[-1] + clip_frames, starts,
+                                   clip_frames, read, size)
+    if len(clips) < len(starts):
+        return None, decoded
+    fps = video.fps or DEFAULT_FPS
+    return Segment(0, 0.0, 0.0, clips, 0, clip_seconds(starts, fps, clip_frames)), decoded
 
 
 def read_clips(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
-               threads: int = 1, frames: Sequence[int] | None = None) -> np.ndarray:
+               threads: int = 1, frames: Sequence[int] | None = None,
+               size: int = FRAME_SIZE) -> np.ndarray:
+    """Up to `max_clips` evenly spaced clips of a video, as the converter stores frames
+    (see `read_video`): uint8 [n, clip_frames, size, size, 3] RGB, 1 <= n <= max_clips."""
+    return read_video(path, max_clips, clip_frames, threads, frames, size).clips
+
+
+def read_video(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
+               threads: int = 1, frames: Sequence[int] | None = None,
+               size: int = FRAME_SIZE) -> Segment:
     """Up to `max_clips` evenly spaced clips of a video, as the converter stores frames.
 
     Args:
@@ -160,9 +185,11 @@ def read_clips(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
       threads: FFmpeg decoding threads (0: one per core).
       frames: offsets within a clip to convert (the model's frames); the others
         are zero. Defaults to every frame.
+      size: Side of the stored frames. Defaults to 200 (the converter's).
 
     Returns:
-      uint8 [n, clip_frames, 200, 200, 3] RGB, 1 <= n <= max_clips.
+      The whole video as one `Segment`: its `clips` uint8 [n, clip_frames, size,
+      size, 3] RGB, 1 <= n <= max_clips, and their times.
 
     Raises:
       VideoError: the file is missing, empty, unreadable, or shorter than one clip.
@@ -171,19 +198,19 @@ def read_clips(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
     with _opened(path, threads) as video:
         num_frames = video.claimed_frames
         if num_frames:  # one pass when the container's count is right (the common case)
-            clips, decoded = _read_clips_at(video.capture, num_frames, max_clips,
-                                            clip_frames, read)
-            if clips is not None:
-                return clips
+            whole, decoded = _read_clips_at(video, num_frames, max_clips, clip_frames, read,
+                                            size)
+            if whole is not None:
+                return whole
             num_frames = decoded  # fewer frames decode than claimed: spread over those
     if not num_frames:
         num_frames = video_decoder.count_frames(path, threads)
     for _ in range(2):
         with _opened(path, threads) as video:
-            clips, decoded = _read_clips_at(video.capture, num_frames, max_clips,
-                                            clip_frames, read)
-        if clips is not None:
-            return clips
+            whole, decoded = _read_clips_at(video, num_frames, max_clips, clip_frames, read,
+                                            size)
+        if whole is not None:
+            return whole
         num_frames = decoded
     raise VideoError(f"frames stop decoding before frame {num_frames} on a second pass "
                      "(corrupt stream)")
@@ -191,7 +218,8 @@ def read_clips(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
 
 def iter_segments(path: str, segment_seconds: float, max_clips: int = 20,
                   clip_frames: int = CLIP_FRAMES, threads: int = 1,
-                  frames: Sequence[int] | None = None) -> Iterator[Segment]:
+                  frames: Sequence[int] | None = None,
+                  size: int = FRAME_SIZE) -> Iterator[Segment]:
     """The clips of each consecutive `segment_seconds` of a video, in one streaming pass.
 
     A segment is round(segment_seconds × fps) frames; its clips are spread
@@ -204,6 +232,7 @@ def iter_segments(path: str, segment_seconds: float, max_clips: int = 20,
       threads: FFmpeg decoding threads (0: one per core).
       frames: offsets within a clip to convert (the model's frames); the others
         are zero. Defaults to every frame.
+      size: Side of the stored frames. Defaults to 200 (the converter's).
 
     Yields:
       `Segment`s in time order; one with no clips when a stretch is shorter than a clip.
@@ -214,11 +243,11 @@ def iter_segments(path: str, segment_seconds: float, max_clips: int = 20,
     read = frames_to_read(frames, clip_frames)
     with _opened(path, threads) as video:
         yield from _segments(video.capture, video.fps or DEFAULT_FPS, video.claimed_frames,
-                             segment_seconds, max_clips, clip_frames, read)
+                             segment_seconds, max_clips, clip_frames, read, size)
 
 
 def _segments(cap, fps: float, claimed: int, segment_seconds: float, max_clips: int,
-              clip_frames: int, read: frozenset[int]) -> Iterator[Segment]:
+              clip_frames: int, read: frozenset[int], size: int) -> Iterator[Segment]:
     length = max(1, round(segment_seconds * fps))
     index, k = 0, 0
     while True:
@@ -228,9 +257,10 @@ def _segments(cap, fps: float, claimed: int, segment_seconds: float, max_clips: 
         span = min(length, claimed - first) if claimed > first else length
         starts = [first + s for s in clip_starts(span, max_clips, clip_frames)]
         clips, index, ended = _read_span(cap, index, first + span, starts, clip_frames,
-                                         read)
+                                         read, size)
         if index > first:
-            yield Segment(k, first / fps, index / fps, clips, index - first)
+            yield Segment(k, first / fps, index / fps, clips, index - first,
+                          clip_seconds(starts[:len(clips)], fps, clip_frames))
         elif k == 0:
             raise VideoError("no frame decodes (unsupported codec or corrupt stream)")
         if ended:

@@ -82,3 +82,51 @@ def many_clip_videos(tmp_path_factory) -> dict:
 
 # Overlapping windows: 25 clips from a 40-frame video.
 MANY_CLIPS = dict(clips_per_video=25, clip_overlap=True, frame_size=16)
+
+
+# The small trained model shared by the embedding and TFLite tests.
+SMALL_RUN = dict(model="slow_fusion", width=0.0625, input_size=32,
+                 classes=["archery", "bowling", "curling", "diving", "fencing", "golf", "hurling"])
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> dict:
+    """A slow-fusion model (width 0.0625, 32-pixel crop, 7 classes) trained for 16 steps to
+    tell two tints apart (classes 0 and 1), saved as a run folder (`model.keras` beside
+    `run_config.json`) and exported as the SavedModel `serving/small/1`.
+
+    Returns {"model": the Keras model, "model_dir", "export_dir", "version_dir",
+    "classes"}. Treat the files as read-only: other tests share them.
+    """
+    import json
+
+    import keras
+    import numpy as np
+
+    from export import saved_model
+    from sports1m_tf.models import build_model, frames_needed
+
+    root = tmp_path_factory.mktemp("small_run")
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    classes, size = SMALL_RUN["classes"], SMALL_RUN["input_size"]
+    model = build_model(SMALL_RUN["model"], len(classes), width=SMALL_RUN["width"],
+                        input_size=size)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss="categorical_crossentropy")
+    steps = len(frames_needed(SMALL_RUN["model"]))
+    x = np.concatenate([testvideos.tinted_frames(rng, 8 * steps, size, size, c) for c in (0, 1)])
+    y = keras.utils.to_categorical([0] * 8 + [1] * 8, len(classes))
+    model.fit(x.reshape(16, steps, size, size, 3), y, batch_size=8, epochs=4, verbose=0)
+    model_dir = root / "run"
+    model_dir.mkdir()
+    model.save(model_dir / "model.keras")
+    (model_dir / "run_config.json").write_text(json.dumps(
+        {"model": SMALL_RUN["model"], "multires": False, "width": SMALL_RUN["width"],
+         "input_size": size, "num_classes": len(classes), "class_names": classes,
+         "dropout": 0.5, "clip_frames": 16}))
+    export_dir = root / "serving"
+    version_dir = saved_model.export_model(model, str(export_dir), "small", class_names=classes,
+                                           warmup=False)
+    return {"model": model, "model_dir": str(model_dir), "export_dir": str(export_dir),
+            "version_dir": version_dir, "classes": classes}

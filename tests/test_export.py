@@ -19,6 +19,7 @@ import textwrap
 import cv2
 import numpy as np
 import pytest
+from testvideos import tinted_frames
 
 tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
@@ -36,6 +37,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 # SavedModel vs Keras on identical uint8 input; and where the reference frames were
 # resized by OpenCV instead of TF (±1 grey level on some pixels).
 EXACT, RESIZED = 1e-5, 2e-3
+EMBEDDING_SIZE = 256       # fc7 at width 0.0625
 
 # Runs in a fresh process: load, call every signature, replay the warmup file,
 # collect the errors of bad inputs.
@@ -54,7 +56,9 @@ CHECK_SCRIPT = textwrap.dedent("""
              "video": ("predict_video", "clips", "stored"),
              "jpeg": ("predict_jpeg", "jpeg_frames", "jpeg"),
              "video_jpeg": ("predict_video_jpeg", "jpeg_frames", "video_jpeg"),
-             "video_jpeg_large": ("predict_video_jpeg", "jpeg_frames", "video_jpeg_large")}
+             "video_jpeg_large": ("predict_video_jpeg", "jpeg_frames", "video_jpeg_large"),
+             "embed": ("embed_video", "clips", "stored"),
+             "embed_jpeg": ("embed_video_jpeg", "jpeg_frames", "video_jpeg")}
     outputs = {}
     for key, (signature, arg, name) in calls.items():
         result = loaded.signatures[signature](**{arg: tf.constant(inputs[name])})
@@ -67,6 +71,10 @@ CHECK_SCRIPT = textwrap.dedent("""
         result = loaded.signatures["predict_video"](clips=decoded)
         for out, value in result.items():
             outputs[f"{key}_decoded/{out}"] = value.numpy()
+    decoded = tf.stack([tf.stack([tf.io.decode_jpeg(f) for f in clip])
+                        for clip in inputs["video_jpeg"]])
+    outputs["embed_jpeg_decoded/clip_embeddings"] = loaded.signatures["embed_video"](
+        clips=decoded)["clip_embeddings"].numpy()
     np.savez(out_dir + "/outputs.npz", **outputs)
 
     small, jpeg, video_jpeg = inputs["small"], inputs["jpeg"], inputs["video_jpeg"]
@@ -82,7 +90,9 @@ CHECK_SCRIPT = textwrap.dedent("""
            "not_jpeg": ("predict_jpeg", "jpeg_frames", not_jpeg),
            "video_jpeg_rank": ("predict_video_jpeg", "jpeg_frames", video_jpeg[0]),
            "video_jpeg_frames": ("predict_video_jpeg", "jpeg_frames", video_jpeg[:, :15]),
-           "video_not_jpeg": ("predict_video_jpeg", "jpeg_frames", video_not_jpeg)}
+           "video_not_jpeg": ("predict_video_jpeg", "jpeg_frames", video_not_jpeg),
+           "embed_frames": ("embed_video", "clips", small[:, :15]),
+           "embed_not_jpeg": ("embed_video_jpeg", "jpeg_frames", video_not_jpeg)}
     errors = {}
     for key, (signature, arg, value) in bad.items():
         try:
@@ -303,13 +313,6 @@ def exported(tmp_path_factory, write_video, sample_videos):
                 two_tints=two_tints)
 
 
-def tinted_frames(rng, count: int, height: int, width: int, tint: int) -> np.ndarray:
-    """Noisy frames of one of two colours (RGB reddish for 0, bluish for 1): [count, H, W, 3]."""
-    colour = np.array([[200, 50, 40], [40, 60, 210]][tint], np.float32)
-    noise = rng.normal(0, 25, (count, height, width, 3))
-    return np.clip(colour + noise, 0, 255).astype(np.uint8)
-
-
 def moving_frames(count: int, height: int, width: int) -> np.ndarray:
     """A bright square sliding over a gradient: BGR [count, H, W, 3]."""
     yy, xx = np.mgrid[:height, :width]
@@ -386,6 +389,25 @@ def test_predict_video_jpeg_equals_predict_video(exported):
     check_outputs(outputs, "video_jpeg", keras_video_probs(model, decoded)[None], EXACT)
 
 
+def test_embed_video_is_the_mean_of_its_clips_views(exported):
+    """clip_embeddings: each clip's fc7 averaged over its 4 views; video_embedding: their mean."""
+    model, inputs, outputs = exported["model"], exported["inputs"], exported["outputs"]
+    fc7 = keras.Model(model.input, model.get_layer("fc7").output)
+    stored = stored_frames(inputs["stored"][:, FRAMES])
+    per_view = np.stack([fc7.predict_on_batch(np.ascontiguousarray(view(stored, c, f)))
+                         for c, f in VIEWS])                          # [4, n, d]
+    clips = outputs["embed/clip_embeddings"]
+    assert clips.shape == (3, EMBEDDING_SIZE)
+    np.testing.assert_allclose(clips, per_view.mean(axis=0), atol=EXACT, rtol=0)
+    np.testing.assert_allclose(outputs["embed/video_embedding"], clips.mean(axis=0),
+                               atol=EXACT, rtol=0)
+    # The views differ: the average is not the centre view alone.
+    assert np.abs(per_view[0] - clips).max() > 1e-4
+    # The JPEG twin equals embed_video on the same frames decoded by TensorFlow.
+    np.testing.assert_allclose(outputs["embed_jpeg/clip_embeddings"],
+                               outputs["embed_jpeg_decoded/clip_embeddings"], atol=EXACT, rtol=0)
+
+
 def test_bad_inputs_fail_with_expected_layout(exported):
     errors = exported["report"]["errors"]
     frames = "uint8 [batch, 16, height, width, 3]"
@@ -406,6 +428,9 @@ def test_bad_inputs_fail_with_expected_layout(exported):
                               "[3 15]"),
         "video_not_jpeg": (signatures.NOT_JPEG_MESSAGE, "predict_video_jpeg", video_jpeg,
                            "[[1 5]]"),
+        "embed_frames": (signatures.FRAMES_MESSAGE, "embed_video", video, "[2 15 48 64 3]"),
+        "embed_not_jpeg": (signatures.NOT_JPEG_MESSAGE, "embed_video_jpeg", video_jpeg,
+                           "[[1 5]]"),
     }
     for key, (message, signature, layout, shape) in expected.items():
         assert errors[key] is not None, f"{key}: no error raised"
@@ -417,11 +442,15 @@ def test_bad_inputs_fail_with_expected_layout(exported):
 def test_warmup_requests_replay(exported):
     warmup = exported["report"]["warmup"]
     assert [w["signature"] for w in warmup] == ["serving_default", "predict_video",
-                                                 "predict_jpeg", "predict_video_jpeg"]
+                                                 "predict_jpeg", "predict_video_jpeg",
+                                                 "embed_video", "embed_video_jpeg"]
     assert {w["model"] for w in warmup} == {"tiny"}
-    for w in warmup:
+    for w in warmup[:4]:
         assert w["shapes"]["probabilities"] == [1, len(CLASSES)]
         assert w["shapes"]["top_k_names"] == [1, 5]
+    for w in warmup[4:]:
+        assert w["shapes"] == {"video_embedding": [EMBEDDING_SIZE],
+                               "clip_embeddings": [1, EMBEDDING_SIZE]}
 
 
 def test_class_names_asset(exported):
@@ -432,7 +461,7 @@ def test_class_names_asset(exported):
 def test_saved_model_cli(exported):
     show = exported["results"]["show"]
     assert show.returncode == 0, show.stderr[-2000:]
-    for name in ("serving_default", "predict_video", "predict_jpeg", "predict_video_jpeg"):
+    for name in signatures.SIGNATURE_INPUTS:
         assert f"signature_def['{name}']" in show.stdout
     for key in ("inputs['clips']", "inputs['jpeg_frames']", "outputs['top_k_names']",
                 "outputs['probabilities']"):
@@ -472,6 +501,7 @@ def test_model_info_names_the_frames_the_model_reads(exported, tmp_path):
     info = json.loads((exported["version_dir"] / video_prediction.MODEL_INFO_FILE).read_text())
     assert info["frames"] == FRAMES and info["name"] == MODEL and info["input_size"] == SIZE
     assert (info["clip_frames"], info["frame_size"], info["num_classes"]) == (16, STORED, 7)
+    assert (info["embedding_layer"], info["embedding_size"]) == ("fc7", EMBEDDING_SIZE)
     assert video_prediction.model_frames(str(exported["version_dir"])) == tuple(FRAMES)
     # A SavedModel exported without the file: every frame is converted.
     assert video_prediction.model_frames(str(tmp_path)) is None

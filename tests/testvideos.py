@@ -52,6 +52,13 @@ def write_video(path: str, *, num_frames: int = 48, width: int = 96, height: int
                         fps=fps, fourcc=fourcc)
 
 
+def tinted_frames(rng, count: int, height: int, width: int, tint: int) -> np.ndarray:
+    """Noisy frames of one of two colours (RGB reddish for 0, bluish for 1): [count, H, W, 3]."""
+    colour = np.array([[200, 50, 40], [40, 60, 210]][tint], np.float32)
+    noise = rng.normal(0, 25, (count, height, width, 3))
+    return np.clip(colour + noise, 0, 255).astype(np.uint8)
+
+
 def write_truncated(src: str, dst: str, fraction: float = 0.5) -> str:
     """Copies the first `fraction` of a file's bytes (a download cut short)."""
     with open(src, "rb") as f:
