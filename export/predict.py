@@ -15,6 +15,14 @@ consecutive segment of S seconds gets up to `--max_clips` clips and its own top 
 streaming (memory holds a segment, whatever the video's length), and the video's
 top 5 is the mean over all of them.
 
+`--stream=SOURCE` labels a live source as it plays (a camera index, an rtsp://,
+http(s)://, udp:// or tcp:// URL, or a file with `--realtime`): every
+`--every_seconds` the last `--window_seconds`, one line each (JSON Lines with
+`--json`), until the stream ends, `--max_seconds` pass, or Ctrl-C:
+
+  sports1m-predict --saved_model=serving/slow_fusion --stream=0
+  sports1m-predict --saved_model=serving/slow_fusion --stream=udp://127.0.0.1:5000 --json
+
 Files are decoded by `--workers` processes while the model predicts. `--json`
 prints one JSON object a line per file (JSON Lines), in the order given. A
 file that cannot be read is reported and the others carry on; the exit status
@@ -30,7 +38,7 @@ from typing import Sequence
 
 from absl import flags
 
-from export import decode_pool
+from export import decode_pool, stream
 from export.video_input import VideoError, clip_starts, read_clips, stored_frame  # noqa: F401
 from export.video_prediction import (VideoModel, model_class_names,  # noqa: F401
                                      predict_files, predict_videos, resolve_saved_model)
@@ -51,6 +59,22 @@ flags.DEFINE_string("labels", None,
                     "list the model's classes in the model's order.")
 flags.DEFINE_integer("workers", 0, "Decoding processes (0: one per core, at most one a file).")
 flags.DEFINE_boolean("json", False, "Print one JSON object a line per video (JSON Lines).")
+flags.DEFINE_string("stream", None,
+                    "Label a live source as it plays: a camera index (0), an rtsp://, http(s)://, "
+                    "udp:// or tcp:// URL, or a video file with --realtime.")
+flags.DEFINE_boolean("realtime", False,
+                     "With --stream: read the source at its own frame rate (a file, or a URL "
+                     "serving a whole video), as if it were live.")
+flags.DEFINE_float("every_seconds", 1.0, "With --stream: stream time between labels.")
+flags.DEFINE_float("window_seconds", 2.0,
+                   "With --stream: each label covers the last this many seconds of stream.")
+flags.DEFINE_integer("smooth", 1, "With --stream: average each label's probabilities with the "
+                     "previous windows', this many windows in all.")
+flags.DEFINE_float("max_seconds", 0.0,
+                   "With --stream: stop after this many seconds of stream (0: until it ends).")
+flags.DEFINE_float("reconnect_seconds", 10.0,
+                   "With --stream: how long the source may send nothing, at the start or after "
+                   "it stops, before the run ends.")
 flags.mark_flag_as_required("saved_model")
 
 # ----------------------------------------------------------------------------
@@ -198,8 +222,35 @@ def _print(result: dict, truths: dict[str, list[str]]) -> None:
               flush=True)
 
 
+def _stream_labels(argv: list[str]) -> int:
+    """`--stream`: labels until the stream ends; Ctrl-C prints the summary, then exits 130."""
+    if len(argv) > 1 or FLAGS.manifest or FLAGS.segment_seconds:
+        raise cli.UserError("--stream labels one live source: give no video files, "
+                            "--manifest or --segment_seconds with it")
+    source = stream.parse_source(FLAGS.stream, FLAGS.realtime)
+    options = stream.StreamOptions(
+        every_seconds=FLAGS.every_seconds, window_seconds=FLAGS.window_seconds,
+        max_clips=FLAGS.max_clips, smooth=FLAGS.smooth, max_seconds=FLAGS.max_seconds,
+        reconnect_seconds=FLAGS.reconnect_seconds)
+    options.check()
+    model = VideoModel(resolve_saved_model(FLAGS.saved_model))
+
+    def show(label: dict) -> None:
+        print(json.dumps(label) if FLAGS.json else stream.format_label(label), flush=True)
+
+    summary = stream.run_stream(model, source, options, on_label=show)
+    print(summary.text(), file=sys.stderr, flush=True)
+    if summary.interrupted:
+        raise KeyboardInterrupt
+    return 0
+
+
 def main(argv):
     _check_flags()
+    if FLAGS.stream is not None:
+        return _stream_labels(argv)
+    if FLAGS.realtime:
+        raise cli.UserError("--realtime goes with --stream")
     paths, truths, errors = _inputs(argv)
     model = VideoModel(resolve_saved_model(FLAGS.saved_model))
     options = decode_pool.DecodeOptions(max_clips=FLAGS.max_clips,
