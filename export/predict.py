@@ -39,6 +39,8 @@ from typing import Sequence
 from absl import flags
 
 from export import decode_pool, stream
+from export.stream_reader import parse_source
+from export.stream_windows import StreamOptions
 from export.video_input import VideoError, clip_starts, read_clips, stored_frame  # noqa: F401
 from export.video_prediction import (VideoModel, model_class_names,  # noqa: F401
                                      predict_files, predict_videos, resolve_saved_model)
@@ -227,8 +229,8 @@ def _stream_labels(argv: list[str]) -> int:
     if len(argv) > 1 or FLAGS.manifest or FLAGS.segment_seconds:
         raise cli.UserError("--stream labels one live source: give no video files, "
                             "--manifest or --segment_seconds with it")
-    source = stream.parse_source(FLAGS.stream, FLAGS.realtime)
-    options = stream.StreamOptions(
+    source = parse_source(FLAGS.stream, FLAGS.realtime)
+    options = StreamOptions(
         every_seconds=FLAGS.every_seconds, window_seconds=FLAGS.window_seconds,
         max_clips=FLAGS.max_clips, smooth=FLAGS.smooth, max_seconds=FLAGS.max_seconds,
         reconnect_seconds=FLAGS.reconnect_seconds)

@@ -1,4 +1,4 @@
-"""sports1m-predict --stream: live labels from a UDP stream that ffmpeg plays, and a file in real time.
+"""sports1m-predict --stream: labels of a UDP stream that ffmpeg plays, and of a file in real time.
 
 The fixture trains the tint model (tests/tint_model.py, seconds), exports it,
 and starts the fresh processes together: ffmpeg plays a video of the first tint
@@ -27,6 +27,8 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from export import saved_model, stream  # noqa: E402
+from export.stream_reader import Source, parse_source  # noqa: E402
+from export.stream_windows import StreamOptions, WindowPlan, clock  # noqa: E402
 from sports1m_tf import cli  # noqa: E402
 from tint_model import tinted_frames, train_tint_model  # noqa: E402
 
@@ -258,10 +260,10 @@ def test_slow_model_drops_windows_and_counts_their_frames(tmp_path, write_video)
                                                                75, 24, 32, 0), fps=25.0,
                         fourcc="MJPG")
     model, labels = SlowModel(1.0), []
-    options = stream.StreamOptions(every_seconds=0.32, window_seconds=0.64, max_clips=1)
-    summary = stream.run_stream(model, stream.parse_source(video, realtime=True), options,
+    options = StreamOptions(every_seconds=0.32, window_seconds=0.64, max_clips=1)
+    summary = stream.run_stream(model, parse_source(video, realtime=True), options,
                                 labels.append, on_event=lambda line: None)
-    plan = stream.WindowPlan.make(25.0, options, model.frames)
+    plan = WindowPlan.make(25.0, options, model.frames)
     assert (plan.length, plan.step, plan.starts) == (16, 8, (0,))
     ends = [round(label["stream_seconds"] * 25) for label in labels]
     # 8 windows end in the 3 s (frames 16, 24, ..., 72); the last one is always taken.
@@ -280,14 +282,14 @@ def test_slow_model_drops_windows_and_counts_their_frames(tmp_path, write_video)
     (None, 2, True, 10), (2, 4, False, 10), (None, 1, False, 25), (4, 4, False, 0)])
 def test_dropped_frames_between_windows(previous, last, classified, expected):
     """Windows of 20 frames every 5: frames no classified window holds."""
-    plan = stream.WindowPlan(20, 5, (0,), frozenset({8}), frozenset({8}))
+    plan = WindowPlan(20, 5, (0,), frozenset({8}), frozenset({8}))
     assert plan.dropped(previous, last, classified=classified) == expected
-    apart = stream.WindowPlan(5, 20, (0,), frozenset({8}), frozenset({8}))
+    apart = WindowPlan(5, 20, (0,), frozenset({8}), frozenset({8}))
     assert apart.dropped(0, 3, classified=True) == 10
 
 
 def test_window_plan_needs_only_the_clips_frames():
-    plan = stream.WindowPlan.make(25.0, stream.StreamOptions(), (3, 12))
+    plan = WindowPlan.make(25.0, StreamOptions(), (3, 12))
     assert (plan.length, plan.step, plan.starts) == (50, 25, (0, 17, 34))
     assert plan.needed == {3, 12, 20, 29, 37, 46}
     needed = [f for f in range(100) if plan.needs(f)]
@@ -297,20 +299,20 @@ def test_window_plan_needs_only_the_clips_frames():
     assert [plan.completed_by(f) for f in (48, 49, 73, 74, 75)] == [None, 0, None, 1, None]
     with pytest.raises(cli.UserError, match=r"--window_seconds=0.5 is 12 frames at 25 fps; "
                                             r"a clip needs 16 \(give at least 0.64\)"):
-        stream.WindowPlan.make(25.0, stream.StreamOptions(window_seconds=0.5), None)
+        WindowPlan.make(25.0, StreamOptions(window_seconds=0.5), None)
 
 
 def test_bad_sources(tmp_path):
     with pytest.raises(cli.UserError, match="a file plays as a stream only with --realtime"):
-        stream.parse_source(str(tmp_path / "x.mp4"))
+        parse_source(str(tmp_path / "x.mp4"))
     with pytest.raises(cli.UserError, match=r"--stream .*missing.mp4: no such file"):
-        stream.parse_source(str(tmp_path / "missing.mp4"), realtime=True)
+        parse_source(str(tmp_path / "missing.mp4"), realtime=True)
     with pytest.raises(cli.UserError, match=r"unknown scheme ftp://"):
-        stream.parse_source("ftp://host/v.mp4")
+        parse_source("ftp://host/v.mp4")
     with pytest.raises(cli.UserError, match="drop --realtime"):
-        stream.parse_source("0", realtime=True)
-    assert stream.parse_source("0") == stream.Source("0", 0, live=True)
-    assert stream.parse_source("rtsp://cam/1").live
+        parse_source("0", realtime=True)
+    assert parse_source("0") == Source("0", 0, live=True)
+    assert parse_source("rtsp://cam/1").live
     with pytest.raises(cli.UserError, match="--every_seconds must be more than 0"):
-        stream.StreamOptions(every_seconds=0).check()
-    assert stream.clock(3725.04) == "62:05.0"
+        StreamOptions(every_seconds=0).check()
+    assert clock(3725.04) == "62:05.0"
