@@ -14,7 +14,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import time
 
 import numpy as np
 import pytest
+import testvideos
 
 pytest.importorskip("tensorflow")
 
@@ -45,22 +45,6 @@ def _script(name: str) -> str:
     """A console script beside this Python (CI does not put the venv's bin/ on PATH)."""
     beside = os.path.join(os.path.dirname(sys.executable), name)
     return beside if os.path.exists(beside) else name
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def udp_sender(video: str, port: int) -> subprocess.Popen:
-    """ffmpeg playing `video` in a loop at its frame rate, as MPEG-TS over UDP (the
-    command docs/serving.md gives for a test stream)."""
-    return subprocess.Popen(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
-         "-i", video, "-an", "-c:v", "mpeg2video", "-g", "25", "-q:v", "3",
-         "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 class LineReader:
@@ -110,8 +94,8 @@ def runs(tmp_path_factory, write_video):
         [tinted_frames(rng, 48, 48, 64, c)[..., ::-1] for c in (0, 1)]), fps=16.0)
 
     has_ffmpeg = shutil.which("ffmpeg") is not None
-    live_port, silent_port = free_udp_port(), free_udp_port()
-    sender = udp_sender(one_tint, live_port) if has_ffmpeg else None
+    live_port, silent_port = testvideos.free_udp_port(), testvideos.free_udp_port()
+    sender = testvideos.play_udp(one_tint, live_port) if has_ffmpeg else None
     procs = {
         "realtime": predict(model_arg, f"--stream={two_tints}", "--realtime", "--json",
                             "--every_seconds=2", "--window_seconds=2"),
