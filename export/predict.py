@@ -60,21 +60,24 @@ flags.DEFINE_string("labels", None,
                     "Class-name file of the --manifest (as sports1m-convert --labels); it must "
                     "list the model's classes in the model's order.")
 flags.DEFINE_integer("workers", 0, "Decoding processes (0: one per core, at most one a file).")
-flags.DEFINE_boolean("json", False, "Print one JSON object a line per video (JSON Lines).")
+flags.DEFINE_boolean("json", False, "Print JSON Lines: one object a video, or a label with "
+                     "--stream.")
 flags.DEFINE_string("stream", None,
                     "Label a live source as it plays: a camera index (0), an rtsp://, http(s)://, "
                     "udp:// or tcp:// URL, or a video file with --realtime.")
 flags.DEFINE_boolean("realtime", False,
                      "With --stream: read the source at its own frame rate (a file, or a URL "
                      "serving a whole video), as if it were live.")
-flags.DEFINE_float("every_seconds", 1.0, "With --stream: stream time between labels.")
-flags.DEFINE_float("window_seconds", 2.0,
+flags.DEFINE_float("every_seconds", StreamOptions.every_seconds,
+                   "With --stream: seconds of stream between labels.")
+flags.DEFINE_float("window_seconds", StreamOptions.window_seconds,
                    "With --stream: each label covers the last this many seconds of stream.")
-flags.DEFINE_integer("smooth", 1, "With --stream: average each label's probabilities with the "
-                     "previous windows', this many windows in all.")
-flags.DEFINE_float("max_seconds", 0.0,
+flags.DEFINE_integer("smooth", StreamOptions.smooth,
+                     "With --stream: average each label's probabilities with the previous "
+                     "windows', this many windows in all.")
+flags.DEFINE_float("max_seconds", StreamOptions.max_seconds,
                    "With --stream: stop after this many seconds of stream (0: until it ends).")
-flags.DEFINE_float("reconnect_seconds", 10.0,
+flags.DEFINE_float("reconnect_seconds", StreamOptions.reconnect_seconds,
                    "With --stream: how long the source may send nothing, at the start or after "
                    "it stops, before the run ends.")
 flags.mark_flag_as_required("saved_model")
@@ -234,7 +237,6 @@ def _stream_labels(argv: list[str]) -> int:
         every_seconds=FLAGS.every_seconds, window_seconds=FLAGS.window_seconds,
         max_clips=FLAGS.max_clips, smooth=FLAGS.smooth, max_seconds=FLAGS.max_seconds,
         reconnect_seconds=FLAGS.reconnect_seconds)
-    options.check()
     model = VideoModel(resolve_saved_model(FLAGS.saved_model))
 
     def show(label: dict) -> None:
