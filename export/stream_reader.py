@@ -118,7 +118,7 @@ class Reader(threading.Thread):
         self._last_arrival = 0.0
         self._begun = threading.Event()
         self._stopping = threading.Event()
-        self._lock = threading.Condition()
+        self._mail_lock = threading.Condition()
         self._mailbox: Window | None = None
 
     # -- the classifier's side --------------------------------------------------
@@ -132,9 +132,9 @@ class Reader(threading.Thread):
 
     def take(self, timeout: float) -> Window | None:
         """The window in the mailbox (emptying it), waiting up to `timeout` s; None if none."""
-        with self._lock:
+        with self._mail_lock:
             if self._mailbox is None and not self.finished:
-                self._lock.wait(timeout)
+                self._mail_lock.wait(timeout)
             window, self._mailbox = self._mailbox, None
             return window
 
@@ -150,18 +150,20 @@ class Reader(threading.Thread):
         finally:
             if self._cap is not None:
                 self._cap.release()
-            with self._lock:
+            with self._mail_lock:
                 self.finished = True
-                self._lock.notify_all()
+                self._mail_lock.notify_all()
             self.opened.set()
 
     def _read(self) -> None:
         self._last_arrival = time.monotonic()
         self._cap = self._open_until(self._last_arrival + self.options.reconnect_seconds)
         if self._cap is None:
+            why = ("no such camera, or another program holds it"
+                   if isinstance(self.source.target, int) else
+                   "nothing sending there, or not a stream OpenCV's FFmpeg can read")
             self.failure = (f"--stream {self.source.spec}: could not be opened within "
-                            f"{self.options.reconnect_seconds:g} s (nothing sending there, "
-                            "or not a stream OpenCV's FFmpeg can read)")
+                            f"{self.options.reconnect_seconds:g} s ({why})")
             return
         self.fps = self._frame_rate()
         self.plan = WindowPlan.make(self.fps, self.options, self.model_frames)
@@ -212,11 +214,11 @@ class Reader(threading.Thread):
                 return
 
     def _publish(self, window: Window) -> None:
-        with self._lock:
+        with self._mail_lock:
             # An untaken window is replaced: the classifier always gets the newest.
             self._mailbox = window
             self.last_published[window.run] = window.index
-            self._lock.notify_all()
+            self._mail_lock.notify_all()
 
     def _next_frame(self) -> bool:
         """Grabs the next frame, reconnecting a live source that stops; False at the end."""
