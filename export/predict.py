@@ -227,17 +227,22 @@ def _print(result: dict, truths: dict[str, list[str]]) -> None:
               flush=True)
 
 
+def load_model() -> VideoModel:
+    """The `--saved_model`'s `VideoModel` (loaded at its first call)."""
+    return VideoModel(resolve_saved_model(FLAGS.saved_model))
+
+
 def _stream_labels(argv: list[str]) -> int:
     """`--stream`: labels until the stream ends; Ctrl-C prints the summary, then exits 130."""
-    if len(argv) > 1 or FLAGS.manifest or FLAGS.segment_seconds:
+    if len(argv) > 1 or FLAGS.manifest or FLAGS.labels or FLAGS.segment_seconds:
         raise cli.UserError("--stream labels one live source: give no video files, "
-                            "--manifest or --segment_seconds with it")
+                            "--manifest, --labels or --segment_seconds with it")
     source = parse_source(FLAGS.stream, FLAGS.realtime)
     options = StreamOptions(
         every_seconds=FLAGS.every_seconds, window_seconds=FLAGS.window_seconds,
         max_clips=FLAGS.max_clips, smooth=FLAGS.smooth, max_seconds=FLAGS.max_seconds,
         reconnect_seconds=FLAGS.reconnect_seconds)
-    model = VideoModel(resolve_saved_model(FLAGS.saved_model))
+    model = load_model()
 
     def show(label: dict) -> None:
         print(json.dumps(label) if FLAGS.json else stream.format_label(label), flush=True)
@@ -256,7 +261,7 @@ def main(argv):
     if FLAGS.realtime:
         raise cli.UserError("--realtime goes with --stream")
     paths, truths, errors = _inputs(argv)
-    model = VideoModel(resolve_saved_model(FLAGS.saved_model))
+    model = load_model()
     options = decode_pool.DecodeOptions(max_clips=FLAGS.max_clips,
                                         segment_seconds=FLAGS.segment_seconds,
                                         frames=model.frames)
