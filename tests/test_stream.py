@@ -103,6 +103,8 @@ def runs(tmp_path_factory, write_video):
         "interrupt": predict(model_arg, f"--stream={two_tints}", "--realtime"),
         "silent": predict(model_arg, f"--stream=udp://127.0.0.1:{silent_port}",
                           "--reconnect_seconds=1"),
+        "with_files": predict(model_arg, "--stream=0", two_tints),
+        "file_not_realtime": predict(model_arg, f"--stream={two_tints}"),
     }
     if has_ffmpeg:
         procs["live"] = predict(model_arg, f"--stream=udp://127.0.0.1:{live_port}", "--json",
@@ -178,6 +180,14 @@ def test_silent_port_fails_naming_it(runs):
     assert len(lines) == 1 and "could not be opened within 1 s" in lines[0], lines
     assert lines[0].startswith("sports1m-predict: error: --stream udp://127.0.0.1:")
     assert result.stdout == ""
+
+
+def test_stream_flag_mistakes(runs):
+    for key, message in [("with_files", "--stream labels one live source: give no video files"),
+                         ("file_not_realtime", "a file plays as a stream only with --realtime")]:
+        result = runs[key]
+        assert result.returncode == cli.EXIT_USER_ERROR, result.stderr[-3000:]
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 # ----------------------------------------------------------------------------
