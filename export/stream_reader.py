@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 from export import video_input
 from export.stream_windows import StreamOptions, Window, WindowPlan, clock
 from sports1m_tf import cli
+from tfrecord_tools import video_decoder
 
 # Schemes handed to OpenCV's FFmpeg backend as they are.
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "rtp", "srt")
@@ -178,11 +179,12 @@ class Reader(threading.Thread):
             self._fill_windows()
 
     def _frame_rate(self) -> float:
-        fps = video_input.frame_rate(self._cap)
-        if not PLAUSIBLE_FPS[0] <= fps <= PLAUSIBLE_FPS[1]:
-            self.on_event(f"--stream {self.source.spec}: reports {fps:g} frames per second; "
-                          f"assuming {video_input.DEFAULT_FPS:g}")
-            return video_input.DEFAULT_FPS
+        fps = video_decoder.frame_rate(self._cap)
+        if fps is None or not PLAUSIBLE_FPS[0] <= fps <= PLAUSIBLE_FPS[1]:
+            stated = "no frame rate" if fps is None else f"{fps:g} frames per second"
+            self.on_event(f"--stream {self.source.spec}: states {stated}; assuming "
+                          f"{video_decoder.DEFAULT_FPS:g}")
+            return video_decoder.DEFAULT_FPS
         return fps
 
     def _fill_windows(self) -> None:
