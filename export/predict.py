@@ -15,6 +15,14 @@ consecutive segment of S seconds gets up to `--max_clips` clips and its own top 
 streaming (memory holds a segment, whatever the video's length), and the video's
 top 5 is the mean over all of them.
 
+`--stream=SOURCE` labels a live source as it plays (a camera index, an rtsp://,
+http(s)://, udp:// or tcp:// URL, or a file with `--realtime`): every
+`--every_seconds` the last `--window_seconds`, one line each (JSON Lines with
+`--json`), until the stream ends, `--max_seconds` pass, or Ctrl-C:
+
+  sports1m-predict --saved_model=serving/slow_fusion --stream=0
+  sports1m-predict --saved_model=serving/slow_fusion --stream=udp://127.0.0.1:5000 --json
+
 Files are decoded by `--workers` processes while the model predicts. `--json`
 prints one JSON object a line per file (JSON Lines), in the order given. A
 file that cannot be read is reported and the others carry on; the exit status
@@ -32,7 +40,9 @@ import sys
 
 from absl import flags
 
-from export import video_command
+from export import stream, video_command
+from export.stream_reader import parse_source
+from export.stream_windows import StreamOptions
 from export.video_command import (check_manifest_classes, mmss,  # noqa: F401
                                   read_manifest)
 from export.video_input import VideoError, clip_starts, read_clips, stored_frame  # noqa: F401
@@ -48,7 +58,26 @@ flags.DEFINE_string("tflite", None,
                     "and class_names.txt beside it), run with the LiteRT interpreter.")
 video_command.define_flags("Give every consecutive segment of this many seconds its own top 5 "
                            "(0: one prediction for the whole video).")
-flags.DEFINE_boolean("json", False, "Print one JSON object a line per video (JSON Lines).")
+flags.DEFINE_boolean("json", False, "Print JSON Lines: one object a video, or a label with "
+                     "--stream.")
+flags.DEFINE_string("stream", None,
+                    "Label a live source as it plays: a camera index (0), an rtsp://, http(s)://, "
+                    "udp:// or tcp:// URL, or a video file with --realtime.")
+flags.DEFINE_boolean("realtime", False,
+                     "With --stream: read the source at its own frame rate (a file, or a URL "
+                     "serving a whole video), as if it were live.")
+flags.DEFINE_float("every_seconds", StreamOptions.every_seconds,
+                   "With --stream: seconds of stream between labels.")
+flags.DEFINE_float("window_seconds", StreamOptions.window_seconds,
+                   "With --stream: each label covers the last this many seconds of stream.")
+flags.DEFINE_integer("smooth", StreamOptions.smooth,
+                     "With --stream: average each label's probabilities with the previous "
+                     "windows', this many windows in all.")
+flags.DEFINE_float("max_seconds", StreamOptions.max_seconds,
+                   "With --stream: stop after this many seconds of stream (0: until it ends).")
+flags.DEFINE_float("reconnect_seconds", StreamOptions.reconnect_seconds,
+                   "With --stream: how long the source may send nothing, at the start or after "
+                   "it stops, before the run ends.")
 flags.mark_flags_as_mutual_exclusive(["saved_model", "tflite"], required=True)
 
 # ----------------------------------------------------------------------------
@@ -91,8 +120,34 @@ def _print(result: dict, truths: dict[str, list[str]]) -> None:
               flush=True)
 
 
+def _stream_labels(argv: list[str]) -> int:
+    """`--stream`: labels until the stream ends; Ctrl-C prints the summary, then exits 130."""
+    if len(argv) > 1 or FLAGS.manifest or FLAGS.labels or FLAGS.segment_seconds:
+        raise cli.UserError("--stream labels one live source: give no video files, "
+                            "--manifest, --labels or --segment_seconds with it")
+    source = parse_source(FLAGS.stream, FLAGS.realtime)
+    options = StreamOptions(
+        every_seconds=FLAGS.every_seconds, window_seconds=FLAGS.window_seconds,
+        max_clips=FLAGS.max_clips, smooth=FLAGS.smooth, max_seconds=FLAGS.max_seconds,
+        reconnect_seconds=FLAGS.reconnect_seconds)
+    model = load_model()
+
+    def show(label: dict) -> None:
+        print(json.dumps(label) if FLAGS.json else stream.format_label(label), flush=True)
+
+    summary = stream.run_stream(model, source, options, on_label=show)
+    print(summary.text(), file=sys.stderr, flush=True)
+    if summary.interrupted:
+        raise KeyboardInterrupt
+    return 0
+
+
 def main(argv):
     video_command.check_flags()
+    if FLAGS.stream is not None:
+        return _stream_labels(argv)
+    if FLAGS.realtime:
+        raise cli.UserError("--realtime goes with --stream")
     model = load_model()
     paths, truths, errors = video_command.video_inputs(argv, lambda: model.class_names)
     handler = PredictionHandler(model, segmented=FLAGS.segment_seconds > 0)

@@ -78,6 +78,11 @@ def clip_seconds(starts: Sequence[int], fps: float, clip_frames: int = CLIP_FRAM
     return np.concatenate([first, first + clip_frames], axis=1) / fps
 
 
+def frames_in(seconds: float, fps: float) -> int:
+    """Frames in `seconds` of video at `fps`, at least 1 (a segment's or a stream window's)."""
+    return max(1, round(seconds * fps))
+
+
 def stored_frame(frame_bgr: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
     """The converter's frame (centre square, INTER_AREA to `size`), as RGB."""
     import cv2
@@ -248,7 +253,7 @@ def iter_segments(path: str, segment_seconds: float, max_clips: int = 20,
 
 def _segments(cap, fps: float, claimed: int, segment_seconds: float, max_clips: int,
               clip_frames: int, read: frozenset[int], size: int) -> Iterator[Segment]:
-    length = max(1, round(segment_seconds * fps))
+    length = frames_in(segment_seconds, fps)
     index, k = 0, 0
     while True:
         first = k * length

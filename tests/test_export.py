@@ -22,11 +22,11 @@ import pytest
 from testvideos import tinted_frames
 
 tf = pytest.importorskip("tensorflow")
-import keras  # noqa: E402
 
 from export import predict, saved_model, signatures, video_input, video_prediction  # noqa: E402
 from sports1m_tf import cli  # noqa: E402
-from sports1m_tf.models import build_model, frames_needed  # noqa: E402
+from sports1m_tf.models import frames_needed  # noqa: E402
+from tint_model import tinted_frames, train_tint_model  # noqa: E402
 
 MODEL = "slow_fusion"
 SIZE = 32
@@ -204,16 +204,9 @@ def exported(tmp_path_factory, write_video, sample_videos):
     """Trains and exports the model, writes inputs and videos, runs the fresh processes."""
     tmp = tmp_path_factory.mktemp("export")
     rng = np.random.default_rng(0)
-    keras.utils.set_random_seed(0)
-    model = build_model(MODEL, len(CLASSES), width=0.0625, input_size=SIZE)
-    # Trained (16 steps) to tell the two tints apart: the segment test needs a model
-    # whose labels follow what the video shows.
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                  loss="categorical_crossentropy")
-    x = np.concatenate([tinted_frames(rng, 8 * len(FRAMES), SIZE, SIZE, c) for c in (0, 1)])
-    y = keras.utils.to_categorical([0] * 8 + [1] * 8, len(CLASSES))
-    model.fit(x.reshape(16, len(FRAMES), SIZE, SIZE, 3), y, batch_size=8, epochs=4, verbose=0,
-              shuffle=True)
+    # Trained to tell the two tints apart: the segment test needs a model whose labels
+    # follow what the video shows.
+    model = train_tint_model(MODEL, len(CLASSES), SIZE, rng)
 
     export_dir = tmp / "serving"
     version_dir = pathlib.Path(saved_model.export_model(model, str(export_dir), "tiny",

@@ -118,6 +118,26 @@ def write_video_set(folder: str) -> tuple[str, dict]:
     return manifest, expected
 
 
+def free_udp_port() -> int:
+    """A UDP port of 127.0.0.1 that nothing listens on now."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def play_udp(video: str, port: int):
+    """A live test stream: the ffmpeg program playing `video` in a loop at its frame rate,
+    as MPEG-TS over UDP to 127.0.0.1:`port` (the command docs/serving.md gives). Kill the
+    returned `subprocess.Popen` to stop it."""
+    import subprocess
+    return subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
+         "-i", video, "-an", "-c:v", "mpeg2video", "-g", "25", "-q:v", "3",
+         "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def read_frames(path: str) -> list[np.ndarray]:
     """Every frame of a video, BGR, decoded with OpenCV."""
     import cv2

@@ -112,12 +112,17 @@ def open_video(local_path: str, threads: int = 1) -> Iterator[OpenVideo]:
     try:
         if not cap.isOpened():
             raise VideoOpenError(open_failure(local_path))
-        fps = cap.get(cv2.CAP_PROP_FPS)
         n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        yield OpenVideo(cap, fps if math.isfinite(fps) and fps > 0 else None,
-                        int(n) if math.isfinite(n) and n > 0 else 0)
+        yield OpenVideo(cap, frame_rate(cap), int(n) if math.isfinite(n) and n > 0 else 0)
     finally:
         cap.release()
+
+
+def frame_rate(cap) -> float | None:
+    """An open capture's frames per second, or None when it states none."""
+    import cv2
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return fps if math.isfinite(fps) and fps > 0 else None
 
 
 def count_frames(local_path: str, threads: int = 1) -> int:
