@@ -21,6 +21,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from export import video_input
 from export.stream_reader import Reader, Source
 from export.stream_windows import StreamOptions, WindowPlan, clock
 from sports1m_tf import cli
@@ -111,7 +112,9 @@ def run_stream(model: ClipModel, source: Source, options: StreamOptions,
         or its frame rate makes a window shorter than a clip.
     """
     options.check()
-    reader = Reader(source, options, model.frames, on_event)
+    # The stored frame size the model takes: 200, or a TFLite file's own.
+    reader = Reader(source, options, model.frames, on_event,
+                    getattr(model, "frame_size", video_input.FRAME_SIZE))
     summary = Summary(source.spec)
     reader.start()
     try:

@@ -99,9 +99,11 @@ class Reader(threading.Thread):
     """
 
     def __init__(self, source: Source, options: StreamOptions,
-                 frames: Sequence[int] | None, on_event: Callable[[str], None]):
+                 frames: Sequence[int] | None, on_event: Callable[[str], None],
+                 frame_size: int = video_input.FRAME_SIZE):
         super().__init__(name="stream-reader", daemon=True)
         self.source, self.options, self.model_frames = source, options, frames
+        self.frame_size = frame_size
         self.on_event = on_event
         # A stopped stream is noticed after this long without a frame; the rest of
         # --reconnect_seconds goes to reopening it.
@@ -167,7 +169,7 @@ class Reader(threading.Thread):
                             f"{self.options.reconnect_seconds:g} s ({why})")
             return
         self.fps = self._frame_rate()
-        self.plan = WindowPlan.make(self.fps, self.options, self.model_frames)
+        self.plan = WindowPlan.make(self.fps, self.options, self.model_frames, self.frame_size)
         self.opened.set()
         while not self._begun.is_set():
             # A live source keeps sending while the model loads: stay at its edge.
@@ -203,7 +205,7 @@ class Reader(threading.Thread):
             if plan.needs(frame):
                 ok, image = self._cap.retrieve()
                 if ok and image is not None:
-                    buffer[frame] = video_input.stored_frame(image)
+                    buffer[frame] = video_input.stored_frame(image, self.frame_size)
             k = plan.completed_by(frame)
             if k is not None:
                 first = k * plan.step

@@ -66,16 +66,18 @@ class WindowPlan:
       starts: first frames of the window's clips, from its start.
       read: offsets within a clip that the model reads.
       needed: frames of a window that its clips read, from its start.
+      size: the stored frame size the model takes (200, or a TFLite file's own).
     """
     length: int
     step: int
     starts: tuple[int, ...]
     read: frozenset[int]
     needed: frozenset[int]
+    size: int = video_input.FRAME_SIZE
 
     @classmethod
-    def make(cls, fps: float, options: StreamOptions, frames: Sequence[int] | None
-             ) -> "WindowPlan":
+    def make(cls, fps: float, options: StreamOptions, frames: Sequence[int] | None,
+             size: int = video_input.FRAME_SIZE) -> "WindowPlan":
         """The plan at a stream's frame rate.
 
         Raises:
@@ -90,7 +92,7 @@ class WindowPlan:
                                 f"(give at least {math.ceil(need * 100) / 100})")
         read = video_input.frames_to_read(frames)
         return cls(length, video_input.frames_in(options.every_seconds, fps), starts, read,
-                   frozenset(s + f for s in starts for f in read))
+                   frozenset(s + f for s in starts for f in read), size)
 
     def windows_holding(self, frame: int) -> range:
         """Indices of the windows that hold `frame` (frames from where labelling began)."""
@@ -108,9 +110,9 @@ class WindowPlan:
 
     def clips(self, frames: dict[int, np.ndarray]) -> np.ndarray:
         """A window's clips from its converted frames (offset in the window → RGB frame):
-        uint8 [clips, 16, 200, 200, 3], the frames the model ignores black."""
-        out = np.zeros((len(self.starts), video_input.CLIP_FRAMES, video_input.FRAME_SIZE,
-                        video_input.FRAME_SIZE, 3), np.uint8)
+        uint8 [clips, 16, size, size, 3], the frames the model ignores black."""
+        out = np.zeros((len(self.starts), video_input.CLIP_FRAMES, self.size, self.size, 3),
+                       np.uint8)
         for c, start in enumerate(self.starts):
             for f in self.read:
                 if (frame := frames.get(start + f)) is not None:
