@@ -3,12 +3,14 @@
 The step times its wait for the next batch inside its graph (two host
 timestamps, `sports1m_tf.optimization._timed_next`), and the loop fetches one
 more scalar a step. This times a tiny model's step (where any overhead shows
-most), in one process, alternating rounds of:
+most), in one process, alternating call by call:
   * untimed: the step with a plain `next(iterator)` and only the loss fetched
     (the loop as it was before the wait was measured);
   * timed: the project's step and step runner (`distribute.make_step_runner`).
-Batches come from memory, so the input never waits. Prints the per-step wall
-and CPU time of both and their difference; writes JSON.
+Batches come from memory, so the input never waits. Then, closer up, a
+function that only takes the next batch, with and without the timestamps
+(`--next_calls` calls each). Prints the per-call wall and CPU time of
+each and their difference; writes JSON.
 
 Run:
   python benchmarks/input_wait_cost.py            # ≈ 1 min on 2 cores
@@ -25,9 +27,9 @@ from absl import flags
 from sports1m_tf import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("steps", 300, "Steps per round.")
-flags.DEFINE_integer("rounds", 6, "Rounds of each variant, alternated.")
+flags.DEFINE_integer("steps", 2000, "Training steps of each variant, alternated one by one.")
 flags.DEFINE_integer("batch_size", 8, "Clips per step.")
+flags.DEFINE_integer("next_calls", 5000, "Calls of each next-batch-only function.")
 flags.DEFINE_string("output", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                            "input_wait_cost.json"), "JSON output path.")
 
@@ -68,36 +70,67 @@ def _steps(timed: bool):
     return run
 
 
-def main(argv):
-    del argv
-    runs = {"untimed": _steps(False), "timed": _steps(True)}
+def _next_only(timed: bool):
+    """`run(count)` of a function that only takes the next batch (and fetches a scalar)."""
+    import tensorflow as tf
+
+    from sports1m_tf import optimization
+    iterator = iter(tf.data.Dataset.from_tensors(tf.zeros([8, 32, 32, 3], tf.uint8)).map(
+        lambda frames: (frames, tf.zeros([8, 4]))).repeat())
+
+    @tf.function
+    def take(it):
+        if timed:
+            return optimization._timed_next(it)[2]
+        return tf.reduce_sum(next(it)[1])
+
+    def run(count):
+        for _ in range(count):
+            float(take(iterator))
+    return run
+
+
+def _alternate(runs: dict, count: int) -> dict:
+    """Per-call wall and CPU µs of each run: calls alternated one by one, so that the
+    load of a shared machine hits both alike; medians and quartiles over the calls."""
     for run in runs.values():
         run(20)  # warm-up
-    per_step = {name: {"wall": [], "cpu": []} for name in runs}
-    for _ in range(FLAGS.rounds):
+    calls = {name: {"wall": [], "cpu": []} for name in runs}
+    for _ in range(count):
         for name, run in runs.items():
             wall, cpu = time.perf_counter(), time.process_time()
-            run(FLAGS.steps)
-            per_step[name]["wall"].append((time.perf_counter() - wall) / FLAGS.steps * 1e6)
-            per_step[name]["cpu"].append((time.process_time() - cpu) / FLAGS.steps * 1e6)
-    medians = {name: {k: statistics.median(v) for k, v in figures.items()}
-               for name, figures in per_step.items()}
-    result = {"steps_per_round": FLAGS.steps, "rounds": FLAGS.rounds,
-              "batch_size": FLAGS.batch_size, "model": "single_frame width 0.0625, 32 px",
-              "load_average": os.getloadavg(), "cpu_count": os.cpu_count(),
-              "median_us_per_step": medians,
-              "overhead_us_per_step": {k: medians["timed"][k] - medians["untimed"][k]
-                                       for k in ("wall", "cpu")},
-              "rounds_us_per_step": per_step}
+            run(1)
+            calls[name]["wall"].append((time.perf_counter() - wall) * 1e6)
+            calls[name]["cpu"].append((time.process_time() - cpu) * 1e6)
+    quartiles = {name: {k: [round(q, 1) for q in statistics.quantiles(v, n=4)]
+                        for k, v in figures.items()} for name, figures in calls.items()}
+    medians = {name: {k: q[1] for k, q in figures.items()} for name, figures in quartiles.items()}
+    return {"calls": count, "median_us_per_call": medians, "quartiles_us_per_call": quartiles,
+            "overhead_us_per_call": {k: round(medians["timed"][k] - medians["untimed"][k], 1)
+                                     for k in ("wall", "cpu")}}
+
+
+def main(argv):
+    del argv
+    result = {"batch_size": FLAGS.batch_size,
+              "model": "single_frame width 0.0625, 32 px", "cpu_count": os.cpu_count(),
+              "load_average_before": os.getloadavg(),
+              "train_step": _alternate({"untimed": _steps(False), "timed": _steps(True)},
+                                       FLAGS.steps),
+              "next_only": _alternate({"untimed": _next_only(False), "timed": _next_only(True)},
+                                      FLAGS.next_calls),
+              "load_average_after": os.getloadavg()}
     os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
     with open(FLAGS.output, "w") as f:
         json.dump(result, f, indent=2)
-    for name, m in medians.items():
-        print(f"{name:8s} {m['wall']:8.0f} µs/step wall  {m['cpu']:8.0f} µs/step CPU")
-    over = result["overhead_us_per_step"]
-    print(f"measuring the input wait: {over['wall']:+.0f} µs/step wall "
-          f"({over['wall'] / medians['untimed']['wall']:+.1%}), {over['cpu']:+.0f} µs/step CPU; "
-          f"load average {result['load_average'][0]:.1f} on {result['cpu_count']} cores")
+    for part in ("train_step", "next_only"):
+        medians, over = result[part]["median_us_per_call"], result[part]["overhead_us_per_call"]
+        for name, m in medians.items():
+            print(f"{part:10s} {name:8s} {m['wall']:8.1f} µs wall  {m['cpu']:8.1f} µs CPU")
+        print(f"{part:10s} measuring the input wait: {over['wall']:+.1f} µs wall "
+              f"({over['wall'] / medians['untimed']['wall']:+.1%}), {over['cpu']:+.1f} µs CPU")
+    print(f"load average {result['load_average_before'][0]:.1f} → "
+          f"{result['load_average_after'][0]:.1f} on {result['cpu_count']} cores")
     print(f"wrote {FLAGS.output}")
 
 
