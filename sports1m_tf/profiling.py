@@ -44,6 +44,10 @@ class ProfileWindow:
         self._tracing = False
         self._done = False
 
+    @property
+    def tracing(self) -> bool:
+        return self._tracing
+
     def boundaries(self) -> list[int]:
         """Steps at which the loop must stop running steps."""
         return [self._steps[0] - 1, self._steps[1]] if self._steps else []

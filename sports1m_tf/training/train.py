@@ -421,7 +421,8 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         started, cpu_started = time.perf_counter(), time.process_time()
         with skip_report.explain_stream_end(skipped):
             losses, waited = run_steps(
-                _next_boundary(current, config, profile.boundaries()) - current)
+                _next_boundary(current, config, profile.boundaries()) - current,
+                traced_from=current if profile.tracing else None)
         done = int(step.numpy())
         if not all(math.isfinite(loss) for loss in losses):
             # The non-finite step was not applied: the state is the last good one.
