@@ -1,7 +1,7 @@
 """What measuring the input wait costs a training step.
 
 The step times its wait for the next batch inside its graph (two host
-timestamps, `sports1m_tf.optimization._timed_next`), and the loop fetches one
+timestamps, `sports1m_tf.training.optimization._timed_next`), and the loop fetches one
 more scalar a step. This times a tiny model's step (where any overhead shows
 most), in one process, alternating call by call:
   * untimed: the step with a plain `next(iterator)` and only the loss fetched
@@ -17,21 +17,17 @@ Run:
 """
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import time
 
 from absl import flags
 
-from sports1m_tf import cli
+import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 2000, "Training steps of each variant, alternated one by one.")
 flags.DEFINE_integer("batch_size", 8, "Clips per step.")
 flags.DEFINE_integer("next_calls", 5000, "Calls of each next-batch-only function.")
-flags.DEFINE_string("output", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                           "input_wait_cost.json"), "JSON output path.")
+common.define_output("input_wait_cost")
 
 
 def _steps(timed: bool):
@@ -40,7 +36,8 @@ def _steps(timed: bool):
     import numpy as np
     import tensorflow as tf
 
-    from sports1m_tf import distribute, optimization
+    from sports1m_tf import distribute
+    from sports1m_tf.training import optimization
     from sports1m_tf.models import build_model
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
@@ -74,7 +71,7 @@ def _next_only(timed: bool):
     """`run(count)` of a function that only takes the next batch (and fetches a scalar)."""
     import tensorflow as tf
 
-    from sports1m_tf import optimization
+    from sports1m_tf.training import optimization
     iterator = iter(tf.data.Dataset.from_tensors(tf.zeros([8, 32, 32, 3], tf.uint8)).map(
         lambda frames: (frames, tf.zeros([8, 4]))).repeat())
 
@@ -98,10 +95,10 @@ def _alternate(runs: dict, count: int) -> dict:
     calls = {name: {"wall": [], "cpu": []} for name in runs}
     for _ in range(count):
         for name, run in runs.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            run(1)
-            calls[name]["wall"].append((time.perf_counter() - wall) * 1e6)
-            calls[name]["cpu"].append((time.process_time() - cpu) * 1e6)
+            with common.Stopwatch().running() as watch:
+                run(1)
+            calls[name]["wall"].append(watch.wall * 1e6)
+            calls[name]["cpu"].append(watch.cpu * 1e6)
     quartiles = {name: {k: [round(q, 1) for q in statistics.quantiles(v, n=4)]
                         for k, v in figures.items()} for name, figures in calls.items()}
     medians = {name: {k: q[1] for k, q in figures.items()} for name, figures in quartiles.items()}
@@ -113,26 +110,22 @@ def _alternate(runs: dict, count: int) -> dict:
 def main(argv):
     del argv
     result = {"batch_size": FLAGS.batch_size,
-              "model": "single_frame width 0.0625, 32 px", "cpu_count": os.cpu_count(),
-              "load_average_before": os.getloadavg(),
+              "model": "single_frame width 0.0625, 32 px",
+              "machine_before": common.machine_load(),
               "train_step": _alternate({"untimed": _steps(False), "timed": _steps(True)},
                                        FLAGS.steps),
               "next_only": _alternate({"untimed": _next_only(False), "timed": _next_only(True)},
                                       FLAGS.next_calls),
-              "load_average_after": os.getloadavg()}
-    os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump(result, f, indent=2)
+              "machine_after": common.machine_load()}
     for part in ("train_step", "next_only"):
         medians, over = result[part]["median_us_per_call"], result[part]["overhead_us_per_call"]
         for name, m in medians.items():
             print(f"{part:10s} {name:8s} {m['wall']:8.1f} µs wall  {m['cpu']:8.1f} µs CPU")
         print(f"{part:10s} measuring the input wait: {over['wall']:+.1f} µs wall "
               f"({over['wall'] / medians['untimed']['wall']:+.1%}), {over['cpu']:+.1f} µs CPU")
-    print(f"load average {result['load_average_before'][0]:.1f} → "
-          f"{result['load_average_after'][0]:.1f} on {result['cpu_count']} cores")
-    print(f"wrote {FLAGS.output}")
+    print(common.load_line())
+    common.write_results(FLAGS.output, result)
 
 
 if __name__ == "__main__":
-    cli.entry(main)()
+    common.run(main)

@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sports1m_tf import input_wait, profiling, synthetic, train
+from sports1m_tf import synthetic
+from sports1m_tf.training import input_wait, profiling, train
 from tfrecord_tools.convert import convert
 
 WAIT_TAGS = ("input_wait_fraction", "input_wait_seconds_per_step", "compute_seconds_per_step")

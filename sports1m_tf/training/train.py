@@ -37,9 +37,10 @@ from typing import Callable, Sequence
 
 from absl import app, flags, logging
 
-from sports1m_tf import cli, distribute, profiling, run_folder, settings
+from sports1m_tf import cli, distribute, run_folder, settings
 # Callers build a run's settings through this module too: train.make_config(...).
 from sports1m_tf.settings import TrainConfig, config_from_flags, make_config  # noqa: F401
+from sports1m_tf.training import profiling
 from tfrecord_tools import schema
 
 FLAGS = flags.FLAGS
@@ -272,7 +273,7 @@ class _Progress:
         self._window = None
 
     def add(self, seconds: float, steps: int, input_seconds: float, cpu_seconds: float) -> None:
-        from sports1m_tf import input_wait
+        from sports1m_tf.training import input_wait
         more = input_wait.Interval(steps, steps * self._clips_per_step, seconds, input_seconds,
                                    cpu_seconds, self._streams)
         self._window = more if self._window is None else self._window + more
@@ -354,8 +355,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     import numpy as np
     import tensorflow as tf
 
-    from sports1m_tf import input_wait
-    from sports1m_tf.training import optimization, skip_report, summaries
+    from sports1m_tf.training import input_wait, optimization, skip_report, summaries
 
     # Strategy, precision, classes, model and optimiser.
     strategy, task = distribute.make_strategy(config.strategy, peer_timeout=config.peer_timeout)
