@@ -221,10 +221,10 @@ def _less_input(setup: InputSetup) -> list[str]:
     if setup.frames_decoded > 1:
         advice.append(f"Or decode fewer frames: {setup.model} decodes "
                       f"{setup.frames_decoded} a clip (single_frame 1, late_fusion 2).")
-    if setup.stored_frame and setup.stored_frame > math.ceil(setup.crop * _FRAME_PER_CROP):
+    enough = math.ceil(setup.crop * _FRAME_PER_CROP)
+    if setup.stored_frame and setup.stored_frame > enough:
         advice.append(f"Or store smaller frames: the records hold {setup.stored_frame}-pixel "
                       f"frames for {setup.crop}-pixel crops; sports1m-convert "
-                      f"--frame_size={math.ceil(setup.crop * _FRAME_PER_CROP)} decodes "
-                      f"{(setup.stored_frame / math.ceil(setup.crop * _FRAME_PER_CROP)) ** 2:.0f}x "
+                      f"--frame_size={enough} decodes {(setup.stored_frame / enough) ** 2:.0f}x "
                       "fewer pixels.")
     return advice
