@@ -8,7 +8,7 @@ over the log intervals after the first (which holds the step's tracing).
 Writes JSON and prints a table with the verdict lines.
 
 Run:
-  flock /work/tools/heavy.lock python benchmarks/input_bound.py   # ≈ 2 min on 2 cores
+  python benchmarks/input_bound.py      # ≈ 2 min on 2 cores
 """
 from __future__ import annotations
 
