@@ -12,7 +12,7 @@ TEST_WORKERS ?= 2
 $(BIN)/.installed: setup.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[test,beam]'
+	$(BIN)/pip install -e '.[test,beam,lite]'
 	touch $@
 
 install: $(BIN)/.installed

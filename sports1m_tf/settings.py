@@ -123,6 +123,12 @@ class TrainConfig:
         "rectifiers; use it with --optimizer=adam --input_scale=0.015625, where Glorot let "
         "Adam kill most units of the fusion layers on the motion classes.", "training",
         choices=("glorot_uniform", "he_normal"))
+    profile_steps: str | None = _setting(
+        None, "START,END: record a TensorFlow profiler trace of training steps START to END "
+        "(counted from 1, both included) into MODEL_DIR/plugins/profile/, for TensorBoard's "
+        "Profile tab (pip install 'sports1m_tf[profile]'). Skip the first steps, which "
+        "trace the step and fill the input's buffers: for example 20,25.", "training",
+        kind="string")
     # Where it runs.
     strategy: str = _setting(
         "auto", "auto: parameter_server if TF_CONFIG has a ps job, multi_worker if it has "

@@ -108,6 +108,18 @@ def test_one_device_training_through_the_service_reaches_its_final_step(tmp_path
     assert result["step"] == 12 and result["validation"]["clips"] > 0
     assert run_folder.checkpoint_steps(str(model_dir)) == [6, 12]
     assert run_folder.load_run_config(str(model_dir))["data_service"] == service.target
+    # The wait for the service's batches is measured like a local pipeline's.
+    assert "input wait" in (tmp_path / "trainer.err").read_text()
+    assert [s for s, _ in _wait_scalars(model_dir)] == [6, 12]
+
+
+def _wait_scalars(model_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+    events = EventAccumulator(str(model_dir / "train"), size_guidance={"tensors": 0})
+    events.Reload()
+    return [(e.step, float(tensor_util.make_ndarray(e.tensor_proto)))
+            for e in events.Tensors("input_wait_fraction")]
 
 
 @pytest.mark.slow  # about 90 s on 2 cores

@@ -207,6 +207,7 @@ def test_mirrored_on_two_cpus_killed_mid_run_resumes_to_the_same_step(tmp_path, 
     assert run_folder.checkpoint_steps(str(model_dir))[-1] == 200
     run_config = run_folder.load_run_config(str(model_dir))
     assert run_config["replicas"] == 2 and run_config["resolved_strategy"] == "MirroredStrategy"
+    assert "input wait" in (tmp_path / "second.err").read_text()
     assert _digest(run_folder.restore_model(str(model_dir))) == result["weights_sha256"]
 
 
@@ -227,6 +228,7 @@ def test_multi_worker_workers_end_with_identical_weights(tmp_path, records):
     assert run_folder.checkpoint_steps(str(model_dir)) == [10, 20]
     assert _digest(run_folder.restore_model(str(model_dir))) == results[0]["weights_sha256"]
     assert run_folder.load_run_config(str(model_dir))["replicas"] == 2
+    assert all("input wait" in (tmp_path / f"worker{i}.err").read_text() for i in range(2))
 
 
 def _ps_cluster() -> dict:
@@ -239,6 +241,7 @@ def _ps_cluster() -> dict:
 
 def test_parameter_servers_make_progress_and_count_steps_exactly(tmp_path, records):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
 
     model_dir = tmp_path / "run"
     cluster = _ps_cluster()
@@ -255,6 +258,10 @@ def test_parameter_servers_make_progress_and_count_steps_exactly(tmp_path, recor
     events = EventAccumulator(str(model_dir / "train"), size_guidance={"tensors": 0})
     events.Reload()
     assert [e.step for e in events.Tensors("loss")] == [10, 20, 30]
+    # The workers' waits for their own batches come back with the scheduled steps.
+    waits = [float(tensor_util.make_ndarray(e.tensor_proto)) for e in events.Tensors("input_wait_fraction")]
+    assert len(waits) == 3 and all(0 <= w <= 1 for w in waits), waits
+    assert "input wait" in (tmp_path / "chief.err").read_text()
     run_config = run_folder.load_run_config(str(model_dir))
     assert run_config["resolved_strategy"] == "ParameterServerStrategyV2"
     assert _digest(run_folder.restore_model(str(model_dir))) == result["weights_sha256"]

@@ -28,4 +28,5 @@ def test_gpu_check_dry_run_runs_every_part(tmp_path):
     assert result["input_pipeline"]["clips_per_s"]["10 frames (slow_fusion)"] > 0
     assert [r["model"] for r in result["end_to_end"]] == ["single_frame"]
     assert result["end_to_end"][0]["clips_per_s"] > 0, result["end_to_end"]
+    assert 0 <= result["end_to_end"][0]["input_wait"] <= 1
     assert "MFU" in done.stdout and "end to end single_frame" in done.stdout

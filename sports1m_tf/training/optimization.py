@@ -113,8 +113,10 @@ def make_train_step(strategy, model, optimizer, step, *, xla: bool = False):
       xla: XLA-compile the forward and backward pass.
 
     Returns:
-      A `tf.function` `train_step(iterator) -> loss` (float32 scalar; NaN when
-      the step was skipped), `iterator` yielding `(frames, target)`.
+      A `tf.function` `train_step(iterator) -> (loss, input_seconds)`: loss a
+      float32 scalar (NaN when the step was skipped), input_seconds a float64
+      scalar, the seconds the step waited for its batch; `iterator` yields
+      `(frames, target)`.
     """
     variables = model.trainable_variables
     loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
@@ -140,7 +142,7 @@ def make_train_step(strategy, model, optimizer, step, *, xla: bool = False):
 
     @tf.function
     def train_step(iterator):
-        frames, target = next(iterator)
+        frames, target, input_seconds = _timed_next(iterator)
         grads, losses, norms = strategy.run(replica_gradients, args=(frames, target))
         loss = strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
         norm = strategy.reduce(tf.distribute.ReduceOp.SUM, norms, axis=None)
@@ -152,6 +154,22 @@ def make_train_step(strategy, model, optimizer, step, *, xla: bool = False):
             strategy.run(replica_apply, args=(grads,))
         step.assign_add(tf.cast(finite, tf.int64))
         # A skipped step reports NaN, even when only its gradient overflowed.
-        return tf.where(finite, loss, tf.constant(float("nan")))
+        return tf.where(finite, loss, tf.constant(float("nan"))), input_seconds
 
     return train_step
+
+
+def _timed_next(iterator):
+    """`(frames, target, seconds)`: the next batch and the seconds spent blocked on it.
+
+    Timed inside the step's graph, so it measures the same wait under every
+    strategy (a parameter-server worker's too, where no Python code runs) and
+    whatever the iterator is (a local pipeline, tf.data service). Two host
+    timestamps a step cost microseconds.
+    """
+    started = tf.timestamp()
+    with tf.control_dependencies([started]):
+        frames, target = next(iterator)
+    with tf.control_dependencies(tf.nest.flatten((frames, target), expand_composites=True)):
+        seconds = tf.timestamp() - started
+    return frames, target, seconds

@@ -40,6 +40,7 @@ from absl import app, flags, logging
 from sports1m_tf import cli, distribute, run_folder, settings
 # Callers build a run's settings through this module too: train.make_config(...).
 from sports1m_tf.settings import TrainConfig, config_from_flags, make_config  # noqa: F401
+from sports1m_tf.training import profiling
 from tfrecord_tools import schema
 
 FLAGS = flags.FLAGS
@@ -54,14 +55,16 @@ def _check_config(config: TrainConfig) -> None:
                  "plateau_patience", "keep_checkpoints"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+    profiling.parse_steps(config.profile_steps)
 
 
-def _next_boundary(current: int, config: TrainConfig) -> int:
-    """The next step at which the loop logs, validates, checkpoints or ends."""
+def _next_boundary(current: int, config: TrainConfig, stops: Sequence[int] = ()) -> int:
+    """The next step at which the loop logs, validates, checkpoints, ends or passes `stops`."""
     every = [config.log_every, config.checkpoint_every]
     if config.val_files:
         every.append(config.eval_every)
-    return min([config.train_steps] + [(current // n + 1) * n for n in every])
+    return min([config.train_steps] + [(current // n + 1) * n for n in every]
+               + [s for s in stops if s > current])
 
 
 def build_training_dataset(config: TrainConfig, data_args: dict, seed: int | None,
@@ -257,36 +260,45 @@ def _run_config(config: TrainConfig, model, class_names, strategy, precision: st
 
 
 class _Progress:
-    """Training speed over the steps since the last progress line (not validation or saving)."""
+    """Training speed and input wait over the steps since the last progress line.
 
-    def __init__(self, config: TrainConfig, clips_per_step: int, writer, skipped):
+    Validation and saving are left out. Under parameter servers `streams`
+    workers run steps at once, so their waits are shared out over them.
+    """
+
+    def __init__(self, config: TrainConfig, clips_per_step: int, writer, skipped,
+                 verdicts, streams: int = 1):
         self._config, self._clips_per_step, self._writer = config, clips_per_step, writer
-        self._skipped = skipped
-        self._time, self._steps = 0.0, 0
+        self._skipped, self._verdicts, self._streams = skipped, verdicts, streams
+        self._window = None
 
-    def add(self, seconds: float, steps: int) -> None:
-        self._time, self._steps = self._time + seconds, self._steps + steps
+    def add(self, seconds: float, steps: int, input_seconds: float, cpu_seconds: float) -> None:
+        from sports1m_tf.training import input_wait
+        more = input_wait.Interval(steps, steps * self._clips_per_step, seconds, input_seconds,
+                                   cpu_seconds, self._streams)
+        self._window = more if self._window is None else self._window + more
 
     def report(self, step: int, loss: float, learning_rate: float) -> None:
-        """Logs a progress line and writes the training scalars; starts a new window.
+        """Logs a progress line (and a verdict on the input, once it holds) and writes the
+        training scalars; starts a new window.
 
         Raises:
           data.errors.SkippedRecordsError: more records were skipped than
             `--max_skipped_fraction` allows.
         """
         from sports1m_tf.training import skip_report, summaries
-        step_time = self._time / max(self._steps, 1)
-        clips_per_s = self._steps * self._clips_per_step / max(self._time, 1e-9)
-        eta = (self._config.train_steps - step) * step_time
-        logging.info("step %d/%d  loss %.4f  %.1f clips/s  %.3f s/step  lr %.2g  ETA %s",
-                     step, self._config.train_steps, loss, clips_per_s, step_time,
+        window, self._window = self._window, None
+        eta = (self._config.train_steps - step) * window.step_seconds
+        logging.info("step %d/%d  loss %.4f  %.1f clips/s  input wait %.0f%%  %.3f s/step  "
+                     "lr %.2g  ETA %s", step, self._config.train_steps, loss,
+                     window.clips_per_second, 100 * window.input_wait, window.step_seconds,
                      learning_rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
+        verdict = self._verdicts.offer(window)
+        if verdict:
+            logging.info("%s", verdict)
         summaries.write_training_scalars(self._writer, step, loss=loss,
-                                         learning_rate=learning_rate,
-                                         clips_per_second=clips_per_s,
-                                         step_time_seconds=step_time)
+                                         learning_rate=learning_rate, **window.scalars())
         skip_report.report(self._skipped, self._writer, step)
-        self._time, self._steps = 0.0, 0
 
 
 def _at(step: int, every: int, config: TrainConfig) -> bool:
@@ -343,7 +355,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     import numpy as np
     import tensorflow as tf
 
-    from sports1m_tf.training import optimization, skip_report, summaries
+    from sports1m_tf.training import input_wait, optimization, skip_report, summaries
 
     # Strategy, precision, classes, model and optimiser.
     strategy, task = distribute.make_strategy(config.strategy, peer_timeout=config.peer_timeout)
@@ -388,7 +400,12 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     predict = tf.function(lambda frames: model(frames, training=False))
     writers = summaries.run_writers(config.model_dir, chief)
     clips_per_step = config.batch_size * strategy.num_replicas_in_sync
-    progress = _Progress(config, clips_per_step, writers[0], skipped)
+    verdicts = input_wait.Verdicts(input_wait.input_setup(
+        config.train_files, config.data_service, data_args["model"], data_args["input_size"]))
+    progress = _Progress(config, clips_per_step, writers[0], skipped, verdicts,
+                         streams=len(task.cluster["worker"]) if coordinator else 1)
+    profile = profiling.ProfileWindow(profiling.parse_steps(config.profile_steps),
+                                      config.model_dir, enabled=chief)
 
     # The loop: steps up to the next log, validation or checkpoint boundary.
     current, last_loss, validation = start_step, float("nan"), None
@@ -400,15 +417,20 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     with writers[0].as_default():
         summaries.write_filter_images(model, current)
     while current < config.train_steps:
-        started = time.perf_counter()
+        profile.before_steps(current)
+        started, cpu_started = time.perf_counter(), time.process_time()
         with skip_report.explain_stream_end(skipped):
-            losses = run_steps(_next_boundary(current, config) - current)
+            losses, waited = run_steps(
+                _next_boundary(current, config, profile.boundaries()) - current,
+                traced_from=current if profile.tracing else None)
         done = int(step.numpy())
         if not all(math.isfinite(loss) for loss in losses):
             # The non-finite step was not applied: the state is the last good one.
             manager.save(checkpoint_number=done)
             raise _not_finite_error(config, losses, current, done)
-        progress.add(time.perf_counter() - started, done - current)
+        progress.add(time.perf_counter() - started, done - current, waited,
+                     time.process_time() - cpu_started)
+        profile.after_steps(done)
         current, last_loss = done, float(np.mean(losses))
         if _at(current, config.log_every, config):
             progress.report(current, last_loss, optimization.current_learning_rate(optimizer))
@@ -430,6 +452,7 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
             saved_at = current
 
     # The final model.
+    profile.close()
     if saved_at != current:
         manager.save(checkpoint_number=current)
     model_path = os.path.join(config.model_dir, run_folder.FINAL_MODEL_FILE)
