@@ -9,6 +9,7 @@ same file; and a `--realtime` run stopped with Ctrl-C.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import queue
@@ -107,6 +108,14 @@ def runs(tmp_path_factory, write_video):
         "with_files": predict(model_arg, "--stream=0", two_tints),
         "file_not_realtime": predict(model_arg, f"--stream={two_tints}"),
     }
+    if importlib.util.find_spec("ai_edge_litert"):
+        # The same model as a TFLite file (LiteRT, the `lite` extra) on the same windows.
+        from export import tflite_export
+        lite_dir = tflite_export.export_tflite(model, str(tmp / "lite"), "tint",
+                                               class_names=CLASSES)
+        procs["realtime_lite"] = predict(f"--tflite={lite_dir}/model.tflite",
+                                         f"--stream={two_tints}", "--realtime", "--json",
+                                         "--every_seconds=2", "--window_seconds=2")
     if has_ffmpeg:
         procs["live"] = predict(model_arg, f"--stream=udp://127.0.0.1:{live_port}", "--json",
                                 f"--reconnect_seconds={RECONNECT_SECONDS:g}")
@@ -214,6 +223,20 @@ def test_realtime_file_gives_the_segments_labels(runs):
     assert "the stream ended: end of" in realtime.stderr
     assert "3 labels over 00:06.0 of stream (96 frames at 16 fps); 0 frames dropped" \
         in realtime.stderr
+
+
+def test_realtime_file_through_tflite_gives_the_same_labels(runs):
+    if "realtime_lite" not in runs:
+        pytest.skip("LiteRT is not installed (pip install '.[lite]')")
+    lite, saved = runs["realtime_lite"], runs["realtime"]
+    assert lite.returncode == 0, lite.stderr[-3000:]
+    lite_labels = [json.loads(x) for x in lite.stdout.splitlines()]
+    saved_labels = [json.loads(x) for x in saved.stdout.splitlines()]
+    assert [x["stream_seconds"] for x in lite_labels] == [2.0, 4.0, 6.0]
+    for a, b in zip(lite_labels, saved_labels, strict=True):
+        assert [p["id"] for p in a["top_k"]] == [p["id"] for p in b["top_k"]]
+        np.testing.assert_allclose([p["probability"] for p in a["top_k"]],
+                                   [p["probability"] for p in b["top_k"]], atol=1e-4)
 
 
 def test_ctrl_c_prints_the_summary_and_exits_130(runs):
