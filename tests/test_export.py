@@ -295,7 +295,7 @@ def exported(tmp_path_factory, write_video, sample_videos):
                                  env=ENV) for k, c in commands.items()}
     results = {}
     for key, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=600)
         results[key] = subprocess.CompletedProcess(commands[key], proc.returncode, out, err)
     assert results["check"].returncode == 0, results["check"].stderr[-3000:]
     return dict(model=model, tmp=tmp, export_dir=export_dir, version_dir=version_dir,
