@@ -246,7 +246,7 @@ def final_model_problem(model_dir: str, step: int) -> str | None:
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001  (any failure to load means: rewrite it)
-        return f"{path} does not load ({type(e).__name__}: {str(e)[:200]})"
+        return f"{path} does not load ({type(e).__name__}): it is cut short or damaged"
     info_path = os.path.join(model_dir, FINAL_MODEL_INFO)
     if not os.path.exists(info_path):
         return None

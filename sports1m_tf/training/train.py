@@ -310,9 +310,10 @@ class _GoodCheckpoints:
     """
 
     def __init__(self, manager, variables, config: TrainConfig, last_good: int | None):
+        import keras
         import tensorflow as tf
         self._manager, self._config, self.last_good = manager, config, last_good
-        floats = [v for v in variables if v.dtype.is_floating]
+        floats = [v for v in variables if keras.backend.is_float_dtype(v.dtype)]
         # One reduction on the devices that hold the variables: no host copy of them.
         self._finite = tf.function(lambda: tf.reduce_all(
             [tf.reduce_all(tf.math.is_finite(v)) for v in floats]))
@@ -335,7 +336,7 @@ class _GoodCheckpoints:
             raise FloatingPointError(
                 f"the weights are not finite at step {step} (model_dir "
                 f"{self._config.model_dir}); {self._last_good_text()}: lower "
-                "--learning_rate or check the data")
+                "--learning_rate or --weight_decay, or check the data")
         self._manager.save(checkpoint_number=step)
         self.last_good = step
 
