@@ -24,6 +24,7 @@ import tempfile
 from absl import flags
 
 import common
+import study_runs
 
 flags.DEFINE_list("classes", ["1000", "20000", "100000"], "Class counts to measure.")
 flags.DEFINE_integer("steps", 4, "Training steps (a validation every 2).")
@@ -34,19 +35,6 @@ common.define_output("class_scale", "JSON output.")
 FLAGS = flags.FLAGS
 
 _FRAME_SIZE, _INPUT_SIZE, _BATCH = 40, 32, 4
-
-
-def _records(root: str) -> str:
-    from sports1m_tf import synthetic
-    from tfrecord_tools.convert import convert
-    videos = synthetic.make_dataset(os.path.join(root, "videos"), classes="appearance",
-                                    splits={"train": 3, "val": 1}, num_frames=32, size=48,
-                                    seed=0)
-    records = os.path.join(root, "records")
-    for split, shards in (("train", 2), ("val", 1)):
-        convert(videos["manifests"][split], output_dir=records, split=split,
-                num_shards=shards, clips_per_video=2, frame_size=_FRAME_SIZE, progress=False)
-    return records
 
 
 def _with_classes(records: str, folder: str, count: int) -> str:
@@ -98,7 +86,9 @@ def main(argv):
     del argv
     root = FLAGS.work_dir or tempfile.mkdtemp(prefix="class_scale_")
     try:
-        records = _records(root)
+        records = os.path.dirname(study_runs.make_records(
+            root, classes="appearance", videos_per_class=5, num_frames=32, video_size=48,
+            frame_size=_FRAME_SIZE, centre_bias=True, seed=0)["files"]["train"])
         rows = []
         for count in (int(c) for c in FLAGS.classes):
             rows.append(_measure(records, root, count))

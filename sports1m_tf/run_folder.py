@@ -25,6 +25,7 @@ from typing import Iterator
 
 from absl import logging
 
+from sports1m_tf import cli
 from tfrecord_tools import fileio
 
 RUN_CONFIG_FILE = "run_config.json"
@@ -285,7 +286,7 @@ def writer_lock(model_dir: str) -> Iterator[None]:
     there the user coordinates the writers.
 
     Raises:
-      fileio.LockHeld: another process trains in `model_dir` (the message names it).
+      cli.UserError: another process trains in `model_dir` (the message names it).
     """
     path = fileio.join(model_dir, LOCK_FILE)
     path = path if fileio.is_remote(path) else os.path.abspath(path)
@@ -296,7 +297,12 @@ def writer_lock(model_dir: str) -> Iterator[None]:
         finally:
             _HELD[path] -= 1
         return
-    with fileio.exclusive_lock(fileio.join(model_dir, LOCK_FILE), f"run folder {model_dir}"):
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(fileio.exclusive_lock(fileio.join(model_dir, LOCK_FILE),
+                                                     f"run folder {model_dir}"))
+        except fileio.LockHeld as e:
+            raise cli.UserError(str(e)) from None
         _HELD[path] = 1
         try:
             yield

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from sports1m_tf import run_folder, synthetic
-from test_bad_input import COMMANDS, REPO, SMALL, checksums
+from test_bad_input import COMMANDS, REPO, SMALL, checksums, world  # noqa: F401
 
 MANY_CLASSES = 20_000
 DENSE_CONFUSION_BYTES = MANY_CLASSES ** 2 * 8  # one int64 [C, C] matrix: 3.2 GB
@@ -72,75 +72,61 @@ def _no_traceback(out: dict) -> None:
 
 
 # ---------------------------------------------------------------------------
-# The shared data: real videos → records; a tiny finished run; records of 20,000 classes
+# The shared data: test_bad_input's records and tiny finished run (step 2), and the
+# same clips in a taxonomy of 20,000 classes
 # ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> dict:
-    from tfrecord_tools.convert import convert
-    root = str(tmp_path_factory.mktemp("faults"))
-    videos = synthetic.make_dataset(os.path.join(root, "videos"), classes="appearance",
-                                    splits={"train": 3, "val": 1}, num_frames=32, size=48,
-                                    seed=0)
-    records = os.path.join(root, "records")
-    for split, shards in (("train", 2), ("val", 1)):
-        convert(videos["manifests"][split], output_dir=records, split=split,
-                num_shards=shards, clips_per_video=2, frame_size=40, progress=False)
-    # The same clips in a taxonomy of 20,000 classes (the first four are theirs).
-    many = shutil.copytree(records, os.path.join(root, "many"))
-    info = json.load(open(os.path.join(many, "dataset.json")))
+def faults(world) -> dict:
+    root = os.path.join(world["root"], "faults")
+    os.makedirs(root)
+    many = shutil.copytree(world["records"], os.path.join(root, "many"))
+    info = json.load(open(os.path.join(many, "dataset.json")))  # the first four are theirs
     info["classes"] += [f"tag_{i:05d}" for i in range(MANY_CLASSES - len(info["classes"]))]
     with open(os.path.join(many, "dataset.json"), "w") as f:
         json.dump(info, f)
-
-    from sports1m_tf.training import train
-    run = os.path.join(root, "run")
-    train.train(train.make_config(
-        model="single_frame", width=0.125, input_size=32, batch_size=4, dropout=0.0,
-        strategy="one_device", train_files=[os.path.join(records, "train-*")],
-        model_dir=run, train_steps=2, log_every=1, checkpoint_every=2))
     # An untrained model of those classes, for evaluation (a run would take a process).
     from sports1m_tf.models import build_model
     many_model = os.path.join(root, "many.keras")
     build_model("single_frame", MANY_CLASSES, width=0.0625, input_size=32,
                 dropout=0.0).save(many_model)
-    return {"root": root, "records": records, "many": many, "run": run,
+    return {"root": root, "records": world["records"], "many": many, "run": world["run"],
             "many_model": many_model}
 
 
-def _cut_model(world: dict) -> dict:
-    run = shutil.copytree(world["run"], os.path.join(world["root"], "cut"))
+def _cut_model(faults: dict) -> dict:
+    run = shutil.copytree(faults["run"], os.path.join(faults["root"], "cut"))
     model = os.path.join(run, run_folder.FINAL_MODEL_FILE)
     with open(model, "r+b") as f:  # what a full disk during the write used to leave
         f.truncate(os.path.getsize(model) // 2)
     kept = [os.path.join(run, n) for n in os.listdir(run) if n.startswith(("ckpt-", "run_"))]
     before = checksums(*kept)
-    out = _run(_train(world["records"], run, "--train_steps=2"))
+    out = _run(_train(faults["records"], run, "--train_steps=2"))
     return {**out, "run": run, "before": before, "after": checksums(*kept)}
 
 
-def _weights_blow_up(world: dict) -> dict:
+def _weights_blow_up(faults: dict) -> dict:
     # A decay so large that the first resumed step sends every kernel to infinity,
     # with a finite loss and gradient: only the check before saving can see it.
-    run = shutil.copytree(world["run"], os.path.join(world["root"], "blow_up"))
+    run = shutil.copytree(faults["run"], os.path.join(faults["root"], "blow_up"))
     before = checksums(*[os.path.join(run, n) for n in os.listdir(run) if "ckpt-2" in n])
-    out = _run(_train(world["records"], run, "--train_steps=4", "--checkpoint_every=1",
+    out = _run(_train(faults["records"], run, "--train_steps=4", "--checkpoint_every=1",
                       "--weight_decay=1e40"))
     return {**out, "run": run, "before": before}
 
 
-def _many_classes_train(world: dict) -> dict:
+def _many_classes_train(faults: dict) -> dict:
     return _run(command(
-        "sports1m-train", f"--train_files={world['many']}/train-*",
-        f"--val_files={world['many']}/val-*", f"--model_dir={world['root']}/many_run", *SMALL,
+        "sports1m-train", f"--train_files={faults['many']}/train-*",
+        f"--val_files={faults['many']}/val-*", f"--model_dir={faults['root']}/many_run", *SMALL,
         "--width=0.0625", "--train_steps=2", "--eval_every=2", "--val_batches=2",
         "--log_every=2"))
 
 
-def _many_classes_eval(world: dict) -> dict:
-    report = os.path.join(world["root"], "many_report")
+def _many_classes_eval(faults: dict) -> dict:
+    report = os.path.join(faults["root"], "many_report")
     out = _run(command(
-        "sports1m-eval", f"--keras_model={world['many_model']}",
-        f"--eval_files={world['many']}/val-*", f"--output_dir={report}",
+        "sports1m-eval", f"--keras_model={faults['many_model']}",
+        f"--eval_files={faults['many']}/val-*", f"--output_dir={report}",
         "--clips_per_video=2", "--views=2", "--batch_size=8", "--noprogress"))
     return {**out, "report": report}
 
@@ -160,22 +146,22 @@ def _state(pid: int) -> str:
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
-def _two_writers(world: dict) -> dict:
-    folder = os.path.join(world["root"], "shared_run")
+def _two_writers(faults: dict) -> dict:
+    folder = os.path.join(faults["root"], "shared_run")
     holder = subprocess.Popen(
-        _train(world["records"], folder, "--train_steps=100000", "--checkpoint_every=100000",
+        _train(faults["records"], folder, "--train_steps=100000", "--checkpoint_every=100000",
                "--log_every=100000"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
     try:
         assert _lock_file_written(folder), "the first sports1m-train never took its lock"
-        second = _run(_train(world["records"], folder, "--train_steps=1"))
+        second = _run(_train(faults["records"], folder, "--train_steps=1"))
         # Killed and not reaped: a zombie, whose pid still exists.
         holder.send_signal(signal.SIGKILL)
         deadline = time.monotonic() + 60
         while _state(holder.pid) != "Z" and time.monotonic() < deadline:
             time.sleep(0.05)
         zombie = _state(holder.pid) == "Z"
-        third = _run(_train(world["records"], folder, "--train_steps=1"))
+        third = _run(_train(faults["records"], folder, "--train_steps=1"))
     finally:
         holder.kill()
         holder.wait()
@@ -184,12 +170,12 @@ def _two_writers(world: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def outcomes(world) -> dict:
+def outcomes(faults) -> dict:
     jobs = {"many_classes_train": _many_classes_train, "many_classes_eval": _many_classes_eval,
             "two_writers": _two_writers,
             "cut_model": _cut_model, "weights_blow_up": _weights_blow_up}
     with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
-        futures = {name: pool.submit(job, world) for name, job in jobs.items()}
+        futures = {name: pool.submit(job, faults) for name, job in jobs.items()}
         return {name: f.result() for name, f in futures.items()}
 
 
@@ -208,11 +194,11 @@ IMPOSSIBLE = [
 ]
 
 
-def test_impossible_numbers_are_refused_before_tensorflow_starts(world):
-    folders = [os.path.join(world["root"], f"refused_{i}") for i in range(len(IMPOSSIBLE))]
+def test_impossible_numbers_are_refused_before_tensorflow_starts(faults):
+    folders = [os.path.join(faults["root"], f"refused_{i}") for i in range(len(IMPOSSIBLE))]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         results = list(pool.map(
-            lambda item: _run(_train(world["records"], item[0], item[1][0], "--train_steps=1")),
+            lambda item: _run(_train(faults["records"], item[0], item[1][0], "--train_steps=1")),
             zip(folders, IMPOSSIBLE)))
     for folder, (flag, message), out in zip(folders, IMPOSSIBLE, results):
         assert out["status"] == 1, (flag, out["stderr"][-2000:])

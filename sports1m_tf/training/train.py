@@ -41,7 +41,7 @@ from sports1m_tf import cli, distribute, run_folder, settings
 # Callers build a run's settings through this module too: train.make_config(...).
 from sports1m_tf.settings import TrainConfig, config_from_flags, make_config  # noqa: F401
 from sports1m_tf.training import profiling
-from tfrecord_tools import fileio, schema
+from tfrecord_tools import schema
 
 FLAGS = flags.FLAGS
 
@@ -557,7 +557,7 @@ def main(argv: Sequence[str]) -> None:
             if _finished(config):
                 return
             result = train(config)
-    except (cli.UserError, settings.SettingError, fileio.LockHeld) as e:
+    except (cli.UserError, settings.SettingError) as e:
         raise cli.UserError(str(e)) from None
     except (ValueError, TimeoutError, FloatingPointError) as e:
         logging.error("%s", e)
