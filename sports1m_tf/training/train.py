@@ -381,10 +381,11 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
       forever instead of returning.
 
     Raises:
-      FloatingPointError: the loss became NaN or infinite (the last good state is
-        checkpointed first; the message names the step).
-      ValueError: bad settings, a malformed TF_CONFIG, or a model_dir holding a
-        different model.
+      FloatingPointError: the loss, a gradient or the weights became NaN or
+        infinite (the message names the step and the last checkpoint checked finite).
+      ValueError: bad settings (`settings.SettingError`), a malformed TF_CONFIG, a
+        model_dir holding a different model or a checkpoint that is not finite.
+      cli.UserError: another process trains in `model_dir`.
     """
     _check_config(config)
     task = distribute.parse_tf_config()
