@@ -18,16 +18,26 @@ scores as one threshold, as scikit-learn's `average_precision_score` does.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
 LabelLists = Sequence[Sequence[int]] | np.ndarray
 # The k of the reported Hit@k and the number of top classes listed (the paper's Hit@5).
 TOP_K = 5
-_ROW_BLOCK = 8192  # rows per block where [N, C] temporaries would otherwise be made
+# Elements per block where [N, C] temporaries would otherwise be made: 2^22 float32
+# values are 16 MB, so with 100,000 classes a block is 41 rows, with 487 it is 8,612.
+_BLOCK_ELEMENTS = 1 << 22
+
+
+def row_blocks(rows: int, columns: int) -> Iterator[slice]:
+    """Slices of at most `_BLOCK_ELEMENTS` // `columns` rows (at least one) covering `rows`."""
+    step = max(1, _BLOCK_ELEMENTS // max(columns, 1))
+    for start in range(0, rows, step):
+        yield slice(start, min(start + step, rows))
 
 
 # ---------------------------------------------------------------------------
@@ -95,11 +105,11 @@ def hits_at_k(probs: np.ndarray, label_lists: LabelLists, k: int) -> np.ndarray:
         raise ValueError(f"k must be >= 1, got {k}")
     probs, truth = _checked(probs, label_lists, require_labels=True)
     hits = np.empty(probs.shape[0], bool)
-    for start in range(0, probs.shape[0], _ROW_BLOCK):  # bounded temporaries
-        p, t = probs[start:start + _ROW_BLOCK], truth[start:start + _ROW_BLOCK]
+    for rows in row_blocks(*probs.shape):  # bounded temporaries
+        p, t = probs[rows], truth[rows]
         best_label_score = np.where(t, p, -np.inf).max(axis=1, keepdims=True)  # [n, 1]
         rivals = (~t) & (p >= best_label_score)                                 # [n, C]
-        hits[start:start + _ROW_BLOCK] = rivals.sum(axis=1) < k
+        hits[rows] = rivals.sum(axis=1) < k
     return hits
 
 
@@ -115,7 +125,9 @@ def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
       (indices int64 `[N, k]`, scores `[N, k]`).
     """
     probs = np.asarray(probs)
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    order = np.empty((probs.shape[0], min(k, probs.shape[1])), np.int64)
+    for rows in row_blocks(*probs.shape):  # bounded temporaries
+        order[rows] = np.argsort(-probs[rows], axis=1, kind="stable")[:, :k]
     return order, np.take_along_axis(probs, order, axis=1)
 
 
@@ -243,41 +255,162 @@ def ucf101_groups(class_names: Sequence[str]) -> dict[str, list[int]]:
 # ---------------------------------------------------------------------------
 # Confusions
 # ---------------------------------------------------------------------------
+@dataclasses.dataclass
+class Confusions:
+    """Top-1 confusion counts kept sparse: `count[k]` rows of true class `true[k]`
+    predicted as `predicted[k]`, each (true, predicted) pair once.
+
+    A dense `[C, C]` int64 matrix needs 80 GB at 100,000 classes; this holds at most
+    one entry per (row, label) counted, so its size follows the number of clips or
+    videos, not the number of classes. `dense(classes)` gives the part a figure shows.
+    """
+    num_classes: int
+    true: np.ndarray
+    predicted: np.ndarray
+    count: np.ndarray
+
+    @classmethod
+    def empty(cls, num_classes: int) -> "Confusions":
+        none = np.zeros(0, np.int64)
+        return cls(num_classes, none, none.copy(), none.copy())
+
+    @classmethod
+    def of(cls, num_classes: int, true, predicted, count=None) -> "Confusions":
+        """From (possibly repeated) pairs; repeats are summed."""
+        true, predicted = np.asarray(true, np.int64), np.asarray(predicted, np.int64)
+        count = np.ones(true.size, np.int64) if count is None else np.asarray(count, np.int64)
+        keys, inverse = np.unique(true * num_classes + predicted, return_inverse=True)
+        summed = np.bincount(inverse.reshape(-1), weights=count, minlength=keys.size)
+        keep = summed > 0
+        return cls(num_classes, keys[keep] // num_classes, keys[keep] % num_classes,
+                   summed[keep].astype(np.int64))
+
+    @classmethod
+    def from_dense(cls, counts: np.ndarray) -> "Confusions":
+        counts = np.asarray(counts)
+        true, predicted = np.nonzero(counts)
+        return cls.of(counts.shape[0], true, predicted, counts[true, predicted])
+
+    @classmethod
+    def from_predictions(cls, probs: np.ndarray, label_lists: LabelLists) -> "Confusions":
+        """The confusions of top-1 predictions (the rule of `confusion_counts`)."""
+        probs, truth = _checked(probs, label_lists, require_labels=True)
+        predicted = probs.argmax(axis=1)
+        correct = truth[np.arange(len(predicted)), predicted]
+        wrong_rows, wrong_labels = np.nonzero(truth[~correct])
+        return cls.of(probs.shape[1],
+                      np.r_[predicted[correct], wrong_labels],
+                      np.r_[predicted[correct], predicted[~correct][wrong_rows]])
+
+    def __add__(self, other: "Confusions") -> "Confusions":
+        return Confusions.of(self.num_classes, np.r_[self.true, other.true],
+                             np.r_[self.predicted, other.predicted],
+                             np.r_[self.count, other.count])
+
+    def total(self) -> int:
+        return int(self.count.sum())
+
+    def row_totals(self) -> np.ndarray:
+        """int64 `[C]`: the counted rows of each true class."""
+        return np.bincount(self.true, weights=self.count,
+                           minlength=self.num_classes).astype(np.int64)
+
+    def involvement(self) -> np.ndarray:
+        """int64 `[C]`: off-diagonal counts of each class, as true or as predicted."""
+        off = self.true != self.predicted
+        both = np.r_[self.true[off], self.predicted[off]]
+        return np.bincount(both, weights=np.r_[self.count[off], self.count[off]],
+                           minlength=self.num_classes).astype(np.int64)
+
+    def dense(self, classes: Sequence[int] | None = None) -> np.ndarray:
+        """int64 `[n, n]`: `[i, j]` = rows of class `classes[i]` predicted as `classes[j]`
+        (all C classes by default: only for a few thousand)."""
+        classes = np.arange(self.num_classes) if classes is None else np.asarray(classes,
+                                                                                  np.int64)
+        where = np.full(self.num_classes, -1, np.int64)
+        where[classes] = np.arange(classes.size)
+        i, j = where[self.true], where[self.predicted]
+        shown = (i >= 0) & (j >= 0)
+        out = np.zeros((classes.size, classes.size), np.int64)
+        np.add.at(out, (i[shown], j[shown]), self.count[shown])
+        return out
+
+    def pair_counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`(a, b, n)` with a < b: the confusions of each pair, both directions summed,
+        ordered by (a, b)."""
+        off = self.true != self.predicted
+        a = np.minimum(self.true[off], self.predicted[off])
+        b = np.maximum(self.true[off], self.predicted[off])
+        pairs = Confusions.of(self.num_classes, a, b, self.count[off])
+        return pairs.true, pairs.predicted, pairs.count
+
+    def get(self, true: int, predicted: int) -> int:
+        hit = (self.true == true) & (self.predicted == predicted)
+        return int(self.count[hit].sum())
+
+
+def as_confusions(counts: "Confusions | np.ndarray") -> Confusions:
+    """`counts` as `Confusions` (a dense `[C, C]` array is converted)."""
+    return counts if isinstance(counts, Confusions) else Confusions.from_dense(counts)
+
+
 def confusion_counts(probs: np.ndarray, label_lists: LabelLists) -> np.ndarray:
     """Confusion matrix of top-1 predictions: `counts[true, predicted]`.
 
     A row whose top-1 class is one of its labels adds 1 to that class's diagonal
     (its other labels are not confused with anything); a wrong row adds 1 to
     `counts[label, top-1]` for each of its labels. Top-1 ties go to the lower
-    class index.
+    class index. Dense: for few classes; `Confusions.from_predictions` holds the
+    same counts at any number of classes.
 
     Returns:
       int64 `[C, C]`.
     """
-    probs, truth = _checked(probs, label_lists, require_labels=True)
-    num_classes = probs.shape[1]
-    predicted = probs.argmax(axis=1)
-    correct = truth[np.arange(len(predicted)), predicted]
-    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(counts, (predicted[correct], predicted[correct]), 1)
-    wrong_rows, wrong_labels = np.nonzero(truth[~correct])
-    np.add.at(counts, (wrong_labels, predicted[~correct][wrong_rows]), 1)
-    return counts
+    return Confusions.from_predictions(probs, label_lists).dense()
 
 
-def most_confused_pairs(counts: np.ndarray, top_n: int = 20) -> list[tuple[int, int, int]]:
+def most_confused_pairs(counts: "Confusions | np.ndarray",
+                        top_n: int = 20) -> list[tuple[int, int, int]]:
     """The class pairs most often mistaken for each other, in either direction.
 
     Args:
-      counts: `[C, C]` from `confusion_counts`.
+      counts: `Confusions`, or `[C, C]` from `confusion_counts`.
 
     Returns:
       `[(a, b, counts[a, b] + counts[b, a])]` with a < b, largest first (ties:
       lower indices first), pairs with a zero count left out.
     """
-    counts = np.asarray(counts)
-    symmetric = counts + counts.T
-    a, b = np.triu_indices(counts.shape[0], k=1)
-    pair_counts = symmetric[a, b]
-    order = np.argsort(-pair_counts, kind="stable")[:top_n]
-    return [(int(a[i]), int(b[i]), int(pair_counts[i])) for i in order if pair_counts[i] > 0]
+    a, b, n = as_confusions(counts).pair_counts()
+    order = np.lexsort((b, a, -n))[:top_n]
+    return [(int(a[i]), int(b[i]), int(n[i])) for i in order]
+
+
+def most_confused_classes(counts: "Confusions | np.ndarray", top_n: int) -> list[int]:
+    """The `top_n` classes with the most off-diagonal counts, neighbours by confusion.
+
+    Greedy chaining: start from the most confused pair; each next class is the
+    remaining one most confused with the last placed class (or, when it has no
+    confusion with it, the remaining class with the most confusions overall).
+    Works on the chosen classes only, so at any number of classes.
+
+    Returns:
+      class indices, at most `top_n`, in display order.
+    """
+    counts = as_confusions(counts)
+    involvement = counts.involvement()
+    chosen = [int(c) for c in np.argsort(-involvement, kind="stable")[:top_n]]
+    if not chosen:
+        return []
+    sub = counts.dense(chosen)
+    np.fill_diagonal(sub, 0)
+    symmetric = sub + sub.T  # [top_n, top_n], in `chosen` order
+    position = {c: i for i, c in enumerate(chosen)}
+    remaining = set(chosen)
+    order = [max(chosen, key=lambda c: (symmetric[position[c]].max(), involvement[c], -c))]
+    remaining.discard(order[0])
+    while remaining:
+        last = position[order[-1]]
+        best = max(remaining, key=lambda c: (symmetric[last, position[c]], involvement[c], -c))
+        order.append(best)
+        remaining.discard(best)
+    return order

@@ -6,23 +6,32 @@ transfer learning):
   checkpoint        tf.train.CheckpointManager's index of the ckpt-STEP files
   ckpt-STEP.*       tf.train.Checkpoint(model=, optimizer=, step=, plateau=)
   model.keras       the final model
+  model.json        its step and weights digest, checked by a rerun of a finished run
   best_model.keras  the model at the best validation clip Hit@1 so far (with validation)
   best_model.json   its step and validation clip Hit@1
   train/, validation/   TensorBoard events
+  .sports1m-train.lock  the writer's lock (`writer_lock`): one training process per folder
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+from typing import Iterator
 
+from absl import logging
+
+from sports1m_tf import cli
 from tfrecord_tools import fileio
 
 RUN_CONFIG_FILE = "run_config.json"
 FINAL_MODEL_FILE = "model.keras"
+FINAL_MODEL_INFO = "model.json"
+LOCK_FILE = ".sports1m-train.lock"
 BEST_MODEL_FILE = "best_model.keras"
 BEST_MODEL_INFO = "best_model.json"
 CHECKPOINT_NAME = "ckpt"
@@ -202,12 +211,103 @@ def load_best_info(model_dir: str) -> dict | None:
         raise ValueError(f"{path}: unreadable best-model record ({e})") from e
 
 
-def save_final_model(model, model_dir: str) -> str:
-    """Writes the run's `model.keras` atomically and returns its path."""
+def weights_digest(model) -> str:
+    """SHA-256 of the model's weights: identifies them across processes and runs."""
+    import numpy as np
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(np.asarray(weight.numpy())).tobytes())
+    return digest.hexdigest()
+
+
+def save_final_model(model, model_dir: str, step: int) -> str:
+    """Writes the run's `model.keras` atomically, then `model.json` (its step and weights
+    digest, what a rerun checks the file against); returns the model's path."""
     path = os.path.join(model_dir, FINAL_MODEL_FILE)
     with fileio.atomic_path(path) as tmp:
         model.save(tmp)
+    fileio.write_text_atomic(os.path.join(model_dir, FINAL_MODEL_INFO), json.dumps(
+        {"step": int(step), "weights_sha256": weights_digest(model)}) + "\n")
     return path
+
+
+def final_model_problem(model_dir: str, step: int) -> str | None:
+    """What is wrong with a finished run's `model.keras`, or None when it is sound.
+
+    Sound: it loads, and its weights digest and step equal those `model.json`
+    recorded when it was written (a run from before the record: it loads). A cut
+    file (a full disk, a copy that stopped) or another file in its place is not.
+    """
+    import keras
+
+    import sports1m_tf.models  # noqa: F401  (registers the custom layers for loading)
+    path = os.path.join(model_dir, FINAL_MODEL_FILE)
+    if not os.path.exists(path):
+        return f"{path} is missing"
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001  (any failure to load means: rewrite it)
+        return f"{path} does not load ({type(e).__name__}): it is cut short or damaged"
+    info_path = os.path.join(model_dir, FINAL_MODEL_INFO)
+    if not os.path.exists(info_path):
+        return None
+    try:
+        info = json.loads(fileio.read_text(info_path))
+    except ValueError:
+        return f"{info_path} is not valid JSON"
+    if info.get("step") != step:
+        return f"{path} is of step {info.get('step')}, the run's last checkpoint of step {step}"
+    if info.get("weights_sha256") != weights_digest(model):
+        return f"{path}'s weights differ from those recorded in {info_path}"
+    return None
+
+
+def ensure_final_model(model_dir: str, step: int) -> bool:
+    """Checks a finished run's `model.keras`; rewrites it from checkpoint `step` if it is
+    not sound (`final_model_problem`). Returns whether it was rewritten."""
+    problem = final_model_problem(model_dir, step)
+    if problem is None:
+        return False
+    logging.warning("%s: rewriting it from checkpoint %d", problem, step)
+    save_final_model(restore_model(model_dir, step), model_dir, step)
+    return True
+
+
+_HELD: dict[str, int] = {}  # lock files this process holds → nesting depth
+
+
+@contextlib.contextmanager
+def writer_lock(model_dir: str) -> Iterator[None]:
+    """One training process writes a run folder at a time (`fileio.exclusive_lock`).
+
+    The kernel holds the lock for the process and drops it when the process ends
+    however it ends, so a killed run never blocks the next. Nested use in one
+    process (the command around `train()`) passes. Remote folders are not locked:
+    there the user coordinates the writers.
+
+    Raises:
+      cli.UserError: another process trains in `model_dir` (the message names it).
+    """
+    path = fileio.join(model_dir, LOCK_FILE)
+    path = path if fileio.is_remote(path) else os.path.abspath(path)
+    if path in _HELD:
+        _HELD[path] += 1
+        try:
+            yield
+        finally:
+            _HELD[path] -= 1
+        return
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(fileio.exclusive_lock(fileio.join(model_dir, LOCK_FILE),
+                                                     f"run folder {model_dir}"))
+        except fileio.LockHeld as e:
+            raise cli.UserError(str(e)) from None
+        _HELD[path] = 1
+        try:
+            yield
+        finally:
+            del _HELD[path]
 
 
 def save_best_model(model, model_dir: str, step: int, hit_at_1: float) -> str:

@@ -5,11 +5,13 @@ benchmarks declare their absl flags from them (`define_flags`,
 `define_eval_flags`), and Python callers build one with
 `make_config(**overrides)` / `EvalConfig(...)`, which read the same defaults. Flags are declared at run time (a command's `run()`), not at import,
 so that tests can import several commands into one process; a flag that is
-already declared is left alone.
+already declared is left alone. A numeric setting carries its `Bound` (the values
+any run can use); `check_settings` refuses the others before a run starts.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 from absl import flags
@@ -22,15 +24,51 @@ GROUPS = ("model", "data", "training", "distribution")
 EVAL_GROUP = "evaluation"
 
 
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """The values a numeric setting may take: finite, within [low, high], each end
+    open or closed. A value outside makes no sense for any run (a NaN learning rate
+    trains nothing and writes NaN weights), so it is refused before anything starts."""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def allows(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def text(self) -> str:
+        """'a finite number above 0', 'a number in [0, 1)', ... for the refusal."""
+        if self.low is not None and self.high is not None:
+            return (f"a number in {'(' if self.low_open else '['}{self.low:g}, "
+                    f"{self.high:g}{')' if self.high_open else ']'}")
+        if self.low is not None:
+            return f"a finite number {'above' if self.low_open else 'of at least'} {self.low:g}"
+        return "a finite number"
+
+
+POSITIVE = Bound(0, low_open=True)          # > 0; for integers: 1 or more
+NON_NEGATIVE = Bound(0)
+FRACTION = Bound(0, 1, high_open=True)       # [0, 1)
+
+
+class SettingError(ValueError):
+    """A setting whose value no run can use (the message names the flag and what it takes)."""
+
+
 def _setting(default, help_text: str, group: str, kind: str | None = None,
-             choices: Sequence[str] | None = None):
-    """A dataclass field carrying its flag's help text, group, kind and choices."""
+             choices: Sequence[str] | None = None, bound: Bound | None = None):
+    """A dataclass field carrying its flag's help text, group, kind, choices and bound."""
     if kind is None:
         kind = ("enum" if choices else "bool" if isinstance(default, bool) else
                 "integer" if isinstance(default, int) else
                 "float" if isinstance(default, float) else "string")
     return dataclasses.field(default=default, metadata={
-        "help": help_text, "group": group, "kind": kind, "choices": choices})
+        "help": help_text, "group": group, "kind": kind, "choices": choices, "bound": bound})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,25 +81,27 @@ class TrainConfig:
     model: str = _setting("single_frame", "Model family (docs/design.md, 'Models').",
                           "model", choices=MODEL_NAMES)
     multires: bool = _setting(False, "Fovea + context streams (178-pixel input).", "model")
-    width: float = _setting(1.0, "Multiplier on every conv and FC width.", "model")
+    width: float = _setting(1.0, "Multiplier on every conv and FC width.", "model", bound=POSITIVE)
     input_size: int | None = _setting(None, "Square input size; default 170, or 178 for "
-                                      "multires.", "model", kind="integer")
+                                      "multires.", "model", kind="integer", bound=POSITIVE)
     num_classes: int | None = _setting(None, "Classes; default: the `classes` of the "
-                                       "records' dataset.json.", "model", kind="integer")
-    dropout: float = _setting(0.5, "Dropout rate after fc6 and fc7.", "model")
+                                       "records' dataset.json.", "model", kind="integer",
+                                       bound=POSITIVE)
+    dropout: float = _setting(0.5, "Dropout rate after fc6 and fc7.", "model", bound=FRACTION)
     input_scale: float = _setting(
         1.0, "Multiplier on the mean-subtracted pixels, inside the model (so serving "
         "applies it too). 1 = the paper's raw pixel units; 1/64 (0.015625) = about unit "
-        "variance, for --optimizer=adam.", "model")
+        "variance, for --optimizer=adam.", "model", bound=POSITIVE)
     # The input.
     train_files: Sequence[str] | None = _setting(
         None, "Training clip-record globs or paths (repeatable).", "data", kind="multi_string")
     val_files: Sequence[str] | None = _setting(
         None, "Validation clip-record globs or paths (repeatable); none: no validation.",
         "data", kind="multi_string")
-    batch_size: int = _setting(32, "Clips per replica per step (paper: 32).", "data")
+    batch_size: int = _setting(32, "Clips per replica per step (paper: 32).", "data",
+                               bound=POSITIVE)
     val_batches: int = _setting(50, "Validation batches per evaluation; 0 = the whole "
-                                "validation set.", "data")
+                                "validation set.", "data", bound=NON_NEGATIVE)
     flip: bool = _setting(True, "Random horizontal flips in training (off when motion "
                           "direction matters).", "data")
     shuffle_buffer: int = _setting(
@@ -77,7 +117,7 @@ class TrainConfig:
     max_skipped_fraction: float = _setting(
         0.01, "Stop training with an error naming the files once more than this fraction of "
         "the training records read could not be decoded (skipped records are logged per "
-        "file, and written to TensorBoard, at every log step).", "data")
+        "file, and written to TensorBoard, at every log step).", "data", bound=Bound(0, 1))
     data_service: str | None = _setting(
         None, "grpc://HOST:PORT of a tf.data service dispatcher (sports1m-data-service): the "
         "training pipeline runs on its workers, this process only receives batches "
@@ -87,34 +127,37 @@ class TrainConfig:
     model_dir: str | None = _setting(
         None, "Run folder: its config, ckpt-STEP checkpoints, TensorBoard events, model.keras.",
         "training", kind="string")
-    train_steps: int = _setting(100_000, "Total optimiser steps of the run.", "training")
-    eval_every: int = _setting(1000, "Steps between validations.", "training")
-    checkpoint_every: int = _setting(1000, "Steps between checkpoints.", "training")
+    train_steps: int = _setting(100_000, "Total optimiser steps of the run.", "training",
+                                bound=POSITIVE)
+    eval_every: int = _setting(1000, "Steps between validations.", "training", bound=POSITIVE)
+    checkpoint_every: int = _setting(1000, "Steps between checkpoints.", "training", bound=POSITIVE)
     log_every: int = _setting(50, "Steps between progress lines and training scalars.",
-                              "training")
-    learning_rate: float = _setting(1e-3, "Initial learning rate (paper: 1e-3).", "training")
+                              "training", bound=POSITIVE)
+    learning_rate: float = _setting(1e-3, "Initial learning rate (paper: 1e-3).", "training",
+                                    bound=POSITIVE)
     optimizer: str = _setting(
         "sgd", "sgd: the paper's SGD with momentum. adam: AdamW (same decoupled weight "
         "decay), NOT the paper's; it learns motion from scratch in thousands of steps where "
         "SGD needs far more. Use it with --input_scale=0.015625 and a learning rate near "
         "3e-4.", "training", choices=("sgd", "adam"))
-    momentum: float = _setting(0.9, "SGD momentum (paper: 0.9).", "training")
+    momentum: float = _setting(0.9, "SGD momentum (paper: 0.9).", "training", bound=FRACTION)
     weight_decay: float = _setting(
         5e-4, "Decoupled weight decay of kernels: w <- w * (1 - lr * wd) each step (keras "
         "SGD / AdamW weight_decay; biases are not decayed). With --optimizer=adam use about "
-        "0.1: at lr 3e-4, 5e-4 is nearly no decay.", "training")
+        "0.1: at lr 3e-4, 5e-4 is nearly no decay.", "training", bound=NON_NEGATIVE)
     plateau_patience: int = _setting(
         5, "Validations without a better clip Hit@1 before the learning rate drops x0.1.",
-        "training")
+        "training", bound=POSITIVE)
     min_learning_rate: float = _setting(
         1e-6, "The learning rate never goes below this (plateau); cosine ends at it.",
-        "training")
+        "training", bound=NON_NEGATIVE)
     lr_schedule: str = _setting(
         "plateau", "plateau: the paper's, x0.1 after --plateau_patience validations without "
         "a better clip Hit@1. cosine: from --learning_rate down to --min_learning_rate at "
         "--train_steps, whatever validation does (changing --train_steps on resume changes "
         "the curve).", "training", choices=("plateau", "cosine"))
-    keep_checkpoints: int = _setting(5, "Checkpoints kept (oldest deleted).", "training")
+    keep_checkpoints: int = _setting(5, "Checkpoints kept (oldest deleted).", "training",
+                                     bound=POSITIVE)
     seed: int = _setting(0, "Seed of initialisation and data order.", "training")
     kernel_init: str = _setting(
         "glorot_uniform", "Initialiser of the ReLU layers' kernels when training from "
@@ -142,21 +185,25 @@ class TrainConfig:
         "(3-D convolutions 4-5x slower there).", "distribution", choices=("auto", "on", "off"))
     cpu_devices: int = _setting(
         1, "Split the CPU into this many logical devices when there is no GPU (runs "
-        "MirroredStrategy's multi-replica path on one machine).", "distribution")
+        "MirroredStrategy's multi-replica path on one machine).", "distribution", bound=POSITIVE)
     peer_timeout: float = _setting(
-        120.0, "Seconds to wait for the cluster's other tasks before failing.", "distribution")
+        120.0, "Seconds to wait for the cluster's other tasks before failing.", "distribution",
+        bound=POSITIVE)
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """How videos are scored (docs/design.md, "Evaluation"): sports1m-eval, the
     baseline and the studies read these defaults."""
-    clips_per_video: int = _setting(20, "Clips per video (paper: 20).", EVAL_GROUP)
+    clips_per_video: int = _setting(20, "Clips per video (paper: 20).", EVAL_GROUP, bound=POSITIVE)
     views: int = _setting(4, "Views per clip: centre, centre flipped, top-left, bottom-right "
-                          "flipped (paper: 4).", EVAL_GROUP)
-    batch_size: int = _setting(32, "Views per batch, over all replicas.", EVAL_GROUP)
-    montage_videos: int = _setting(12, "Videos in predictions_montage.png.", EVAL_GROUP)
-    confusion_classes: int = _setting(30, "Classes in confusion_matrix.png.", EVAL_GROUP)
+                          "flipped (paper: 4).", EVAL_GROUP, bound=Bound(1, 4))
+    batch_size: int = _setting(32, "Views per batch, over all replicas.", EVAL_GROUP,
+                               bound=POSITIVE)
+    montage_videos: int = _setting(12, "Videos in predictions_montage.png.", EVAL_GROUP,
+                                   bound=NON_NEGATIVE)
+    confusion_classes: int = _setting(30, "Classes in confusion_matrix.png.", EVAL_GROUP,
+                                      bound=POSITIVE)
     progress: bool = _setting(True, "Show a progress bar.", EVAL_GROUP)
 
 
@@ -201,6 +248,29 @@ def _define(fields: Sequence[dataclasses.Field], flag_values: flags.FlagValues) 
         else:
             _DEFINE[meta["kind"]](field.name, field.default, meta["help"],
                                   flag_values=flag_values)
+
+
+def check_settings(config) -> None:
+    """Refuses a `TrainConfig` or `EvalConfig` holding a value no run can use.
+
+    Called by the commands right after their flags are parsed (before TensorFlow
+    starts) and by `train()` for Python callers. Each setting's `Bound` is in its
+    field above: change a bound there.
+
+    Raises:
+      SettingError: '--NAME=VALUE: NAME must be ...', for the first such setting.
+    """
+    for field in dataclasses.fields(config):
+        bound, value = field.metadata.get("bound"), getattr(config, field.name)
+        if bound is None or value is None or bound.allows(value):
+            continue
+        if field.metadata["kind"] == "integer":
+            rule = ("positive (1 or more)" if bound is POSITIVE else
+                    f"an integer in [{bound.low:g}, {bound.high:g}]" if bound.high is not None
+                    else f"at least {bound.low:g}")
+        else:
+            rule = bound.text()
+        raise SettingError(f"--{field.name}={value}: {field.name} must be {rule}")
 
 
 def config_from_flags(flag_values: flags.FlagValues = FLAGS, **overrides) -> TrainConfig:

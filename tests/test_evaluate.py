@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sports1m_tf import models
+from sports1m_tf import metrics, models
 from sports1m_tf.evaluation import evaluate, figures
 from sports1m_tf.settings import EvalConfig
 from sports1m_tf.data import dataset_info
@@ -124,7 +124,7 @@ def test_confusion_figure_for_hundreds_of_classes(tmp_path):
     rng = np.random.default_rng(0)
     counts = np.diag(rng.integers(5, 20, 300)) + (rng.random((300, 300)) < 0.01)
     counts[17, 240] = counts[240, 17] = 30   # a planted, strongly confused pair
-    order = figures.confused_class_order(counts, 25)
+    order = metrics.most_confused_classes(counts, 25)
     assert len(order) == 25 and abs(order.index(17) - order.index(240)) == 1
     path = figures.plot_confusion(counts, [f"class {i}" for i in range(300)],
                                   str(tmp_path / "confusion.png"), top_n=25)

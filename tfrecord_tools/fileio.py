@@ -6,9 +6,12 @@ Local paths use the standard library so that converter workers start without the
 from __future__ import annotations
 
 import contextlib
+import datetime
 import glob
+import json
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from typing import Iterator
@@ -169,6 +172,72 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
 
 def write_text_atomic(path: str, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+class LockHeld(Exception):
+    """Another live process holds the lock; the message names the folder and the holder."""
+
+
+def _holder_text(fd: int) -> str:
+    """'pid N on HOST since TIME' from a lock file's record, or what is known."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        holder = json.loads(os.read(fd, 4096).decode("utf-8") or "{}")
+    except (OSError, ValueError):
+        holder = {}
+    if not holder:
+        return "a process that has not yet written its name"
+    return (f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
+            f"since {holder.get('since', '?')}")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str, what: str) -> Iterator[None]:
+    """Holds an exclusive `flock` on the file `path` (created if missing) for the block.
+
+    One writer per folder, decided by the kernel: the lock goes with the open file, so
+    it is released when the holder ends however it ends (exit, SIGKILL, a zombie whose
+    descriptors are closed), and a pid reused by another process never blocks. The
+    holder's pid, host and start time are written into the file only to name it in
+    the refusal; the file itself stays (removing it would race with a waiter).
+
+    Remote paths (gs://, ...) have no such lock: the block runs unlocked and the user
+    coordinates writers there.
+
+    Args:
+      path: the lock file, inside the folder it guards (e.g. `RUN_DIR/.lock`).
+      what: what the folder is, for the message ("run folder runs/slow").
+
+    Raises:
+      LockHeld: another process holds the lock: '{what} is in use by pid N on HOST
+        since TIME (lock file PATH)...'.
+    """
+    if is_remote(path):
+        yield
+        return
+    import fcntl
+    local = _local(path)
+    os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
+    fd = os.open(local, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockHeld(
+                f"{what} is in use by {_holder_text(fd)} (lock file {local}); wait for "
+                "that process to end, or give another folder") from None
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "since": datetime.datetime.now(datetime.timezone.utc)
+              .strftime("%Y-%m-%d %H:%M:%S UTC")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode("utf-8"), 0)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # before the unlock: no stale name for the next reader
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextlib.contextmanager

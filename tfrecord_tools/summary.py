@@ -105,8 +105,9 @@ def class_differences(ours: Iterable[str], theirs: Iterable[str], *,
     `names` say what the two lists are, in the message.
     """
     ours, theirs = list(ours), list(theirs)
-    only_ours = [n for n in ours if n not in set(theirs)]
-    only_theirs = [] if subset else [n for n in theirs if n not in set(ours)]
+    ours_set, theirs_set = set(ours), set(theirs)  # once: lists of 100,000 classes occur
+    only_ours = [n for n in ours if n not in theirs_set]
+    only_theirs = [] if subset else [n for n in theirs if n not in ours_set]
     if ours == theirs or (subset and not only_ours):
         return ""
     a, b = names
@@ -118,7 +119,8 @@ def class_differences(ours: Iterable[str], theirs: Iterable[str], *,
     if only_theirs:
         parts.append(f"only {b} has {_some(only_theirs)}")
     if not parts or (not only_ours and not only_theirs):
-        moved = [f"{n!r} is {i} in {a} but {theirs.index(n)} in {b}"
+        where = {n: i for i, n in reversed(list(enumerate(theirs)))}  # first position
+        moved = [f"{n!r} is {i} in {a} but {where[n]} in {b}"
                  for i, n in enumerate(ours) if i >= len(theirs) or theirs[i] != n]
         parts.append("the same classes in another order: " + _some(moved, quote=False))
     return "; ".join(parts)

@@ -62,6 +62,7 @@ def evaluate(members: Sequence, eval_files, *, output_dir: str,
     """
     from sports1m_tf.data import dataset_info, list_files
 
+    settings.check_settings(config)
     members = [as_member(m) for m in members]
     if not members:
         raise ValueError("no model to evaluate: give --model_dir, --checkpoint or --keras_model")
@@ -124,13 +125,18 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
     del argv
-    import tensorflow as tf
-
     for name in ("eval_files", "output_dir"):
         if not FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
     if not (FLAGS.model_dir or FLAGS.checkpoint or FLAGS.keras_model):
         raise app.UsageError("give at least one --model_dir, --checkpoint or --keras_model")
+    config = settings.eval_config_from_flags()
+    try:
+        settings.check_settings(config)  # before TensorFlow starts
+    except settings.SettingError as e:
+        raise cli.UserError(str(e)) from None
+    import tensorflow as tf
+
     strategy = None
     if FLAGS.strategy == "mirrored":
         devices = None
@@ -142,7 +148,7 @@ def main(argv: Sequence[str]) -> None:
         members = load_members(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.keras_model)
     try:
         evaluate(members, FLAGS.eval_files, output_dir=FLAGS.output_dir,
-                 config=settings.eval_config_from_flags(), strategy=strategy,
+                 config=config, strategy=strategy,
                  compare_with=FLAGS.compare_with)
     except ValueError as e:  # records or settings that do not fit the models
         raise cli.UserError(str(e)) from None

@@ -1,8 +1,9 @@
 """Evaluation figures as PNG files (matplotlib, Agg backend: no display needed).
 
 - `plot_confusion`: the confusion matrix restricted to the N classes most
-  involved in confusions, ordered so that classes confused with each other sit
-  side by side. 487 × 487 cells are unreadable; the errors worth reading are
+  involved in confusions (`metrics.most_confused_classes`), ordered so that
+  classes confused with each other sit side by side. 487 × 487 cells are
+  unreadable (100,000 cannot even be held densely); the errors worth reading are
   among a few fine-grained classes (as in the paper: deer hunting vs. hunting, ...).
 - `plot_prediction_montage`: the paper's Figure 4: per video one frame, its
   ground truth (blue) and the top-5 predictions as bars, green when the class
@@ -18,41 +19,12 @@ matplotlib.use("Agg")  # before pyplot: files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from sports1m_tf import metrics  # noqa: E402
+from tfrecord_tools import fileio  # noqa: E402
+
 TRUTH_COLOUR = "#1f5fbf"
 CORRECT_COLOUR = "#2ca02c"
 WRONG_COLOUR = "#d62728"
-
-
-def confused_class_order(counts: np.ndarray, top_n: int) -> list[int]:
-    """The `top_n` classes with the most off-diagonal counts, neighbours by confusion.
-
-    Greedy chaining: start from the most confused pair; each next class is the
-    remaining one most confused with the last placed class (or, when it has no
-    confusion with it, the remaining class with the most confusions overall).
-
-    Args:
-      counts: int `[C, C]` (`metrics.confusion_counts`).
-      top_n: How many classes to show.
-
-    Returns:
-      class indices, at most `top_n`, in display order.
-    """
-    counts = np.asarray(counts)
-    off = counts - np.diag(np.diag(counts))
-    symmetric = off + off.T
-    involvement = symmetric.sum(axis=1)
-    chosen = [int(c) for c in np.argsort(-involvement, kind="stable")[:top_n]]
-    if not chosen:
-        return []
-    remaining = set(chosen)
-    order = [max(chosen, key=lambda c: (symmetric[c, chosen].max(), involvement[c], -c))]
-    remaining.discard(order[0])
-    while remaining:
-        last = order[-1]
-        best = max(remaining, key=lambda c: (symmetric[last, c], involvement[c], -c))
-        order.append(best)
-        remaining.discard(best)
-    return order
 
 
 def plot_confusion(counts: np.ndarray, class_names: Sequence[str], path: str, *,
@@ -65,18 +37,19 @@ def plot_confusion(counts: np.ndarray, class_names: Sequence[str], path: str, *,
     there are few enough to read.
 
     Args:
-      counts: int `[C, C]`, `counts[true, predicted]`.
+      counts: `metrics.Confusions`, or int `[C, C]`, `counts[true, predicted]`.
       class_names: C names.
 
     Returns:
       `path`.
     """
-    counts = np.asarray(counts)
-    order = confused_class_order(counts, top_n)
+    counts = metrics.as_confusions(counts)
+    totals = counts.row_totals()
+    order = metrics.most_confused_classes(counts, top_n)
     if not order:  # no confusion at all: show the classes with the most videos
-        order = [int(c) for c in np.argsort(-counts.sum(axis=1), kind="stable")[:top_n]]
-    sub = counts[np.ix_(order, order)]
-    rate = sub / np.maximum(counts[order].sum(axis=1, keepdims=True), 1)
+        order = [int(c) for c in np.argsort(-totals, kind="stable")[:top_n]]
+    sub = counts.dense(order)
+    rate = sub / np.maximum(totals[order][:, None], 1)
     n = len(order)
     side = max(4.0, 0.32 * n + 2.5)
     fig, ax = plt.subplots(figsize=(side + 1.0, side))
@@ -93,7 +66,8 @@ def plot_confusion(counts: np.ndarray, class_names: Sequence[str], path: str, *,
                     color="white" if rate[i, j] > 0.5 * rate.max() else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with fileio.atomic_path(path) as tmp:  # keeps the .png ending matplotlib reads
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
 
@@ -144,6 +118,7 @@ def plot_prediction_montage(frames: Sequence[np.ndarray], labels: Sequence[Seque
         ax_bars.set_ylim(k - 0.5, -0.5)  # best on top
         ax_bars.set_yticks([])
         ax_bars.tick_params(axis="x", labelsize=6)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    with fileio.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -4,7 +4,9 @@ Everything here works on the video predictions of
 `sports1m_tf.evaluation.video_scores.score_videos`; the metrics themselves are in
 `sports1m_tf.metrics` (docs/design.md, "Metrics"). Files written to the report
 folder: metrics.json, predictions.csv, video_probs.npz, confused_pairs.csv,
-confusion_matrix.png, predictions_montage.png (and delta_ap.csv when compared).
+confusion_matrix.png, predictions_montage.png (and delta_ap.csv when compared),
+each written whole or not at all (`fileio.atomic_path`): a rerun never reads half a
+report. Confusions are kept sparse (`metrics.Confusions`), so any number of classes fits.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from sports1m_tf import metrics, run_folder
 from sports1m_tf.evaluation import figures
 from sports1m_tf.metrics import TOP_K
 from sports1m_tf.evaluation.video_scores import VideoPredictions
+from tfrecord_tools import fileio
 
 
 def _none_if_nan(x: float) -> float | None:
@@ -41,7 +44,7 @@ def write_predictions_csv(path: str, videos: VideoPredictions, probs: np.ndarray
     top, top_p = metrics.top_k(probs, k)
     hit1 = metrics.hits_at_k(probs, videos.labels, 1)
     hit5 = metrics.hits_at_k(probs, videos.labels, k)
-    with open(path, "w", newline="") as f:
+    with fileio.atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["media_id", "labels", "hit_at_1", f"hit_at_{k}", "view_rows"]
                    + [f"{name}{r + 1}" for r in range(k) for name in ("top", "prob")])
@@ -58,17 +61,19 @@ def write_video_probs(path: str, videos: VideoPredictions, class_names: Sequence
     is their mean over M), `labels` bool [V, C], `view_rows` int [V],
     `class_names` str [C]. Size ≈ V × M × C × 4 bytes.
     """
-    np.savez(path, media_ids=np.asarray(videos.media_ids), member_probs=videos.probs,
-             labels=videos.labels, view_rows=videos.rows, class_names=np.asarray(class_names))
+    with fileio.atomic_path(path) as tmp:  # keeps the .npz ending: savez adds none
+        np.savez(tmp, media_ids=np.asarray(videos.media_ids), member_probs=videos.probs,
+                 labels=videos.labels, view_rows=videos.rows,
+                 class_names=np.asarray(class_names))
 
 
-def write_confused_pairs_csv(path: str, counts: np.ndarray, class_names: Sequence[str],
-                             top_n: int = 50) -> list[dict]:
+def write_confused_pairs_csv(path: str, counts: metrics.Confusions,
+                             class_names: Sequence[str], top_n: int = 50) -> list[dict]:
     """The most confused class pairs (both directions summed); returns them as dicts."""
     pairs = [dict(class_a=class_names[a], class_b=class_names[b], count=n,
-                  a_predicted_as_b=int(counts[a, b]), b_predicted_as_a=int(counts[b, a]))
+                  a_predicted_as_b=counts.get(a, b), b_predicted_as_a=counts.get(b, a))
              for a, b, n in metrics.most_confused_pairs(counts, top_n)]
-    with open(path, "w", newline="") as f:
+    with fileio.atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, ["class_a", "class_b", "count", "a_predicted_as_b",
                                "b_predicted_as_a"])
         w.writeheader()
@@ -105,7 +110,8 @@ def compare_reports(this: dict, other_path: str, output_dir: str, top_n: int = 1
         delta = None if a is None or b is None else a - b
         rows.append(dict(class_index=index, **{"class": name}, ap=a, other_ap=b, delta_ap=delta))
     rows.sort(key=lambda r: (r["delta_ap"] is None, -(r["delta_ap"] or 0.0)))
-    with open(os.path.join(output_dir, "delta_ap.csv"), "w", newline="") as f:
+    with fileio.atomic_path(os.path.join(output_dir, "delta_ap.csv")) as tmp, \
+            open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, ["class_index", "class", "ap", "other_ap", "delta_ap"])
         w.writeheader()
         w.writerows(rows)
@@ -202,7 +208,7 @@ def write_report(output_dir: str, result: dict, predicted: dict, class_names: Se
     os.makedirs(output_dir, exist_ok=True)
     videos: VideoPredictions = predicted["videos"]
     ensemble = videos.probs.mean(axis=1)
-    counts = metrics.confusion_counts(ensemble, videos.labels)
+    counts = metrics.Confusions.from_predictions(ensemble, videos.labels)  # sparse: any C
     write_predictions_csv(os.path.join(output_dir, "predictions.csv"), videos, ensemble,
                           class_names)
     write_video_probs(os.path.join(output_dir, "video_probs.npz"), videos, class_names)
@@ -222,6 +228,6 @@ def write_report(output_dir: str, result: dict, predicted: dict, class_names: Se
             titles=[videos.media_ids[i] for i in shown])
     if compare_with:
         result["comparison"] = compare_reports(result, compare_with, output_dir)
-    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    fileio.write_text_atomic(os.path.join(output_dir, "metrics.json"),
+                             json.dumps(result, indent=1))
     return result

@@ -64,22 +64,35 @@ def conv1_kernels(model) -> dict[str, np.ndarray]:
             for layer in model.layers if layer.name.endswith("conv1")}
 
 
-def confusion_image(counts: np.ndarray, cell: int | None = None) -> np.ndarray:
+# Up to this many classes the whole confusion matrix is drawn; above, only the
+# most confused classes (a dense [C, C] image of 100,000 classes would not fit).
+WHOLE_CONFUSION_CLASSES = 512
+CONFUSED_CLASSES_SHOWN = 64
+
+
+def confusion_image(counts, cell: int | None = None) -> np.ndarray:
     """A confusion matrix as a heat map, each true-class row scaled to sum 1.
 
     White = 0, dark blue = the whole row; a red diagonal-free cell shows a
-    confusion. Cells are `cell` pixels wide (default: ~512 pixels in all).
+    confusion. Cells are `cell` pixels wide (default: ~512 pixels in all). Above
+    `WHOLE_CONFUSION_CLASSES` classes it shows the `CONFUSED_CLASSES_SHOWN` most
+    confused ones (`metrics.most_confused_classes`), rows still scaled by all of
+    their clips.
 
     Args:
-      counts: [C, C], `counts[true, predicted]`.
+      counts: `metrics.Confusions`, or `[C, C]` `counts[true, predicted]`.
 
     Returns:
-      uint8 [C * cell, C * cell, 3].
+      uint8 `[n * cell, n * cell, 3]`, n = the classes shown.
     """
-    counts = np.asarray(counts, np.float64)
-    classes = counts.shape[0]
-    totals = counts.sum(axis=1, keepdims=True)
-    rates = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    from sports1m_tf import metrics
+    counts = metrics.as_confusions(counts)
+    shown = (np.arange(counts.num_classes) if counts.num_classes <= WHOLE_CONFUSION_CLASSES
+             else metrics.most_confused_classes(counts, CONFUSED_CLASSES_SHOWN))
+    sub = counts.dense(shown).astype(np.float64)
+    classes = sub.shape[0]
+    totals = counts.row_totals()[shown][:, None].astype(np.float64)
+    rates = np.divide(sub, totals, out=np.zeros_like(sub), where=totals > 0)
     cell = cell or max(1, 512 // max(classes, 1))
     # Correct predictions in blue, confusions in red, intensity = rate.
     diagonal = np.eye(classes, dtype=bool)
@@ -96,7 +109,7 @@ def write_filter_images(model, step: int) -> None:
         tf.summary.image(f"filters/{name}", filter_grid(kernel)[None], step=step)
 
 
-def write_confusion_image(counts: np.ndarray, step: int) -> None:
+def write_confusion_image(counts, step: int) -> None:
     """Writes the confusion matrix as `confusion_matrix` (call inside a writer)."""
     tf.summary.image("confusion_matrix", confusion_image(counts)[None], step=step)
 
@@ -121,7 +134,7 @@ def write_validation(writers, step: int, validation: dict, model) -> None:
 
     Args:
       writers: `run_writers`' pair.
-      validation: dict with `hit_at_1`, `loss` and `confusion` counts.
+      validation: dict with `hit_at_1`, `loss` and `confusion` (`metrics.Confusions`).
       model: the trained `keras.Model`.
     """
     train_writer, val_writer = writers

@@ -28,8 +28,8 @@ From Python (transfer learning reuses the loop with its own model):
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import hashlib
 import math
 import os
 import time
@@ -51,10 +51,7 @@ def _check_config(config: TrainConfig) -> None:
         raise ValueError("model_dir is required")
     if not config.train_files:
         raise ValueError("train_files is required")
-    for name in ("batch_size", "train_steps", "eval_every", "checkpoint_every", "log_every",
-                 "plateau_patience", "keep_checkpoints"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+    settings.check_settings(config)
     profiling.parse_steps(config.profile_steps)
 
 
@@ -158,7 +155,10 @@ def _training_iterator(strategy, config: TrainConfig, data_args: dict, start_ste
 
 
 def validate(predict: Callable, dataset, agree: Callable[[float], float] = float) -> dict:
-    """Clip-level validation of a model on `dataset`.
+    """Clip-level validation of a model on `dataset`, batch by batch.
+
+    Nothing of size clips × classes is kept: each batch adds its hits, its loss
+    and its confusions (sparse), so memory follows the batch, at any number of classes.
 
     Args:
       predict: `fn(frames) -> probabilities`, the model in inference mode.
@@ -167,29 +167,24 @@ def validate(predict: Callable, dataset, agree: Callable[[float], float] = float
 
     Returns:
       dict: `hit_at_1` (clip Hit@1), `loss` (mean cross-entropy), `clips`,
-      `confusion` (`metrics.confusion_counts`).
+      `confusion` (`metrics.Confusions`).
     """
     import numpy as np
 
     from sports1m_tf import metrics
-    probs, targets = [], []
+    hits, loss_sum, clips, confusion = 0, 0.0, 0, None
     for frames, target in dataset:
-        probs.append(predict(frames).numpy())
-        targets.append(target.numpy())
-    probs, targets = np.concatenate(probs), np.concatenate(targets)
-    labels = targets > 0
-    loss = float(np.mean(-np.sum(targets * np.log(np.clip(probs, 1e-7, 1.0)), axis=1)))
-    return {"hit_at_1": agree(metrics.hit_at_k(probs, labels, 1)), "loss": agree(loss),
-            "clips": len(probs), "confusion": metrics.confusion_counts(probs, labels)}
-
-
-def weights_digest(model) -> str:
-    """SHA-256 of the model's weights: identifies them across processes and runs."""
-    import numpy as np
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(np.asarray(weight.numpy())).tobytes())
-    return digest.hexdigest()
+        probs, target = predict(frames).numpy(), target.numpy()
+        labels = target > 0
+        hits += int(metrics.hits_at_k(probs, labels, 1).sum())
+        loss_sum += float(-np.sum(target * np.log(np.clip(probs, 1e-7, 1.0))))
+        clips += len(probs)
+        batch = metrics.Confusions.from_predictions(probs, labels)
+        confusion = batch if confusion is None else confusion + batch
+    if not clips:
+        raise ValueError("validation read no clip: check --val_files")
+    return {"hit_at_1": agree(hits / clips), "loss": agree(loss_sum / clips), "clips": clips,
+            "confusion": confusion}
 
 
 def _resolve_precision(config: TrainConfig) -> tuple[str, bool]:
@@ -305,13 +300,58 @@ def _at(step: int, every: int, config: TrainConfig) -> bool:
     return step % every == 0 or step == config.train_steps
 
 
-def _not_finite_error(config: TrainConfig, losses: list[float], first_step: int,
-                      saved: int) -> FloatingPointError:
-    bad = next(i for i, loss in enumerate(losses) if not math.isfinite(loss))
-    return FloatingPointError(
-        f"training loss or gradient is not finite at step {first_step + bad + 1} "
-        f"(model_dir {config.model_dir}); the last good state is saved as "
-        f"checkpoint {saved}: lower --learning_rate or check the data")
+class _GoodCheckpoints:
+    """Saves checkpoints only of finite state, and remembers the last one it checked.
+
+    A step whose loss or gradient is not finite is not applied, but a finite
+    gradient can still carry the weights to infinity; so every save first checks
+    every floating-point variable of the model and the optimiser. "The last good
+    state" then always names a checkpoint whose weights were seen finite.
+    """
+
+    def __init__(self, manager, variables, config: TrainConfig, last_good: int | None):
+        import keras
+        import tensorflow as tf
+        self._manager, self._config, self.last_good = manager, config, last_good
+        floats = [v for v in variables if keras.backend.is_float_dtype(v.dtype)]
+        # One reduction on the devices that hold the variables: no host copy of them.
+        self._finite = tf.function(lambda: tf.reduce_all(
+            [tf.reduce_all(tf.math.is_finite(v)) for v in floats]))
+
+    def finite(self) -> bool:
+        return bool(self._finite())
+
+    def _last_good_text(self) -> str:
+        if self.last_good is None:
+            return "no checkpoint of this run was written"
+        return f"the last good state is checkpoint {self.last_good}"
+
+    def save(self, step: int) -> None:
+        """Saves checkpoint `step`.
+
+        Raises:
+          FloatingPointError: a weight or optimiser slot is not finite (nothing saved).
+        """
+        if not self.finite():
+            raise FloatingPointError(
+                f"the weights are not finite at step {step} (model_dir "
+                f"{self._config.model_dir}); {self._last_good_text()}: lower "
+                "--learning_rate or --weight_decay, or check the data")
+        self._manager.save(checkpoint_number=step)
+        self.last_good = step
+
+    def stop_not_finite(self, losses: list[float], first_step: int, done: int):
+        """Saves the state after a skipped step if it is finite; returns the error to raise."""
+        bad = first_step + next(i for i, x in enumerate(losses) if not math.isfinite(x)) + 1
+        if self.finite():
+            self._manager.save(checkpoint_number=done)
+            self.last_good = done
+            saved = f"the last good state is saved as checkpoint {done}"
+        else:
+            saved = f"the weights were already not finite; {self._last_good_text()}"
+        return FloatingPointError(
+            f"training loss or gradient is not finite at step {bad} (model_dir "
+            f"{self._config.model_dir}); {saved}: lower --learning_rate or check the data")
 
 
 def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
@@ -341,15 +381,25 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
       forever instead of returning.
 
     Raises:
-      FloatingPointError: the loss became NaN or infinite (the last good state is
-        checkpointed first; the message names the step).
-      ValueError: bad settings, a malformed TF_CONFIG, or a model_dir holding a
-        different model.
+      FloatingPointError: the loss, a gradient or the weights became NaN or
+        infinite (the message names the step and the last checkpoint checked finite).
+      ValueError: bad settings (`settings.SettingError`), a malformed TF_CONFIG, a
+        model_dir holding a different model or a checkpoint that is not finite.
+      cli.UserError: another process trains in `model_dir`.
     """
     _check_config(config)
     task = distribute.parse_tf_config()
     if distribute.is_server_task(config.strategy, task):
         distribute.serve_forever(task)  # ps and worker tasks of a parameter-server cluster
+    # One writer per run folder: the chief (the other workers write elsewhere).
+    with (run_folder.writer_lock(config.model_dir) if distribute.is_chief(task)
+          else contextlib.nullcontext()):
+        return _train(config, build_model_fn, run_config_extra)
+
+
+def _train(config: TrainConfig, build_model_fn: Callable | None,
+           run_config_extra: dict | None) -> dict:
+    """`train` once this process may write the run folder."""
     if config.cpu_devices > 1:
         distribute.split_cpu(config.cpu_devices)
     import numpy as np
@@ -384,10 +434,17 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
     manager = tf.train.CheckpointManager(
         checkpoint, write_dir, max_to_keep=config.keep_checkpoints if chief else 1,
         checkpoint_name=run_folder.CHECKPOINT_NAME)
+    checkpoints = _GoodCheckpoints(manager, [*model.weights, *optimizer.variables], config,
+                                   last_good=None)
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
+        if not checkpoints.finite():
+            raise ValueError(f"{latest} holds weights that are not finite (written by an "
+                             "older version that did not check): delete its files to resume "
+                             "from the checkpoint before it, or train in a new --model_dir")
         logging.info("resumed from %s", latest)
     start_step = int(step.numpy())
+    checkpoints.last_good = start_step if latest else None
     best = run_folder.BestModel(config.model_dir, resumed=bool(latest), writer=chief)
 
     # Input and steps.
@@ -409,7 +466,6 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
 
     # The loop: steps up to the next log, validation or checkpoint boundary.
     current, last_loss, validation = start_step, float("nan"), None
-    saved_at = start_step if latest else None
     logging.info("training %s from step %d to %d: %d clips per step over %d replica(s)%s",
                  model.name, current, config.train_steps, clips_per_step,
                  strategy.num_replicas_in_sync,
@@ -425,9 +481,8 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
                 traced_from=current if profile.tracing else None)
         done = int(step.numpy())
         if not all(math.isfinite(loss) for loss in losses):
-            # The non-finite step was not applied: the state is the last good one.
-            manager.save(checkpoint_number=done)
-            raise _not_finite_error(config, losses, current, done)
+            # The non-finite step was not applied: the state is the last applied one.
+            raise checkpoints.stop_not_finite(losses, current, done)
         progress.add(time.perf_counter() - started, done - current, waited,
                      time.process_time() - cpu_started)
         profile.after_steps(done)
@@ -448,20 +503,19 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
         if _at(current, config.checkpoint_every, config):
             # Every MultiWorkerMirrored worker takes part (so the decision depends
             # only on the step); only the chief's copy stays.
-            manager.save(checkpoint_number=current)
-            saved_at = current
+            checkpoints.save(current)
 
     # The final model.
     profile.close()
-    if saved_at != current:
-        manager.save(checkpoint_number=current)
+    if checkpoints.last_good != current:
+        checkpoints.save(current)
     model_path = os.path.join(config.model_dir, run_folder.FINAL_MODEL_FILE)
     if chief:
         with writers[0].as_default():
             summaries.write_filter_images(model, current)
         for writer in writers:
             writer.flush()
-        run_folder.save_final_model(model, config.model_dir)
+        run_folder.save_final_model(model, config.model_dir, current)
         logging.info("finished at step %d; final model %s", current, model_path)
     else:
         run_folder.discard_write_dir(write_dir, config.model_dir)
@@ -471,27 +525,41 @@ def train(config: TrainConfig, *, build_model_fn: Callable | None = None,
             "model_path": model_path if chief else None,
             "best_model_path": best.path, "best_step": best.step,
             "learning_rate": optimization.current_learning_rate(optimizer),
-            "weights_sha256": weights_digest(model)}
+            "weights_sha256": run_folder.weights_digest(model)}
 
 
 # ---------------------------------------------------------------------------
 # Command
 # ---------------------------------------------------------------------------
+def _finished(config: TrainConfig) -> bool:
+    """Whether the run is already at `train_steps`; then its final model is checked (and
+    rewritten from the last checkpoint if it is cut short or not the recorded one)."""
+    done = run_folder.finished_step(config.model_dir, config.train_steps)
+    if done is None:
+        return False
+    if distribute.is_chief(distribute.parse_tf_config()):
+        run_folder.ensure_final_model(config.model_dir, done)
+    print(f"{config.model_dir} is already at step {done} (--train_steps={config.train_steps}): "
+          "nothing to do; raise --train_steps to train further")
+    return True
+
+
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     for name in ("model_dir", "train_files"):
         if not FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
-    done = run_folder.finished_step(FLAGS.model_dir, FLAGS.train_steps)
-    if done is not None:
-        print(f"{FLAGS.model_dir} is already at step {done} (--train_steps={FLAGS.train_steps}): "
-              "nothing to do; raise --train_steps to train further")
-        return
+    config = config_from_flags()
     try:
-        result = train(config_from_flags())
-    except cli.UserError:
-        raise
+        settings.check_settings(config)  # before TensorFlow starts
+        with (run_folder.writer_lock(config.model_dir)
+              if distribute.is_chief(distribute.parse_tf_config()) else contextlib.nullcontext()):
+            if _finished(config):
+                return
+            result = train(config)
+    except (cli.UserError, settings.SettingError) as e:
+        raise cli.UserError(str(e)) from None
     except (ValueError, TimeoutError, FloatingPointError) as e:
         logging.error("%s", e)
         raise SystemExit(f"sports1m-train: error: {e}") from None
