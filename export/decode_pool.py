@@ -19,6 +19,7 @@ import queue
 import time
 from typing import Iterator, Sequence
 
+from export.frame_bounds import FrameBounds
 from tfrecord_tools import schema
 
 # Segments waiting in the queue per worker: enough to keep the model busy while a
@@ -37,12 +38,15 @@ class DecodeOptions:
       threads: int. FFmpeg threads per worker (0: one per core).
       frames: offsets within a clip to convert (the model's); None: all 16.
       frame_size: int. Side of the stored frames (200, the converter's default).
+      bounds: the model's `frame_bounds.FrameBounds`; a file whose frames are
+        outside them is an error. None: any frame size.
     """
     max_clips: int = 20
     segment_seconds: float = 0.0
     threads: int = 1
     frames: tuple[int, ...] | None = None
     frame_size: int = schema.FRAME_SIZE
+    bounds: FrameBounds | None = None
 
 
 @dataclasses.dataclass
@@ -71,10 +75,11 @@ def _decode_file(path: str, options: DecodeOptions):
     if options.segment_seconds > 0:
         yield from video_input.iter_segments(path, options.segment_seconds, options.max_clips,
                                              threads=options.threads, frames=options.frames,
-                                             size=options.frame_size)
+                                             size=options.frame_size, bounds=options.bounds)
         return
     yield video_input.read_video(path, options.max_clips, threads=options.threads,
-                                 frames=options.frames, size=options.frame_size)
+                                 frames=options.frames, size=options.frame_size,
+                                 bounds=options.bounds)
 
 
 def _worker(tasks, results, options: DecodeOptions) -> None:

@@ -32,6 +32,7 @@ import os
 
 from absl import app, flags, logging
 
+from export import frame_bounds
 from sports1m_tf import cli, run_folder
 
 FLAGS = flags.FLAGS
@@ -65,6 +66,17 @@ flags.DEFINE_list("representative_files", None,
                   "Video files whose clips calibrate --quantize=int8 (default: the run's "
                   "validation records).")
 flags.DEFINE_integer("representative_clips", 100, "Clips that calibrate --quantize=int8.")
+flags.DEFINE_integer("max_frame_pixels", None,
+                     "Most pixels (height x width) of one client frame; the served graph reads "
+                     "each JPEG's size from its header and refuses larger frames before "
+                     "decoding them (raw frames: from the input's shape). Default: "
+                     f"({frame_bounds.DEFAULT_SIDE_FACTOR} x the larger of the frame size "
+                     "and 200)^2, "
+                     f"{frame_bounds.default_max_pixels(200)} for 200-pixel frames "
+                     "(1920x1080 fits). Recorded in model_info.json.")
+flags.DEFINE_integer("max_clips", frame_bounds.DEFAULT_MAX_CLIPS,
+                     "Most clips in one request (the paper scores 20 a video). Recorded in "
+                     "model_info.json.")
 flags.mark_flag_as_required("export_dir")
 flags.mark_flags_as_mutual_exclusive(["model_dir", "keras_model"], required=True)
 
@@ -157,8 +169,12 @@ def export_tflite(model, name: str, names, frame_size: int) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from export.saved_model import export_model
+    for flag in ("max_frame_pixels", "max_clips"):
+        if FLAGS[flag].value is not None and FLAGS[flag].value < 1:
+            raise cli.UserError(f"--{flag} must be at least 1, got {FLAGS[flag].value}")
+    from export.saved_model import export_model, exporting
     from sports1m_tf.models import describe
+    from tfrecord_tools import fileio
 
     model, names = load_model_and_names(FLAGS.model_dir, FLAGS.keras_model, FLAGS.step)
     if FLAGS.class_names:
@@ -177,12 +193,19 @@ def main(argv):
                         "%d-pixel frames (set --frame_size otherwise)", frame_size)
     logging.info("client frames are brought to %d x %d before the model's crop", frame_size,
                  frame_size)
-    if FLAGS.format == "tflite":
-        print(export_tflite(model, name, names, frame_size))
-        return
-    path = export_model(model, FLAGS.export_dir, name, FLAGS.version, class_names=names,
-                        warmup=FLAGS.warmup, serving_root=FLAGS.serving_root,
-                        frame_size=frame_size, embedding_layer=FLAGS.embedding_layer)
+    try:
+        with exporting(FLAGS.export_dir, name):
+            if FLAGS.format == "tflite":
+                print(export_tflite(model, name, names, frame_size))
+                return
+            path = export_model(model, FLAGS.export_dir, name, FLAGS.version,
+                                class_names=names, warmup=FLAGS.warmup,
+                                serving_root=FLAGS.serving_root, frame_size=frame_size,
+                                embedding_layer=FLAGS.embedding_layer,
+                                max_frame_pixels=FLAGS.max_frame_pixels,
+                                max_clips=FLAGS.max_clips)
+    except (fileio.LockHeld, ValueError) as e:
+        raise cli.UserError(str(e)) from None
     logging.info("models.config: %s", os.path.join(FLAGS.export_dir, "models.config"))
     print(path)
 

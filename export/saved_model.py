@@ -13,17 +13,20 @@ Layout written (what TF Serving watches and loads):
 reads (`frames`), its family, crop and stored frame size, so that a client
 decodes only what matters (`sports1m-predict` converts only those frames).
 
-A version is written under a temporary name and renamed into place when complete,
-so a server polling NAME/ never loads a half-written version.
+A version is written under a temporary name unique to the process and renamed
+into place when complete, so a server polling NAME/ never loads a half-written
+version; a failed export (a full disk, an error) removes it. `exporting` is the
+lock of one export of a NAME at a time (`NAME/.sports1m-export.lock`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-import shutil
 import tempfile
-from typing import Sequence
+import uuid
+from typing import Iterator, Sequence
 
 import keras
 import numpy as np
@@ -31,6 +34,7 @@ import tensorflow as tf
 from absl import logging
 
 from export import signatures
+from export.frame_bounds import DEFAULT_MAX_CLIPS, FrameBounds, check_bounds, default_max_pixels
 from export.video_prediction import MODEL_INFO_FILE
 from sports1m_tf.models import describe
 from tfrecord_tools import fileio, schema
@@ -38,6 +42,8 @@ from tfrecord_tools import fileio, schema
 CLASS_NAMES_FILE = "class_names.txt"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MODELS_CONFIG = "models.config"
+EXPORT_LOCK = ".sports1m-export.lock"
+STAGING_PREFIX = ".tmp-"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -206,10 +212,28 @@ def new_version_folders(export_dir: str, name: str, version: int | None) -> tupl
     final = os.path.join(model_root, str(version))
     if os.path.exists(final):
         raise FileExistsError(f"{final} already exists; pick another --version")
-    # Not an integer name: TF Serving ignores the folder until the rename.
-    staging = os.path.join(model_root, f".tmp-{version}")
-    shutil.rmtree(staging, ignore_errors=True)
+    # Not an integer name: TF Serving ignores the folder until the rename. Unique to
+    # the process: two exports never write into one folder.
+    staging = os.path.join(model_root,
+                           f"{STAGING_PREFIX}{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     return staging, final
+
+
+@contextlib.contextmanager
+def exporting(export_dir: str, name: str) -> Iterator[None]:
+    """Holds the lock of `EXPORT_DIR/NAME` for one export (`sports1m-export` takes it):
+    one writer per name, decided by the kernel, so a killed export never blocks the
+    next. Holding it, removes the staging folders killed exports left.
+
+    Raises:
+      fileio.LockHeld: another export of the name runs (names the folder and the holder).
+    """
+    model_root = os.path.join(export_dir, name)
+    with fileio.exclusive_lock(os.path.join(model_root, EXPORT_LOCK), f"model folder {model_root}"):
+        for entry in os.listdir(model_root):
+            if entry.startswith(STAGING_PREFIX):
+                fileio.remove_quietly(os.path.join(model_root, entry))
+        yield
 
 
 def export_model(model: keras.Model, export_dir: str, name: str, version: int | None = None,
@@ -217,7 +241,9 @@ def export_model(model: keras.Model, export_dir: str, name: str, version: int | 
                  serving_root: str | None = None,
                  clip_frames: int = schema.CLIP_FRAMES,
                  frame_size: int = schema.FRAME_SIZE,
-                 embedding_layer: str = signatures.DEFAULT_EMBEDDING_LAYER) -> str:
+                 embedding_layer: str = signatures.DEFAULT_EMBEDDING_LAYER,
+                 max_frame_pixels: int | None = None,
+                 max_clips: int = DEFAULT_MAX_CLIPS) -> str:
     """Exports a `sports1m_tf.models` model as a TF Serving SavedModel version.
 
     Args:
@@ -234,9 +260,16 @@ def export_model(model: keras.Model, export_dir: str, name: str, version: int | 
         converter's frame_size); the signatures bring client frames to it.
         Defaults to 200.
       embedding_layer: The layer `embed_video` answers with: `fc7` (default) or `fc6`.
+      max_frame_pixels: Most pixels (height x width) of a client frame; larger
+        ones are refused before decoding. Default: (8 x max(frame_size, 200))^2;
+        at least max(frame_size, 200)^2.
+      max_clips: Most clips in one request. Default 256.
 
     Returns:
       str, the version folder `EXPORT_DIR/NAME/VERSION`.
+
+    Raises:
+      fileio.DiskFull: the disk filled up (nothing of this version is left).
 
     Example:
       >>> model = build_model("single_frame", 3, width=0.0625, input_size=32)
@@ -247,7 +280,30 @@ def export_model(model: keras.Model, export_dir: str, name: str, version: int | 
         serving_apis()  # fail before the export, not after it
     info = model_info(model, clip_frames, frame_size, embedding_layer)
     names = export_class_names(class_names, info["num_classes"])
+    bounds = FrameBounds(max_frame_pixels or default_max_pixels(frame_size), info["input_size"],
+                         max_clips)
+    check_bounds(bounds, frame_size)
+    info.update(bounds.to_json())
     staging, final = new_version_folders(export_dir, name, version)
+    try:
+        _write_version(model, staging, name, names, info, clip_frames, frame_size,
+                       embedding_layer, bounds, warmup)
+        os.rename(staging, final)
+    except BaseException as e:
+        fileio.remove_quietly(staging)
+        if fileio.is_disk_full(e):
+            raise fileio.disk_full(e, final) from None
+        raise
+    write_models_config(export_dir, serving_root)
+    logging.info("exported %s (%s, %d classes) to %s", name, info["name"], info["num_classes"],
+                 final)
+    return final
+
+
+def _write_version(model: keras.Model, staging: str, name: str, names: list[str], info: dict,
+                   clip_frames: int, frame_size: int, embedding_layer: str,
+                   bounds: FrameBounds, warmup: bool) -> None:
+    """Writes a whole version folder at `staging`."""
     with tempfile.TemporaryDirectory() as scratch:
         # The asset keeps the file's base name inside the SavedModel.
         vocab = write_class_names(os.path.join(scratch, CLASS_NAMES_FILE), names)
@@ -256,15 +312,10 @@ def export_model(model: keras.Model, export_dir: str, name: str, version: int | 
         archive.track(model)
         archive.track(table)
         for signature, (fn, spec) in signatures.serving_functions(
-                model, table, clip_frames, frame_size, embedding_layer).items():
+                model, table, clip_frames, frame_size, embedding_layer, bounds).items():
             archive.add_endpoint(signature, fn, input_signature=spec)
         archive.write_out(staging, verbose=False)
     # After write_out: the archive has no hook for assets.extra.
     write_model_info(staging, info)
     if warmup:
         write_warmup(staging, name, clip_frames)
-    os.rename(staging, final)
-    write_models_config(export_dir, serving_root)
-    logging.info("exported %s (%s, %d classes) to %s", name, info["name"], info["num_classes"],
-                 final)
-    return final

@@ -12,6 +12,10 @@ the model reads. Preprocessing matches training and evaluation:
 Inputs carry no static rank in the signature so that the in-graph checks below
 (not a generic shape-mismatch in the client) explain a wrong input; the
 messages are the `*_MESSAGE` constants, formatted with the signature name.
+
+Work is bounded before anything is decoded (`export.frame_bounds`): clips per
+request, and each frame's size (raw frames from the input's shape, JPEG frames
+from their headers, after checking that the data ends with the end marker).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
+from export.frame_bounds import DEFAULT_MAX_CLIPS, FrameBounds, default_max_pixels
 from sports1m_tf.data import VIEWS, centre_crop, eval_views
 from sports1m_tf.metrics import TOP_K
 from sports1m_tf.models import describe
@@ -35,6 +40,8 @@ EMBEDDING_LAYERS = ("fc7", "fc6")
 DEFAULT_EMBEDDING_LAYER = "fc7"
 # Every JPEG file starts with an SOI marker followed by the first segment's marker.
 JPEG_MAGIC = b"\xff\xd8\xff"
+# ... and ends with the EOI marker; data cut short lacks it.
+JPEG_END = b"\xff\xd9"
 
 RANK_MESSAGE = "{signature}: expected {layout}; got an input of shape"
 FRAMES_MESSAGE = "{signature}: expected {frames} frames per clip (axis 1 of {layout}); got shape"
@@ -42,6 +49,21 @@ CHANNELS_MESSAGE = "{signature}: expected 3 colour channels (last axis of {layou
 EMPTY_MESSAGE = "{signature}: empty input, every axis of {layout} must be at least 1; got shape"
 NOT_JPEG_MESSAGE = ("{signature}: not JPEG data (a JPEG file starts with the bytes FF D8 FF); "
                     "[clip, frame] of the first such frame:")
+CLIPS_MESSAGE = ("{signature}: more than {max_clips} clips in one request (the bound set at "
+                 "export: sports1m-export --max_clips); got shape")
+PIXELS_MESSAGE = ("{signature}: frames over the bound of {max_pixels} pixels (height x width; "
+                  "set at export: sports1m-export --max_frame_pixels); got shape")
+SMALL_MESSAGE = ("{signature}: frames whose shorter side is below the model input size of "
+                 "{min_side} pixels; got shape")
+JPEG_END_MESSAGE = ("{signature}: JPEG data without its end marker (a JPEG file ends with the "
+                    "bytes FF D9): cut short; [clip, frame] of the first such frame:")
+JPEG_PIXELS_MESSAGE = ("{signature}: a frame over the bound of {max_pixels} pixels (height x "
+                       "width, read from its JPEG header; set at export: sports1m-export "
+                       "--max_frame_pixels); [clip, frame] of the first such frame and its "
+                       "[height, width]:")
+JPEG_SMALL_MESSAGE = ("{signature}: a frame whose shorter side is below the model input size of "
+                      "{min_side} pixels (read from its JPEG header); [clip, frame] of the "
+                      "first such frame and its [height, width]:")
 
 
 def class_name_table(path: str) -> tf.lookup.StaticHashTable:
@@ -57,8 +79,8 @@ def class_name_table(path: str) -> tf.lookup.StaticHashTable:
 
 
 def check_input(values: tf.Tensor, *, signature: str, layout: str, rank: int,
-                frames: int) -> tf.Tensor:
-    """Fails with a message naming the expected layout unless `values` fits it.
+                frames: int, bounds: FrameBounds) -> tf.Tensor:
+    """Fails with a message naming the expected layout unless `values` fits it and `bounds`.
 
     Args:
       values: the signature's input, of unknown static rank.
@@ -66,12 +88,14 @@ def check_input(values: tf.Tensor, *, signature: str, layout: str, rank: int,
       layout: The expected layout, e.g. "uint8 [batch, 16, height, width, 3]".
       rank: 5 for frames, 2 for JPEG strings.
       frames: Required size of axis 1.
+      bounds: clips per request (axis 0); for raw frames also their size.
 
     Returns:
       `values` with its static shape set (`[None, frames, None, None, 3]` or
       `[None, frames]`), once the checks have passed.
     """
-    fmt = dict(signature=signature, layout=layout, frames=frames)
+    fmt = dict(signature=signature, layout=layout, frames=frames, max_clips=bounds.max_clips,
+               max_pixels=bounds.max_pixels, min_side=bounds.min_side)
 
     def check(condition, message):
         return tf.debugging.Assert(condition, [message.format(**fmt), shape], summarize=8)
@@ -82,35 +106,68 @@ def check_input(values: tf.Tensor, *, signature: str, layout: str, rank: int,
     with tf.control_dependencies([rank_ok]):
         shape = tf.identity(shape)
     checks = [check(tf.equal(shape[1], frames), FRAMES_MESSAGE),
-              check(tf.reduce_all(shape > 0), EMPTY_MESSAGE)]
+              check(tf.reduce_all(shape > 0), EMPTY_MESSAGE),
+              check(shape[0] <= bounds.max_clips, CLIPS_MESSAGE)]
     if rank == 5:
-        checks.append(check(tf.equal(shape[4], 3), CHANNELS_MESSAGE))
+        # int64: a claimed 65536 x 65536 overflows int32.
+        pixels = tf.cast(shape[2], tf.int64) * tf.cast(shape[3], tf.int64)
+        checks += [check(tf.equal(shape[4], 3), CHANNELS_MESSAGE),
+                   check(pixels <= bounds.max_pixels, PIXELS_MESSAGE),
+                   check(tf.minimum(shape[2], shape[3]) >= bounds.min_side, SMALL_MESSAGE)]
     with tf.control_dependencies(checks):
         values = tf.identity(values)
     static = [None, frames, None, None, 3] if rank == 5 else [None, frames]
     return tf.ensure_shape(values, static)
 
 
-def check_jpeg(jpeg_frames: tf.Tensor, *, signature: str) -> tf.Tensor:
-    """Fails, naming the first offending [clip, frame], unless every frame starts as a JPEG.
+def _first_bad(bad: tf.Tensor, message: str, *extra) -> tf.Operation:
+    """An assertion that no element of `bad` [clips, frames] is set, naming the first
+    [clip, frame] that is (and its entry in each of `extra`, [clips, frames, ...])."""
+    first = tf.where(bad)[:1]
+    return tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)),
+                               [message, first, *(tf.gather_nd(e, first) for e in extra)],
+                               summarize=4)
 
-    `tf.io.decode_jpeg` alone would answer other formats with a generic decoder
-    error that names neither the signature nor the frame.
+
+def _after(checks: list, value: tf.Tensor) -> tf.Tensor:
+    with tf.control_dependencies(checks):
+        return tf.identity(value)
+
+
+def check_jpeg(jpeg_frames: tf.Tensor, *, signature: str, bounds: FrameBounds) -> tf.Tensor:
+    """Fails, naming the first offending [clip, frame], unless every frame is a JPEG that
+    is whole and within `bounds`, all read before any frame is decoded.
+
+    In order: the first bytes (`tf.io.decode_jpeg` alone would answer other
+    formats with a generic decoder error that names neither the signature nor the
+    frame), the end marker (data cut short), then the size in the header
+    (`tf.image.extract_jpeg_shape` parses the header only): at most
+    `bounds.max_pixels`, the shorter side at least `bounds.min_side`.
 
     Args:
       jpeg_frames: string [batch, frames], already through `check_input`.
-      signature: Name used in the message.
+      signature: Name used in the messages.
+      bounds: the frame size bounds.
 
     Returns:
-      `jpeg_frames`, once the check has passed.
+      `jpeg_frames`, once the checks have passed.
     """
+    fmt = dict(signature=signature, max_pixels=bounds.max_pixels, min_side=bounds.min_side)
     is_jpeg = tf.equal(tf.strings.substr(jpeg_frames, 0, len(JPEG_MAGIC)), JPEG_MAGIC)
-    first_bad = tf.where(tf.logical_not(is_jpeg))[:1]
-    ok = tf.debugging.Assert(tf.reduce_all(is_jpeg),
-                             [NOT_JPEG_MESSAGE.format(signature=signature), first_bad],
-                             summarize=4)
-    with tf.control_dependencies([ok]):
-        return tf.identity(jpeg_frames)
+    jpeg_frames = _after([_first_bad(tf.logical_not(is_jpeg),
+                                     NOT_JPEG_MESSAGE.format(**fmt))], jpeg_frames)
+    # The header parser reads past the header on data cut short: the end first.
+    ended = tf.equal(tf.strings.substr(jpeg_frames, -len(JPEG_END), len(JPEG_END)), JPEG_END)
+    jpeg_frames = _after([_first_bad(tf.logical_not(ended), JPEG_END_MESSAGE.format(**fmt))],
+                         jpeg_frames)
+    shapes = tf.map_fn(tf.image.extract_jpeg_shape, tf.reshape(jpeg_frames, [-1]),
+                       fn_output_signature=tf.TensorSpec([3], tf.int32))
+    sizes = tf.reshape(shapes[:, :2], tf.concat([tf.shape(jpeg_frames), [2]], axis=0))
+    pixels = tf.cast(sizes[..., 0], tf.int64) * tf.cast(sizes[..., 1], tf.int64)
+    return _after([
+        _first_bad(pixels > bounds.max_pixels, JPEG_PIXELS_MESSAGE.format(**fmt), sizes),
+        _first_bad(tf.reduce_min(sizes, axis=-1) < bounds.min_side,
+                   JPEG_SMALL_MESSAGE.format(**fmt), sizes)], jpeg_frames)
 
 
 def to_stored_frames(frames: tf.Tensor, size: int = schema.FRAME_SIZE) -> tf.Tensor:
@@ -255,10 +312,18 @@ def prediction_outputs(probabilities: tf.Tensor,
             "top_k_names": names.lookup(ids)}
 
 
+def default_bounds(model: keras.Model, frame_size: int = schema.FRAME_SIZE,
+                   clip_frames: int = schema.CLIP_FRAMES) -> FrameBounds:
+    """The bounds a model is exported with unless told otherwise (`export.frame_bounds`)."""
+    return FrameBounds(default_max_pixels(frame_size), describe(model, clip_frames)["input_size"],
+                       DEFAULT_MAX_CLIPS)
+
+
 def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
                       clip_frames: int = schema.CLIP_FRAMES,
                       frame_size: int = schema.FRAME_SIZE,
-                      embedding_layer: str = DEFAULT_EMBEDDING_LAYER
+                      embedding_layer: str = DEFAULT_EMBEDDING_LAYER,
+                      bounds: FrameBounds | None = None
                       ) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
     """The six serving functions of a `sports1m_tf.models` model.
 
@@ -269,6 +334,9 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
       frame_size: Side of the stored frames the model was trained on (the
         converter's frame_size): client frames are brought to it before the
         model's crop. Defaults to 200.
+      embedding_layer: the layer whose activations the embed signatures return.
+      bounds: clips per request and frame sizes refused before any work
+        (default: `default_bounds`).
 
     Returns:
       {signature name: (fn, input_signature)}:
@@ -289,6 +357,7 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
     """
     info = describe(model, clip_frames)
     indices, size = info["frames"], info["input_size"]
+    bounds = bounds or default_bounds(model, frame_size, clip_frames)
     frame_layout = f"uint8 [batch, {clip_frames}, height, width, 3]"
     video_layout = f"uint8 [clips of one video, {clip_frames}, height, width, 3]"
     jpeg_layout = f"string [batch, {clip_frames}] of JPEG-encoded frames"
@@ -304,7 +373,7 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
 
     def serving_default(clips):
         clips = check_input(clips, signature="serving_default", layout=frame_layout, rank=5,
-                            frames=clip_frames)
+                            frames=clip_frames, bounds=bounds)
         frames = centre_view(stored_clips(clips, indices, frame_size), size)
         return prediction_outputs(forward(frames), names)
 
@@ -315,12 +384,12 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
 
     def checked_jpeg(jpeg_frames, signature, layout):
         jpeg_frames = check_input(jpeg_frames, signature=signature, layout=layout, rank=2,
-                                  frames=clip_frames)
-        return check_jpeg(jpeg_frames, signature=signature)
+                                  frames=clip_frames, bounds=bounds)
+        return check_jpeg(jpeg_frames, signature=signature, bounds=bounds)
 
     def predict_video(clips):
         clips = check_input(clips, signature="predict_video", layout=video_layout, rank=5,
-                            frames=clip_frames)
+                            frames=clip_frames, bounds=bounds)
         return video_outputs(stored_clips(clips, indices, frame_size))
 
     def predict_jpeg(jpeg_frames):
@@ -334,7 +403,7 @@ def serving_functions(model: keras.Model, names: tf.lookup.StaticHashTable,
 
     def embed_video(clips):
         clips = check_input(clips, signature="embed_video", layout=video_layout, rank=5,
-                            frames=clip_frames)
+                            frames=clip_frames, bounds=bounds)
         return embedding_outputs(clip_embeddings(embed, stored_clips(clips, indices, frame_size),
                                                  size))
 

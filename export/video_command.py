@@ -7,6 +7,8 @@ a `video_prediction.FileHandler`.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import sys
 from typing import Callable, Sequence
@@ -33,17 +35,42 @@ def define_flags(segment_help: str) -> None:
                         "must list the model's classes in the model's order.")
     flags.DEFINE_integer("workers", 0,
                          "Decoding processes (0: one per core, at most one a file).")
+    flags.DEFINE_integer("max_frame_pixels", 0,
+                         "Most pixels (height x width) of a video's frames; a video with "
+                         "larger frames is refused before it is decoded (0: the bound the "
+                         "model was exported with, in its model_info.json).")
 
 
 def check_flags() -> None:
     """Fails with one line on a flag of `define_flags` out of range."""
     if FLAGS.max_clips < 1:
         raise cli.UserError(f"--max_clips must be at least 1, got {FLAGS.max_clips}")
-    if FLAGS.segment_seconds < 0:
-        raise cli.UserError(f"--segment_seconds must be positive (or 0 for whole videos), "
-                            f"got {FLAGS.segment_seconds}")
+    if not math.isfinite(FLAGS.segment_seconds) or FLAGS.segment_seconds < 0:
+        raise cli.UserError(f"--segment_seconds must be a finite number of seconds (or 0 for "
+                            f"whole videos), got {FLAGS.segment_seconds}")
     if FLAGS.workers < 0:
         raise cli.UserError(f"--workers must be 0 (one per core) or more, got {FLAGS.workers}")
+    if FLAGS.max_frame_pixels < 0:
+        raise cli.UserError(f"--max_frame_pixels must be 0 (the model's bound) or more, got "
+                            f"{FLAGS.max_frame_pixels}")
+
+
+def frame_bounds_of(model):
+    """The model's frame bounds, with --max_frame_pixels if given; --max_clips checked
+    against the clips a request may hold (lowered to it when not given). None for a
+    model that records no bounds."""
+    bounds = getattr(model, "bounds", None)
+    if bounds is None:
+        return None
+    if FLAGS.max_clips > bounds.max_clips and not FLAGS["max_clips"].present:
+        FLAGS.max_clips = bounds.max_clips  # the default asks for more than the model takes
+    if FLAGS.max_clips > bounds.max_clips:
+        raise cli.UserError(f"--max_clips {FLAGS.max_clips} is over the model's bound of "
+                            f"{bounds.max_clips} clips a request (set at export: "
+                            "sports1m-export --max_clips)")
+    if FLAGS.max_frame_pixels:
+        bounds = dataclasses.replace(bounds, max_pixels=FLAGS.max_frame_pixels)
+    return bounds
 
 
 # ----------------------------------------------------------------------------
@@ -65,15 +92,14 @@ def read_manifest(path: str, labels: str | None = None
     from tfrecord_tools import fileio, manifest
     if not fileio.exists(path):
         raise cli.UserError(f"--manifest {path}: no such file")
-    lines = [ln.strip() for ln in fileio.read_text(path).splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    numbered = [(n, ln.strip()) for n, ln in enumerate(fileio.read_text(path).splitlines(), 1)]
+    numbered = [(n, ln) for n, ln in numbered if ln and not ln.startswith("#")]
     root = os.path.dirname(path) or "."
-    if not any("," in ln or "\t" in ln for ln in lines):
+    if not any("," in ln or "\t" in ln for _, ln in numbered):
         if labels:
             raise cli.UserError(f"--labels {labels}: the manifest {path} has no labels "
                                 "(one path a line); drop --labels")
-        return [ln if os.path.isabs(ln) or fileio.is_remote(ln) else os.path.join(root, ln)
-                for ln in lines], {}, None, []
+        return _plain_list(path, numbered, root)
     try:
         parsed = manifest.read_manifest(path, "csv", labels=labels)
     except (ValueError, FileNotFoundError) as e:
@@ -82,6 +108,22 @@ def read_manifest(path: str, labels: str | None = None
     problems = [{"video": p.path or p.source, "error": f"{p.source}: {p.reason}"}
                 for p in parsed.problems]
     return [e.path for e in parsed.entries], truths, parsed.classes, problems
+
+
+def _plain_list(path: str, numbered: list[tuple[int, str]], root: str
+                ) -> tuple[list[str], dict, None, list[dict]]:
+    """`read_manifest`'s answer for a list of one path a line: relative paths are from
+    `root` and must stay inside it (as the converter's manifests)."""
+    from tfrecord_tools import fileio, manifest
+    paths, problems = [], []
+    for n, line in numbered:
+        if os.path.isabs(line) or fileio.is_remote(line):
+            paths.append(line)
+        elif outside := manifest.climbs_out(line, root):
+            problems.append({"video": line, "error": f"{path}:{n}: {outside}"})
+        else:
+            paths.append(os.path.join(root, line))
+    return paths, {}, None, problems
 
 
 def check_manifest_classes(manifest_classes: Sequence[str], model_classes: Sequence[str],
@@ -172,10 +214,11 @@ def run_files(handler, paths: Sequence[str], errors: Sequence[dict],
     from tqdm import tqdm
 
     from export.video_prediction import process_files
+    bounds = frame_bounds_of(handler.model)  # may lower --max_clips to the model's bound
     options = decode_pool.DecodeOptions(max_clips=FLAGS.max_clips,
                                         segment_seconds=FLAGS.segment_seconds,
                                         frames=handler.model.frames,
-                                        frame_size=handler.model.frame_size)
+                                        frame_size=handler.model.frame_size, bounds=bounds)
     workers = FLAGS.workers or os.cpu_count() or 1
     for result in errors:
         emit(result)

@@ -19,6 +19,10 @@ Two ways to cut a video:
   passes the segment's end. Memory is one segment's clips, whatever the
   video's length.
 
+Frames outside the model's bounds (`export.frame_bounds`: over its pixel bound,
+or a shorter side below its input) fail the video, read from the container's
+header before any frame is decoded and checked again on every frame converted.
+
 This module imports no TensorFlow: decoding worker processes import only it.
 """
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from export.frame_bounds import FrameBounds, frame_problem
 from tfrecord_tools import schema, video_decoder
 
 CLIP_FRAMES = schema.CLIP_FRAMES
@@ -89,11 +94,25 @@ def stored_frame(frame_bgr: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
     return cv2.cvtColor(video_decoder.stored_square(frame_bgr, size), cv2.COLOR_BGR2RGB)
 
 
+def check_frame(height: int, width: int, bounds: FrameBounds | None) -> None:
+    """Raises `VideoError` for frames of `height`×`width` outside `bounds` (None: no bounds)."""
+    problem = frame_problem(height, width, bounds) if bounds else None
+    if problem:
+        raise VideoError(problem)
+
+
 @contextlib.contextmanager
-def _opened(path: str, threads: int) -> Iterator[video_decoder.OpenVideo]:
-    """`video_decoder.open_video`, its failure raised as this module's `VideoError`."""
+def _opened(path: str, threads: int, bounds: FrameBounds | None = None
+            ) -> Iterator[video_decoder.OpenVideo]:
+    """`video_decoder.open_video`, its failure raised as this module's `VideoError`; the
+    frame size the container states is checked against `bounds` before any decoding."""
+    import cv2
     try:
         with video_decoder.open_video(path, threads) as video:
+            width = int(video.capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+            height = int(video.capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+            if width > 0 and height > 0:
+                check_frame(height, width, bounds)
             yield video
     except video_decoder.VideoOpenError as e:
         raise VideoError(str(e)) from None
@@ -121,7 +140,8 @@ def frames_to_read(frames: Sequence[int] | None, clip_frames: int = CLIP_FRAMES
 
 
 def _read_span(cap, index: int, stop: int, starts: list[int], clip_frames: int,
-               read: frozenset[int], size: int = FRAME_SIZE) -> tuple[np.ndarray, int, bool]:
+               read: frozenset[int], size: int = FRAME_SIZE,
+               bounds: FrameBounds | None = None) -> tuple[np.ndarray, int, bool]:
     """Grabs frames `index` .. `stop - 1`, retrieving only frames `read` of the clips at `starts`.
 
     Args:
@@ -129,6 +149,7 @@ def _read_span(cap, index: int, stop: int, starts: list[int], clip_frames: int,
       starts: sorted, non-overlapping clip starts inside [index, stop).
       read: the offsets within a clip to convert; the others stay zero.
       size: Side of the stored frames.
+      bounds: each retrieved frame's size must be within them (None: any size).
 
     Returns:
       (uint8 [completed clips, clip_frames, size, size, 3] RGB, the next frame index,
@@ -146,6 +167,7 @@ def _read_span(cap, index: int, stop: int, starts: list[int], clip_frames: int,
             ok, frame = cap.retrieve()
             if not ok or frame is None:
                 return out[:done], index, True
+            check_frame(frame.shape[0], frame.shape[1], bounds)
             out[done, offset] = stored_frame(frame, size)
         if offset == clip_frames - 1:
             wanted.popleft()
@@ -155,8 +177,8 @@ def _read_span(cap, index: int, stop: int, starts: list[int], clip_frames: int,
 
 
 def _read_clips_at(video: video_decoder.OpenVideo, num_frames: int, max_clips: int,
-                   clip_frames: int, read: frozenset[int], size: int
-                   ) -> tuple[Segment | None, int]:
+                   clip_frames: int, read: frozenset[int], size: int,
+                   bounds: FrameBounds | None) -> tuple[Segment | None, int]:
     """(the clips spread over `num_frames` as the whole video's `Segment`, or None when
     the stream ends first; the frames decoded)."""
     if num_frames == 0:
@@ -165,7 +187,7 @@ def _read_clips_at(video: video_decoder.OpenVideo, num_frames: int, max_clips: i
     if not starts:
         raise VideoError(f"too short: {num_frames} frames, a clip needs {clip_frames}")
     clips, decoded, _ = _read_span(video.capture, 0, starts[-1] + clip_frames, starts,
-                                   clip_frames, read, size)
+                                   clip_frames, read, size, bounds)
     if len(clips) < len(starts):
         return None, decoded
     fps = video.fps or DEFAULT_FPS
@@ -174,15 +196,15 @@ def _read_clips_at(video: video_decoder.OpenVideo, num_frames: int, max_clips: i
 
 def read_clips(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
                threads: int = 1, frames: Sequence[int] | None = None,
-               size: int = FRAME_SIZE) -> np.ndarray:
+               size: int = FRAME_SIZE, bounds: FrameBounds | None = None) -> np.ndarray:
     """Up to `max_clips` evenly spaced clips of a video, as the converter stores frames
     (see `read_video`): uint8 [n, clip_frames, size, size, 3] RGB, 1 <= n <= max_clips."""
-    return read_video(path, max_clips, clip_frames, threads, frames, size).clips
+    return read_video(path, max_clips, clip_frames, threads, frames, size, bounds).clips
 
 
 def read_video(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
                threads: int = 1, frames: Sequence[int] | None = None,
-               size: int = FRAME_SIZE) -> Segment:
+               size: int = FRAME_SIZE, bounds: FrameBounds | None = None) -> Segment:
     """Up to `max_clips` evenly spaced clips of a video, as the converter stores frames.
 
     Args:
@@ -191,29 +213,31 @@ def read_video(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
       frames: offsets within a clip to convert (the model's frames); the others
         are zero. Defaults to every frame.
       size: Side of the stored frames. Defaults to 200 (the converter's).
+      bounds: the model's frame bounds (None: any frame size).
 
     Returns:
       The whole video as one `Segment`: its `clips` uint8 [n, clip_frames, size,
       size, 3] RGB, 1 <= n <= max_clips, and their times.
 
     Raises:
-      VideoError: the file is missing, empty, unreadable, or shorter than one clip.
+      VideoError: the file is missing, empty, unreadable, shorter than one clip, or
+        its frames are outside `bounds`.
     """
     read = frames_to_read(frames, clip_frames)
-    with _opened(path, threads) as video:
+    with _opened(path, threads, bounds) as video:
         num_frames = video.claimed_frames
         if num_frames:  # one pass when the container's count is right (the common case)
             whole, decoded = _read_clips_at(video, num_frames, max_clips, clip_frames, read,
-                                            size)
+                                            size, bounds)
             if whole is not None:
                 return whole
             num_frames = decoded  # fewer frames decode than claimed: spread over those
     if not num_frames:
         num_frames = video_decoder.count_frames(path, threads)
     for _ in range(2):
-        with _opened(path, threads) as video:
+        with _opened(path, threads, bounds) as video:
             whole, decoded = _read_clips_at(video, num_frames, max_clips, clip_frames, read,
-                                            size)
+                                            size, bounds)
         if whole is not None:
             return whole
         num_frames = decoded
@@ -224,7 +248,8 @@ def read_video(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
 def iter_segments(path: str, segment_seconds: float, max_clips: int = 20,
                   clip_frames: int = CLIP_FRAMES, threads: int = 1,
                   frames: Sequence[int] | None = None,
-                  size: int = FRAME_SIZE) -> Iterator[Segment]:
+                  size: int = FRAME_SIZE, bounds: FrameBounds | None = None
+                  ) -> Iterator[Segment]:
     """The clips of each consecutive `segment_seconds` of a video, in one streaming pass.
 
     A segment is round(segment_seconds × fps) frames; its clips are spread
@@ -238,21 +263,24 @@ def iter_segments(path: str, segment_seconds: float, max_clips: int = 20,
       frames: offsets within a clip to convert (the model's frames); the others
         are zero. Defaults to every frame.
       size: Side of the stored frames. Defaults to 200 (the converter's).
+      bounds: the model's frame bounds (None: any frame size).
 
     Yields:
       `Segment`s in time order; one with no clips when a stretch is shorter than a clip.
 
     Raises:
-      VideoError: the file is missing, empty, unreadable, or no frame decodes.
+      VideoError: the file is missing, empty, unreadable, no frame decodes, or its
+        frames are outside `bounds`.
     """
     read = frames_to_read(frames, clip_frames)
-    with _opened(path, threads) as video:
+    with _opened(path, threads, bounds) as video:
         yield from _segments(video.capture, video.fps or DEFAULT_FPS, video.claimed_frames,
-                             segment_seconds, max_clips, clip_frames, read, size)
+                             segment_seconds, max_clips, clip_frames, read, size, bounds)
 
 
 def _segments(cap, fps: float, claimed: int, segment_seconds: float, max_clips: int,
-              clip_frames: int, read: frozenset[int], size: int) -> Iterator[Segment]:
+              clip_frames: int, read: frozenset[int], size: int,
+              bounds: FrameBounds | None) -> Iterator[Segment]:
     length = frames_in(segment_seconds, fps)
     index, k = 0, 0
     while True:
@@ -262,7 +290,7 @@ def _segments(cap, fps: float, claimed: int, segment_seconds: float, max_clips: 
         span = min(length, claimed - first) if claimed > first else length
         starts = [first + s for s in clip_starts(span, max_clips, clip_frames)]
         clips, index, ended = _read_span(cap, index, first + span, starts, clip_frames,
-                                         read, size)
+                                         read, size, bounds)
         if index > first:
             yield Segment(k, first / fps, index / fps, clips, index - first,
                           clip_seconds(starts[:len(clips)], fps, clip_frames))

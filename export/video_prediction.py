@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from export import decode_pool
+from export import decode_pool, frame_bounds
 from sports1m_tf import cli
 from tfrecord_tools import schema
 
@@ -64,6 +64,13 @@ def model_frames(version_dir: str) -> tuple[int, ...] | None:
     return None if frames is None else tuple(int(i) for i in frames)
 
 
+def model_bounds(version_dir: str) -> frame_bounds.FrameBounds | None:
+    """The frame bounds a SavedModel enforces (`export.frame_bounds`); None when unknown
+    (a model exported before model_info.json existed)."""
+    info = read_model_info(version_dir)
+    return frame_bounds.from_model_info(info) if info else None
+
+
 class ClassifyingModel:
     """What every video model of `sports1m-predict` has: class names and the top k of them."""
 
@@ -92,6 +99,7 @@ class VideoModel(ClassifyingModel):
         # Clients send the converter's 200-pixel frames; the signatures resize them to
         # the model's stored size.
         self.frame_size = schema.FRAME_SIZE
+        self.bounds = model_bounds(version_dir)
         self._loaded = None
         self.seconds = 0.0       # predicting, load excluded
         self.load_seconds = 0.0
@@ -278,5 +286,5 @@ def predict_videos(saved_model: str, paths: list[str], max_clips: int = 20,
     """Predictions for `paths` (see `predict_files`), as a list."""
     model = VideoModel(resolve_saved_model(saved_model))
     options = decode_pool.DecodeOptions(max_clips=max_clips, segment_seconds=segment_seconds,
-                                        frames=model.frames)
+                                        frames=model.frames, bounds=model.bounds)
     return list(predict_files(model, paths, options, workers))

@@ -12,14 +12,16 @@ console script is `run = cli.entry(main)`. The entry:
 - reads `--recipe=NAME`, a recipe shipped inside the package (`sports1m_tf/recipes/`),
   as absl's `--flagfile` of that file, so flags after it override it and a wheel
   install has the recipes wherever it runs;
-- turns a `UserError` (a mistake in the command's input), or an error about a
-  path (missing, a file where a folder belongs, not writable), into one line
-  on stderr and exit status 1, with no traceback;
+- turns a `UserError` (a mistake in the command's input), an error about a
+  path (missing, a file where a folder belongs, not writable), or a full disk
+  (naming the file being written), into one line on stderr and exit status 1,
+  with no traceback;
 - stops on Ctrl-C (SIGINT) with exit status 130, even when the main thread is
   inside a long TensorFlow call that never returns to Python.
 
 This module imports no TensorFlow and nothing of the project but
-`cpu_kernels`, so the light commands (conversion, synthetic data) stay light.
+`cpu_kernels` (and `tfrecord_tools.fileio`, which tells a full disk, when an
+error needs it), so the light commands (conversion, synthetic data) stay light.
 
 Why some imports of TensorFlow are inside functions: a console script imports
 its command module before `run()` calls the entry, so a command module and
@@ -317,5 +319,12 @@ def entry(main: Callable[[list[str]], Optional[int]],
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
+        except Exception as e:
+            # A full disk, however the writer reported it (OSError, TensorFlow's error).
+            from tfrecord_tools import fileio
+            if not fileio.is_disk_full(e):
+                raise
+            print(f"{prog}: error: {fileio.disk_full(e)}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
 
     return run

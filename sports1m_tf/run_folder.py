@@ -199,6 +199,25 @@ def discard_write_dir(directory: str, model_dir: str) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def remove_partial_checkpoints(model_dir: str) -> list[str]:
+    """Removes what a checkpoint save that failed part-way (a full disk) left: TensorFlow
+    writes `ckpt-STEP_temp/` and `checkpoint.tmp*` before renaming them into place.
+
+    Returns:
+      The checkpoint prefixes (`MODEL_DIR/ckpt-STEP`) whose save was cut short.
+    """
+    if not os.path.isdir(model_dir):
+        return []
+    cut = []
+    for name in sorted(os.listdir(model_dir)):
+        if name.startswith(CHECKPOINT_NAME + "-") and name.endswith("_temp"):
+            cut.append(os.path.join(model_dir, name[:-len("_temp")]))
+        elif not name.startswith("checkpoint.tmp"):
+            continue
+        fileio.remove_quietly(os.path.join(model_dir, name))
+    return cut
+
+
 def load_best_info(model_dir: str) -> dict | None:
     """`best_model.json` of a run (`step`, `val_clip_hit_at_1`); None when absent."""
     path = os.path.join(model_dir, BEST_MODEL_INFO)

@@ -113,7 +113,7 @@ class TrainConfig:
         "buffer gives at least 98% of the distinct videos of a uniform random draw; "
         "shards written before that layout give 97% with 16 shards at 1024 (89% at "
         "256), but a single such shard needs a buffer of the whole split "
-        "(sports1m-inspect says whether a split's layout mixes).", "data")
+        "(sports1m-inspect says whether a split's layout mixes).", "data", bound=POSITIVE)
     max_skipped_fraction: float = _setting(
         0.01, "Stop training with an error naming the files once more than this fraction of "
         "the training records read could not be decoded (skipped records are logged per "

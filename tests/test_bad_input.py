@@ -97,6 +97,31 @@ def world(tmp_path_factory) -> dict:
             "classes": json.load(open(os.path.join(records, "dataset.json")))["classes"]}
 
 
+_HELD_LOCKS: list[int] = []  # descriptors of locks this process holds while cases run
+
+
+def _hold_lock(path: str) -> int:
+    """Takes the kernel lock on `path` as a running conversion holds it; returns the fd."""
+    import fcntl
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, json.dumps({"pid": os.getpid(), "host": os.uname().nodename}).encode())
+    return fd
+
+
+def _lock_is_free(path: str) -> bool:
+    """True when no process holds the kernel lock on `path`."""
+    import fcntl
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def _copy(src: str, dst: str) -> str:
     shutil.copytree(src, dst)
     return dst
@@ -175,13 +200,12 @@ def _cases(world: dict) -> list[Case]:
     _corrupt_shard(os.path.join(records, "train-00001-of-00002.tfrecord"), bad_shard)
     overwrite = _copy(records, os.path.join(root, "overwrite"))
     locked = _copy(records, os.path.join(root, "locked"))
-    with open(os.path.join(locked, ".val.lock"), "w") as f:  # held by this live process
-        json.dump({"pid": os.getpid(), "host": os.uname().nodename}, f)
+    _HELD_LOCKS.append(_hold_lock(os.path.join(locked, ".val.lock")))  # by this live process
     stale = os.path.join(root, "stale")
     os.makedirs(stale)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    with open(os.path.join(stale, ".val.lock"), "w") as f:
+    with open(os.path.join(stale, ".val.lock"), "w") as f:  # a dead process's record
         json.dump({"pid": dead.pid, "host": os.uname().nodename}, f)
     sheet_records = _copy(records, os.path.join(root, "sheet"))
     run_done = _copy(run, os.path.join(root, "run_done"))
@@ -220,7 +244,7 @@ def _cases(world: dict) -> list[Case]:
         assert not os.path.exists(os.path.join(outcome["cwd"], "contact_sheet.png"))
 
     def lock_gone(outcome):
-        assert not os.path.exists(os.path.join(stale, ".val.lock"))
+        assert _lock_is_free(os.path.join(stale, ".val.lock"))
         assert os.path.exists(os.path.join(stale, "val-00000-of-00001.tfrecord"))
 
     return [
@@ -253,11 +277,11 @@ def _cases(world: dict) -> list[Case]:
             dataset_classes(f"{root}/quoted_out", ["cup, red", "plate"])),
         Case("convert: a second conversion of a split while one runs", convert(
             f"--manifest={val_csv}", "--split=val", "--overwrite", f"--output_dir={locked}"),
-            1, "another conversion of split 'val'", [locked],
+            1, f"split 'val' of {locked} is in use by pid {os.getpid()}", [locked],
             no_leftovers(locked, os.listdir(locked))),
         Case("convert: a lock left by a dead process is taken over", convert(
             f"--manifest={val_csv}", "--split=val", "--num_shards=1",
-            f"--output_dir={stale}"), 0, "taking over the lock", [], lock_gone),
+            f"--output_dir={stale}"), 0, "clips from", [], lock_gone),
         Case("convert: missing manifest", convert(
             f"--manifest={root}/nope.csv", "--split=val", f"--output_dir={root}/nope_out"), 1,
             "nope.csv does not exist", []),
@@ -458,5 +482,7 @@ def test_ctrl_c_stops_a_conversion_with_nothing_half_written(world, tmp_path):
     assert "interrupted" in stderr and "Traceback" not in stderr
     after = checksums(out)
     assert {p: after.get(p) for p in before} == before
-    left = sorted(n for n in os.listdir(out) if not n.startswith(".work"))
-    assert left == sorted(os.path.basename(p) for p in before), left  # no lock, no shard, no tmp
+    # No shard, no temporary file; the split's lock file stays, held by no one.
+    assert _lock_is_free(os.path.join(out, ".more.lock"))
+    left = sorted(n for n in os.listdir(out) if not n.startswith(".work") and n != ".more.lock")
+    assert left == sorted(os.path.basename(p) for p in before), left

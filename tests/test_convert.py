@@ -137,8 +137,9 @@ def test_clean_run_counts_failures_and_model_garden_keys(clean_run, videos):
     assert section["videos_converted"] == 6
     assert section["clips_per_class"] == {"walk": 6, "run": 5, "swim": 5, "talk": 3}
     assert section["videos_per_class"] == {"walk": 2, "run": 2, "swim": 2, "talk": 1}
+    # The split's lock file stays (empty, held by no one): removing it would race.
     assert sorted(os.listdir(clean_run["out"])) == [
-        "dataset.json"] + [f"train-0000{i}-of-00003.tfrecord.gz" for i in range(3)]
+        ".train.lock", "dataset.json"] + [f"train-0000{i}-of-00003.tfrecord.gz" for i in range(3)]
     failed = {f["video"] or f["source"]: f["reason"] for f in section["failed"]}
     for vid, want in videos["expected"].items():
         if want:
@@ -388,13 +389,15 @@ def test_sigkill_mid_run_then_rerun_gives_exactly_the_clean_clips(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        if work.is_dir() and len([n for n in os.listdir(work) if n.endswith(".video")]) >= 3:
+        if work.is_dir() and len([n for n in os.listdir(work)
+                                  if n.endswith(".video") and not n.startswith(".tmp-")]) >= 3:
             break
         time.sleep(0.01)
     assert proc.poll() is None, "the conversion ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)  # the whole process group, as a crash would
     proc.wait()
-    done = [n for n in os.listdir(work) if n.endswith(".video")]
+    # Not the temporary file of the video being written when the kill came.
+    done = [n for n in os.listdir(work) if n.endswith(".video") and not n.startswith(".tmp-")]
     assert 3 <= len(done) < 12 and not glob.glob(str(out / "train-*"))
     # A shard temp file as a kill during assembly would leave it.
     (out / ".tmp-999-train-00000-of-00002.tfrecord").write_bytes(b"partial")
@@ -409,7 +412,8 @@ def test_sigkill_mid_run_then_rerun_gives_exactly_the_clean_clips(tmp_path):
     # The same records in the same shards in the same (mixed) order as a clean run.
     resumed = read_records(str(out))
     assert len(resumed) == 24 and resumed == read_records(str(clean))
-    assert sorted(os.listdir(out)) == ["dataset.json", "train-00000-of-00002.tfrecord",
+    assert sorted(os.listdir(out)) == [".train.lock", "dataset.json",
+                                       "train-00000-of-00002.tfrecord",
                                        "train-00001-of-00002.tfrecord"]
 
 

@@ -22,6 +22,7 @@ import pytest
 from testvideos import tinted_frames
 
 tf = pytest.importorskip("tensorflow")
+import keras  # noqa: E402
 
 from export import predict, saved_model, signatures, video_input, video_prediction  # noqa: E402
 from sports1m_tf import cli  # noqa: E402

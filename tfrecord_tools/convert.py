@@ -313,5 +313,11 @@ def _run_pending(pending, settings: ClipSettings, videos_dir: str, workers: int,
         with ctx.Pool(workers, maxtasksperchild=200) as pool:
             for outcome in pool.imap_unordered(_convert_and_store, tasks, chunksize=1):
                 bar.update(outcome)
+    except BaseException:
+        # Workers stopped mid-write (the pool ends them) leave their temporary files.
+        for name in fileio.listdir(videos_dir):
+            if name.startswith(".tmp-"):
+                fileio.remove_quietly(fileio.join(videos_dir, name))
+        raise
     finally:
         bar.close()

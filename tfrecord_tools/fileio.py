@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import glob
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -134,6 +136,49 @@ def read_text(path: str) -> str:
     return read_bytes(path).decode("utf-8-sig")
 
 
+# How TensorFlow's file writers report a full disk: "PATH; No space left on device"
+# in a ResourceExhaustedError, with no errno.
+_NO_SPACE = "No space left on device"
+_NO_SPACE_PATH = re.compile(r"(\S+); " + _NO_SPACE)
+
+
+class DiskFull(OSError):
+    """A write found no space left; `filename` is the file the caller was writing
+    (None when unknown)."""
+
+    def __init__(self, path: str | None):
+        super().__init__(errno.ENOSPC, "no space left on device (the disk is full: free space "
+                                       "there, or write to another disk)", path)
+
+    def __reduce__(self):  # crosses process pools whole
+        return DiskFull, (self.filename,)
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}" if self.filename else self.strerror
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """True for an error of a write that found the disk full: an OSError with ENOSPC,
+    or TensorFlow's error for it (which carries the message, not the errno)."""
+    return getattr(error, "errno", None) == errno.ENOSPC or _NO_SPACE in str(error)
+
+
+def disk_full(error: BaseException, path: str | None = None) -> DiskFull:
+    """`error` as a `DiskFull` naming `path` (default: the path the error names)."""
+    if path is None:
+        found = _NO_SPACE_PATH.search(str(error))
+        path = getattr(error, "filename", None) or (found.group(1) if found else None)
+    return DiskFull(path)
+
+
+def remove_quietly(path: str) -> None:
+    """Removes a file or folder if it is there; a failure to remove is left unsaid
+    (this runs while another error is being raised)."""
+    with contextlib.suppress(OSError, Exception):
+        if exists(path):
+            rmtree(path) if isdir(path) else remove(path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yields a temporary path beside `path` to write the whole file to; renames it to
@@ -143,6 +188,9 @@ def atomic_path(path: str) -> Iterator[str]:
     records, models): a reader, or a rerun after a kill or a full disk, sees the old
     file or the new one, never half of one. The temporary name is hidden, unique to
     the process and keeps `path`'s ending (Keras saves only to `.keras` names).
+
+    Raises:
+      DiskFull: the disk filled up while the block wrote (names `path`).
     """
     folder, name = os.path.split(path)
     tmp = join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{name}") if folder \
@@ -150,10 +198,10 @@ def atomic_path(path: str) -> Iterator[str]:
     try:
         yield tmp
         rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError, Exception):
-            if exists(tmp):
-                rmtree(tmp) if isdir(tmp) else remove(tmp)
+    except BaseException as e:
+        remove_quietly(tmp)
+        if is_disk_full(e) and not isinstance(e, DiskFull):
+            raise disk_full(e, path) from None
         raise
 
 

@@ -12,7 +12,9 @@ Three formats:
            `classInd.txt` (`k Class`, 1-based) beside them or given as `labels`.
 
 Malformed lines and unknown labels become `ManifestProblem`s naming the file and
-line; they are reported in `dataset.json` and never stop a conversion.
+line; they are reported in `dataset.json` and never stop a conversion. So does a
+relative path that climbs out of `video_root` (`../x.mp4`, `a/../../x.mp4`):
+relative paths stay inside it, while absolute paths are read as given.
 """
 from __future__ import annotations
 
@@ -195,6 +197,20 @@ def _class_lookup(classes: Iterable[str]) -> dict[str, int]:
     return table
 
 
+def climbs_out(relative: str, root: str) -> str | None:
+    """Why a manifest's relative path is refused (None when it stays inside `root`).
+
+    Decided on the text, not on the disk (`..` past `root`); a symbolic link inside
+    `root` is followed as the file system says. Absolute and remote paths are not
+    relative: the caller reads them as given.
+    """
+    norm = os.path.normpath(relative)
+    if norm != os.pardir and not norm.startswith(os.pardir + os.sep):
+        return None
+    return (f"path {relative!r} climbs out of {root}, the folder manifest paths are relative "
+            "to (--video_root): give an absolute path to read a file elsewhere")
+
+
 def _finish(classes: list[str], parsed: list[tuple[str, str, list[int], str]],
             problems: list[ManifestProblem]) -> Manifest:
     """Builds entries from (video_id, path, label indices, source), dropping duplicates."""
@@ -256,8 +272,13 @@ def _read_csv(path, lines, root, labels) -> Manifest:
     parsed, rel = [], {}
     for video, names, src in rows:
         rel[src] = video
-        full = video if fileio.is_remote(video) or os.path.isabs(video) else fileio.join(root, video)
+        absolute = fileio.is_remote(video) or os.path.isabs(video)
+        full = video if absolute else fileio.join(root, video)
         stem = os.path.splitext(os.path.basename(video))[0]
+        outside = None if absolute else climbs_out(video, root)
+        if outside:
+            problems.append(ManifestProblem(src, outside, stem, video))
+            continue
         unknown = [n for n in names if n not in lookup]
         if unknown:
             problems.append(ManifestProblem(
@@ -362,6 +383,10 @@ def _read_ucf101(path, lines, root, labels) -> Manifest:
         folder, name = rel.split("/")[-2], rel.split("/")[-1]
         stem = os.path.splitext(name)[0]
         full = fileio.join(root, rel)
+        outside = climbs_out(rel, root)
+        if outside:
+            problems.append(ManifestProblem(src, outside, stem, rel))
+            continue
         if len(parts) == 2:
             if not parts[1].isdigit():
                 problems.append(ManifestProblem(src, f"malformed line {line[:80]!r}: class number "

@@ -4,21 +4,16 @@ Three guards, checked before anything is written:
   - the output folder is a writable folder (not a file);
   - a split already holding records from another manifest or other settings is
     replaced only with `overwrite=True`;
-  - one conversion of a split into a folder at a time: a lock file
-    `OUTPUT_DIR/.SPLIT.lock` taken atomically, naming the process that holds it,
-    removed when the conversion ends (however it ends). A lock left by a process
-    that no longer runs on this machine is taken over.
+  - one conversion of a split into a folder at a time: an exclusive lock on the
+    file `OUTPUT_DIR/.SPLIT.lock` (`fileio.exclusive_lock`), held by the kernel
+    for the process: it ends with the process however the process ends (killed,
+    a zombie), so a dead holder never blocks and a reused pid means nothing.
 """
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
 import os
-import socket
 from typing import Iterator
-
-from absl import logging
 
 from tfrecord_tools import fileio, shards, summary
 
@@ -87,57 +82,18 @@ def lock_path(output_dir: str, split: str) -> str:
     return fileio.join(output_dir, f".{split}.lock")
 
 
-def _holder_alive(holder: dict) -> bool:
-    if holder.get("host") != socket.gethostname():
-        return True  # cannot tell: assume it runs
-    try:
-        os.kill(int(holder.get("pid", -1)), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, OverflowError):
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def split_lock(output_dir: str, split: str) -> Iterator[str]:
-    """Holds `OUTPUT_DIR/.SPLIT.lock` for the duration of a conversion.
+    """Holds the lock of `split` in `output_dir` for the duration of a conversion.
+
+    Remote folders (gs://) have no such lock: the user coordinates conversions there.
 
     Raises:
-      OutputError: another live process holds the lock (the message names it).
+      OutputError: another process holds the lock (the message names it and the folder).
     """
     path = lock_path(output_dir, split)
-    if fileio.is_remote(output_dir):  # no atomic create there: the user coordinates
-        yield path
-        return
-    os.makedirs(output_dir, exist_ok=True)
-    me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
-    for attempt in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                raise
-            try:
-                with open(path) as f:
-                    holder = json.load(f)
-            except (OSError, ValueError):
-                holder = {}
-            if holder and attempt == 0 and not _holder_alive(holder):
-                logging.warning("%s: taking over the lock of process %s, which no longer runs",
-                                path, holder.get("pid"))
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
-                continue
-            raise OutputError(
-                f"another conversion of split {split!r} into {output_dir} is running "
-                f"(lock {path}, held by {holder or 'an unknown process'}); wait for it to "
-                "finish, or delete the lock file if no conversion runs") from None
-        with os.fdopen(fd, "w") as f:
-            f.write(me)
-        break
     try:
-        yield path
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
+        with fileio.exclusive_lock(path, f"split {split!r} of {output_dir}"):
+            yield path
+    except fileio.LockHeld as e:
+        raise OutputError(str(e)) from None

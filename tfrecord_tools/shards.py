@@ -61,6 +61,10 @@ def write_shards(output_dir: str, split: str, num_shards: int, compression: str,
 
     Returns:
       Records per shard.
+
+    Raises:
+      fileio.DiskFull: the disk filled up (naming the shard; no temporary file is
+        left, and shards written before are untouched).
     """
     import tensorflow as tf  # deferred: the converter's workers never come here
     if num_shards < 1:
@@ -70,15 +74,25 @@ def write_shards(output_dir: str, split: str, num_shards: int, compression: str,
     finals = shard_paths(output_dir, split, num_shards, compression)
     temps = [fileio.join(output_dir, f".tmp-{os.getpid()}-{os.path.basename(p)}") for p in finals]
     options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "GZIP" else "")
-    writers = [tf.io.TFRecordWriter(t, options) for t in temps]
     counts = [0] * num_shards
     try:
-        for i, record in enumerate(records):
-            writers[i % num_shards].write(record)
-            counts[i % num_shards] += 1
-    finally:
-        for w in writers:
-            w.close()
+        writers = []
+        try:
+            writers += [tf.io.TFRecordWriter(t, options) for t in temps]
+            for i, record in enumerate(records):
+                writers[i % num_shards].write(record)
+                counts[i % num_shards] += 1
+        finally:
+            for w in writers:
+                w.close()
+    except BaseException as e:
+        for t in temps:
+            fileio.remove_quietly(t)
+        if fileio.is_disk_full(e):
+            named = str(fileio.disk_full(e).filename)
+            shard = next((p for t, p in zip(temps, finals) if t == named), output_dir)
+            raise fileio.disk_full(e, shard) from None
+        raise
     for t, p in zip(temps, finals):
         fileio.rename(t, p)
     remove_stale(output_dir, split, keep=finals)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import math
 import os
+import stat
 from typing import Iterator
 
 import numpy as np
-
-from tfrecord_tools import fileio
 
 # Each bad video is reported with a reason of ours; FFmpeg's own messages for it
 # ("moov atom not found", ...) would only flood the log. Set before cv2 is imported;
@@ -89,6 +89,24 @@ def _contains(path: str, needle: bytes, chunk: int = 1 << 20) -> bool:
     return False
 
 
+def local_file_problem(local_path: str) -> str | None:
+    """Why a local path is not a file the decoder could read (None when it is one):
+    missing, a symbolic link loop, a folder, empty."""
+    try:
+        info = os.stat(local_path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link loop (the link leads back to itself), not a video file"
+        if os.path.islink(local_path):
+            return "a symbolic link to a file that does not exist"
+        return "no such file" if e.errno == errno.ENOENT else (e.strerror or str(e)).lower()
+    if stat.S_ISDIR(info.st_mode):
+        return "a folder, not a video file"
+    if info.st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
 def capture(local_path: str, threads: int):
     """A `cv2.VideoCapture` of a local file on FFmpeg; `threads` 0 lets FFmpeg pick
     (one per core), parallel workers each ask for 1. Unchecked: see `open_video`."""
@@ -101,13 +119,13 @@ def open_video(local_path: str, threads: int = 1) -> Iterator[OpenVideo]:
     """Opens a local video once, with its frame rate and claimed frame count.
 
     Raises:
-      VideoOpenError: missing, empty or undecodable (the reason names which).
+      VideoOpenError: missing, a folder, a link loop, empty or undecodable (the
+        reason names which).
     """
     import cv2
-    if not fileio.exists(local_path):
-        raise VideoOpenError("no such file")
-    if fileio.size(local_path) == 0:
-        raise VideoOpenError("empty file (0 bytes)")
+    problem = local_file_problem(local_path)
+    if problem:
+        raise VideoOpenError(problem)
     cap = capture(local_path, threads)
     try:
         if not cap.isOpened():

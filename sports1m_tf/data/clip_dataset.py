@@ -128,8 +128,12 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
       170, 178 for multires), target float32 [batch, num_classes].
 
     Raises:
-      ValueError: no file matches `file_pattern`.
+      ValueError: no file matches `file_pattern`, or `shuffle_buffer` is below 1
+        in training.
     """
+    if training and shuffle_buffer < 1:
+        raise ValueError(f"--shuffle_buffer={shuffle_buffer}: the training shuffle buffer "
+                         "holds at least 1 record (1 = no shuffling beyond the shards')")
     indices, size = resolve_frames_and_size(model, multires, input_size, frame_indices,
                                             clip_frames)
     files = records.list_files(file_pattern)

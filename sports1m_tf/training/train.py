@@ -41,7 +41,7 @@ from sports1m_tf import cli, distribute, run_folder, settings
 # Callers build a run's settings through this module too: train.make_config(...).
 from sports1m_tf.settings import TrainConfig, config_from_flags, make_config  # noqa: F401
 from sports1m_tf.training import profiling
-from tfrecord_tools import schema
+from tfrecord_tools import fileio, schema
 
 FLAGS = flags.FLAGS
 
@@ -563,6 +563,13 @@ def main(argv: Sequence[str]) -> None:
     except (ValueError, TimeoutError, FloatingPointError) as e:
         logging.error("%s", e)
         raise SystemExit(f"sports1m-train: error: {e}") from None
+    except Exception as e:
+        if not fileio.is_disk_full(e):
+            raise
+        # The failed save's temporary files go; the checkpoints before it stay, and
+        # rerunning the command resumes from the last of them.
+        cut = run_folder.remove_partial_checkpoints(FLAGS.model_dir)
+        raise fileio.disk_full(e, cut[0] if cut else None) from None
     print(cli.json_text({k: result[k] for k in ("step", "loss", "validation", "model_path",
                                                 "best_model_path", "best_step",
                                                 "learning_rate", "weights_sha256")}))
