@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from sports1m_tf.data import augment, frames, records
 from sports1m_tf.data.errors import ErrorCounter
+from sports1m_tf.data.inline_map import inline_map
 from tfrecord_tools import schema
 
 # Records in the training shuffle buffer (see the `shuffle_buffer` argument).
@@ -146,45 +147,59 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
     else:
         deterministic, shuffle_seed = True, seed
 
+    def parse(file_index, record):
+        record, = counter.start(binding, file_index, record)
+        clip = records.parse_clip(record)
+        # An index past the stored frames fails the gather: record skipped.
+        return counter.wait(binding, file_index,
+                            (file_index, tf.gather(clip["encoded"], indices), clip["labels"]))
+
+    def read_shard(stream):
+        # In the reading thread, record by record: the budget check first (a
+        # stream whose records all fail must still end), then the parse while
+        # the record is in cache; only the model's frames go on to the shuffle.
+        if keep is not None:
+            stream = stream.filter(lambda file_index, record: keep(record))
+        return inline_map(counter.bound(stream, binding), parse, parallel=False)
+
     ds = records.read_records(files, shuffle_files=training, seed=shuffle_seed,
                               deterministic=deterministic, cycle_length=cycle_length,
-                              random_start=training)
-    if keep is not None:
-        ds = ds.filter(lambda file_index, record: keep(record))
+                              random_start=training, each_shard=read_shard)
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
     if repeat is not None and repeat != 1:
         ds = ds.repeat(None if repeat < 0 else repeat)
+        # Once over the budget, the shards' readers end and every pass is empty:
+        # a repeat ends at its first empty pass, a shuffle fused with it would
+        # go on reading empty passes forever.
+        options = tf.data.Options()
+        options.experimental_optimization.shuffle_and_repeat_fusion = False
+        ds = ds.with_options(options)
     # The position in the (reproducible) stream seeds the clip's crop and flip:
     # stateless ops, so parallel maps cannot change which clip gets which.
-    ds = counter.bound(ds.enumerate(), binding)  # a stream that only skips ends
+    ds = ds.enumerate()
 
     seed_tensor = tf.constant(seed, tf.int64)
 
     def load(position, element):
-        file_index, record = element
-
-        def step():
-            clip = records.parse_clip(record)
-            # An index past the stored frames fails the gather: record skipped.
-            encoded = tf.gather(clip["encoded"], indices)
-            height, width = frames.frame_shape(encoded)
-            if training:
-                window, flip_now = augment.random_crop_window(
-                    height, width, size, tf.stack([seed_tensor, position]))
-            else:
-                window = augment.centre_crop_window(height, width, size)
-            out = frames.decode_frames(encoded, window, size, width)
-            if training and flip:
-                out = augment.flip_clip(out, flip_now)
-            return out, label_counts(clip["labels"], num_classes), tf.size(clip["labels"])
-
-        return counter.guard(binding, file_index, step)
+        file_index, encoded, labels = element
+        encoded, = counter.resume(binding, file_index, encoded)
+        height, width = frames.frame_shape(encoded)
+        if training:
+            window, flip_now = augment.random_crop_window(
+                height, width, size, tf.stack([seed_tensor, position]))
+        else:
+            window = augment.centre_crop_window(height, width, size)
+        out = frames.decode_frames(encoded, window, size, width)
+        if training and flip:
+            out = augment.flip_clip(out, flip_now)
+        return counter.finish(binding, file_index,
+                              (out, label_counts(labels, num_classes), tf.size(labels)))
 
     def finish(clips, counts, num_labels):
         return clips, soft_target(check_label_counts(counts, num_labels, num_classes))
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    ds = inline_map(ds, load, parallel=True, deterministic=deterministic)
     ds = ds.ignore_errors(log_warning=True)
     ds = ds.batch(batch_size, drop_remainder=training if drop_remainder is None
                   else drop_remainder)

@@ -4,7 +4,10 @@
 its file. Each fallible step runs through `ErrorCounter.guard`, which adds 1 to
 the file's "started" count before the step and 1 to its "finished" count after
 it: started − finished is the number of records that failed (exact once the
-dataset is exhausted; while it runs, it also includes the few in flight).
+dataset is exhausted; while it runs, it also includes the few in flight). A
+record whose work is split over two maps with a buffer between them (parsed
+before the shuffle, decoded after it) is counted as "waiting" in between, so
+that the records in the buffer are not taken for skipped ones.
 """
 from __future__ import annotations
 
@@ -60,48 +63,89 @@ class ErrorCounter:
         if tf.inside_function():
             logging.info("dataset built inside a tf.function: skipped records are not counted")
             return None
+        names = ("records_started", "records_finished", "records_waiting")
         with tf.init_scope():
-            started, finished = (tf.Variable(tf.zeros([len(files)], tf.int64), trainable=False,
-                                             name=name)
-                                 for name in ("records_started", "records_finished"))
+            counts = [tf.Variable(tf.zeros([len(files)], tf.int64), trainable=False, name=name)
+                      for name in names]
         # Under a strategy's scope these are distributed variables, which a
         # tf.data function cannot update; one local copy is all a count needs.
         strategy = tf.distribute.get_strategy()
-        started, finished = (strategy.experimental_local_results(v)[0]
-                             for v in (started, finished))
-        self._bindings.append((list(files), started, finished))
+        counts = [strategy.experimental_local_results(v)[0] for v in counts]
+        self._bindings.append((list(files), *counts))
         return len(self._bindings) - 1
 
-    def guard(self, binding: int | None, file_index: tf.Tensor, step: Callable[[], object]):
-        """Runs `step()` (graph code) so that its failure is charged to `file_index`.
+    def guard(self, binding: int | None, file_index: tf.Tensor, step: Callable[..., object],
+              *inputs: tf.Tensor):
+        """Runs `step(*inputs)` (graph code) so that its failure is charged to `file_index`.
 
         Args:
           binding: The id returned by `bind` (None: no counting).
           file_index: int32 []. Index of the record's file in the bound list.
-          step: callable returning a nested structure of tensors.
+          step: callable taking `inputs` and returning a nested structure of
+            tensors. Everything that can fail must be computed from `inputs`.
+          *inputs: tensors. What the step reads of the record (e.g. the record).
 
         Returns:
-          `step()`'s result, which only becomes available after the count.
+          `step(*inputs)`'s result, which only becomes available after the count.
         """
+        return self.finish(binding, file_index, step(*self.start(binding, file_index, *inputs)))
+
+    def start(self, binding: int | None, file_index: tf.Tensor,
+              *inputs: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """Counts a record as started; returns `inputs`, available only after the count.
+
+        The first half of `guard`: everything that can fail must be computed
+        from the returned tensors, and `finish` (or `wait`) must follow once the
+        record's outputs exist.
+        """
+        return self._add(binding, 1, file_index, 1, inputs)
+
+    def finish(self, binding: int | None, file_index: tf.Tensor, result):
+        """Counts a record as finished once every tensor of `result` exists; returns `result`."""
+        return self._add_after(binding, 2, file_index, 1, result)
+
+    def wait(self, binding: int | None, file_index: tf.Tensor, result):
+        """Counts a started record as waiting (e.g. in a shuffle buffer) once `result` exists.
+
+        Its work goes on in another map, which starts with `resume` and ends with
+        `finish`: while it waits, the record is neither finished nor skipped.
+        """
+        return self._add_after(binding, 3, file_index, 1, result)
+
+    def resume(self, binding: int | None, file_index: tf.Tensor,
+               *inputs: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """Ends a record's wait; returns `inputs`, available only after the count (as `start`)."""
+        return self._add(binding, 3, file_index, -1, inputs)
+
+    def _add(self, binding, which, file_index, amount, inputs):
+        """Adds `amount` to the record's file in count `which`, then hands on `inputs`."""
         if binding is None:
-            return step()
-        _, started, finished = self._bindings[binding]
-        one = tf.constant(1, tf.int64)
-        start = tf.raw_ops.ResourceScatterAdd(resource=started.handle, indices=file_index,
-                                              updates=one)
-        # `control_dependencies([start])` around step() alone is not enough: TF puts
-        # the control edge only on the step's ops whose inputs all come from outside
-        # the block (often just its constants), and an op that reads a captured
-        # input can then run, and fail, before `start` (seen as a skipped record
-        # counted 0 times). A predicate read from the counter after `start`
-        # makes the whole step wait for it: a cond's branches run after its predicate.
-        with tf.control_dependencies([start]):
-            counted = tf.raw_ops.ReadVariableOp(resource=started.handle, dtype=tf.int64)
-        result = tf.cond(tf.reduce_all(counted >= 0), step, step)  # always true
-        # Runs only once every output exists, i.e. only if the step succeeded.
+            return inputs
+        count = self._bindings[binding][which]
+        add = tf.raw_ops.ResourceScatterAdd(resource=count.handle, indices=file_index,
+                                            updates=tf.constant(amount, tf.int64))
+        # The work must not run before the count, or a failing step would never be
+        # counted. A control block is not enough: TF puts its edge only on the ops
+        # whose inputs all come from outside it, and an op reading a captured
+        # input can run, and fail, before the count (seen as a skipped record
+        # counted 0 times). So the inputs gain and lose a dimension at an axis
+        # read from the count after the addition: a data dependency that graph
+        # optimisation cannot fold away, and no copy.
+        with tf.control_dependencies([add]):
+            counted = tf.raw_ops.ResourceGather(resource=count.handle, indices=file_index,
+                                                dtype=tf.int64)
+        axis = tf.cast(tf.minimum(tf.abs(counted), 0), tf.int32)  # always 0, known only then
+        return tuple(tf.reshape(tf.expand_dims(x, axis), tf.shape(x)) for x in inputs)
+
+    def _add_after(self, binding, which, file_index, amount, result):
+        """Adds `amount` to the record's file in count `which` once `result` exists."""
+        if binding is None:
+            return result
+        count = self._bindings[binding][which]
+        # Runs only once every output exists, i.e. only if the work succeeded.
         with tf.control_dependencies(tf.nest.flatten(result)):
-            done = tf.raw_ops.ResourceScatterAdd(resource=finished.handle, indices=file_index,
-                                                 updates=one)
+            done = tf.raw_ops.ResourceScatterAdd(resource=count.handle, indices=file_index,
+                                                 updates=tf.constant(amount, tf.int64))
         with tf.control_dependencies([done]):
             return tf.nest.map_structure(tf.identity, result)
 
@@ -127,23 +171,23 @@ class ErrorCounter:
         """
         if binding is None:
             return ds
-        _, started, finished = self._bindings[binding]
+        _, started, finished, waiting = self._bindings[binding]
 
         def within_budget(*_):
             read, done = tf.reduce_sum(started), tf.reduce_sum(finished)
-            return tf.logical_not(self._over(read - done, read, done))
+            return tf.logical_not(self._over(read - done - tf.reduce_sum(waiting), read, done))
 
         return ds.take_while(within_budget)
 
     def records_read(self) -> int:
         """Records the bound pipelines started to decode (including those that failed)."""
-        return int(sum(int(started.numpy().sum()) for _, started, _ in self._bindings))
+        return int(sum(int(b[1].numpy().sum()) for b in self._bindings))
 
     def over_budget(self) -> bool:
         """Whether the skipped records exceed the budget (see `__init__`)."""
         read = self.records_read()
-        done = sum(int(finished.numpy().sum()) for _, _, finished in self._bindings)
-        return bool(self._over(read - done, read, done))
+        done = sum(int(b[2].numpy().sum()) for b in self._bindings)
+        return bool(self._over(self.total(), read, done))
 
     def describe(self) -> str:
         """'N of M records skipped: file (n), ...', for logs and errors."""
@@ -170,11 +214,13 @@ class ErrorCounter:
     def by_file(self) -> dict[str, int]:
         """Failed-record counts per file (files with no failure are left out)."""
         counts: dict[str, int] = {}
-        for files, started, finished in self._bindings:
-            # Finished first: a record counted as finished was started before, so
-            # reading in this order never gives a negative count while decoding runs.
+        for files, started, finished, waiting in self._bindings:
+            # Finished first, then waiting, then started: a record counts in each
+            # only after the one before, so reading in this order never gives a
+            # negative count while decoding runs.
             done = finished.numpy()
-            failed = (started.numpy() - done).tolist()
+            parked = waiting.numpy()
+            failed = (started.numpy() - done - parked).tolist()
             for path, n in zip(files, failed):
                 if n:
                     counts[path] = counts.get(path, 0) + int(n)
