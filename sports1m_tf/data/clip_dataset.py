@@ -147,8 +147,7 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
     else:
         deterministic, shuffle_seed = True, seed
 
-    def parse(file_index, record):
-        record, = counter.start(binding, file_index, record)
+    def parse(file_index, record):  # the record was counted as started by `admit`
         clip = records.parse_clip(record)
         # An index past the stored frames fails the gather: record skipped.
         return counter.wait(binding, file_index,
@@ -160,7 +159,7 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
         # the record is in cache; only the model's frames go on to the shuffle.
         if keep is not None:
             stream = stream.filter(lambda file_index, record: keep(record))
-        return inline_map(counter.bound(stream, binding), parse, parallel=False)
+        return inline_map(counter.admit(stream, binding), parse, parallel=False)
 
     ds = records.read_records(files, shuffle_files=training, seed=shuffle_seed,
                               deterministic=deterministic, cycle_length=cycle_length,
