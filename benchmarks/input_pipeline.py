@@ -30,7 +30,6 @@ average before, during and after, the command and the library versions.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import platform
 import subprocess
@@ -41,7 +40,7 @@ import time
 import numpy as np
 from absl import flags, logging
 
-from sports1m_tf import cli
+import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("records_dir", None, "Where to write the benchmark records (temp dir if unset).")
@@ -55,8 +54,7 @@ flags.DEFINE_string("model_garden_python", None,
                     "on the same records (benchmarks/model_garden_reader.py runs there).")
 flags.DEFINE_list("model_garden_frames", ["1", "10"], "Frame counts at which to time "
                   "Model Garden's reader.")
-flags.DEFINE_string("output", os.path.join(os.path.dirname(__file__), "results",
-                                           "input_pipeline.json"), "JSON output path.")
+common.define_output("input_pipeline")
 
 # (label, model, frame indices read)
 CONFIGS = (("1 frame (single_frame)", "single_frame", None),
@@ -306,16 +304,9 @@ def measure(folder: str) -> None:
               "repeats": FLAGS.repeats, "clips_written": FLAGS.clips,
               "mean_jpeg_bytes": round(float(np.mean([len(p) for p in pool]))),
               "table": summarise(runs)}
-    os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump(result, f, indent=2)
     print_table(result)
-    print(f"wrote {FLAGS.output}")
-
-
-def run():
-    cli.entry(main)()
+    common.write_results(FLAGS.output, result)
 
 
 if __name__ == "__main__":
-    run()
+    common.run(main)
