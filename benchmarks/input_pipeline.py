@@ -297,6 +297,8 @@ def measure(folder: str) -> None:
               "tensorflow": tf.__version__, "model_garden": model_garden_version(),
               "load_average_start": load_start, "load_average_after_each_repeat": loads,
               "load_average_end": os.getloadavg(),
+              "decode_limit_frames_per_s": round(float(np.median(
+                  [w for w, _ in runs["decode limit"]]))),
               "decode_limit_frames_per_cpu_s": round(float(np.median(
                   [c for _, c in runs["decode limit"]]))),
               "decode_limit_runs": [[round(w), round(c)] for w, c in runs["decode limit"]],
