@@ -4,14 +4,18 @@ The crop and flip are described in docs/design.md ("Input and augmentation").
 
 Composition:
   shards (interleaved, each from its own random record when training, GZIP
-  detected) → shuffle → enumerate (per-clip seed)
-  → ONE parallel map per clip: parse, keep the model's frames, decode only the
-    crop window, flip, count labels
+  detected), and in each shard's reading thread, record by record: admitted
+  (counted, checked against the skip budget) → parsed, the model's frames kept
+  → shuffle (of those frames only) → enumerate (per-clip seed)
+  → ONE parallel map per clip: decode only the crop window, flip, count labels
   → ignore_errors (before batch, so a bad record costs one clip, not a batch)
   → batch → one map per batch: normalise the targets → prefetch.
-A tf.data map costs tens of microseconds per element and every op inside it a
-few more, so per-clip work is fused into one map with as few ops as possible
-and whatever can be vectorised runs per batch.
+A clip costs at least reading and parsing its record plus decoding its frames;
+everything else is kept small (docs/input-pipeline.md, "Speed"): parsing where
+the record was read, while it is in the CPU's cache, and shuffling only the
+frames the model reads; per-clip maps on the single-threaded executor (no
+thread hand-off per call), so without control flow; whatever can be vectorised
+runs per batch.
 """
 from __future__ import annotations
 
