@@ -151,23 +151,9 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
     else:
         deterministic, shuffle_seed = True, seed
 
-    def parse(file_index, record):  # the record was counted as started by `admit`
-        clip = records.parse_clip(record)
-        # An index past the stored frames fails the gather: record skipped.
-        return counter.wait(binding, file_index,
-                            (file_index, tf.gather(clip["encoded"], indices), clip["labels"]))
-
-    def read_shard(stream):
-        # In the reading thread, record by record: the budget check first (a
-        # stream whose records all fail must still end), then the parse while
-        # the record is in cache; only the model's frames go on to the shuffle.
-        if keep is not None:
-            stream = stream.filter(lambda file_index, record: keep(record))
-        return inline_map(counter.admit(stream, binding), parse, parallel=False)
-
-    ds = records.read_records(files, shuffle_files=training, seed=shuffle_seed,
-                              deterministic=deterministic, cycle_length=cycle_length,
-                              random_start=training, each_shard=read_shard)
+    ds = _parsed_records(files, indices, counter, binding, keep, training=training,
+                         seed=shuffle_seed, deterministic=deterministic,
+                         cycle_length=cycle_length)
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
     if repeat is not None and repeat != 1:
@@ -182,6 +168,53 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
     # stateless ops, so parallel maps cannot change which clip gets which.
     ds = ds.enumerate()
 
+    load = _clip_loader(counter, binding, size, num_classes, seed=seed,
+                        training=training, flip=flip)
+
+    def finish(clips, counts, num_labels):
+        return clips, soft_target(check_label_counts(counts, num_labels, num_classes))
+
+    ds = inline_map(ds, load, parallel=True, deterministic=deterministic)
+    ds = ds.ignore_errors(log_warning=True)
+    ds = ds.batch(batch_size, drop_remainder=training if drop_remainder is None
+                  else drop_remainder)
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    ds.error_counter = counter
+    return ds
+
+
+def _parsed_records(files: Sequence[str], indices: Sequence[int], counter: ErrorCounter,
+                    binding: int | None, keep, *, training: bool, seed: int | None,
+                    deterministic: bool, cycle_length: int) -> tf.data.Dataset:
+    """`(file_index, encoded [T], labels)` per record, parsed in each shard's reading thread.
+
+    Record by record, where it was read: the budget check first (a stream whose
+    records all fail must still end), then the parse while the record is in
+    cache; only the model's frames go on (to the shuffle, in training).
+    """
+    def parse(file_index, record):  # the record was counted as started by `admit`
+        clip = records.parse_clip(record)
+        # An index past the stored frames fails the gather: record skipped.
+        return counter.wait(binding, file_index,
+                            (file_index, tf.gather(clip["encoded"], indices), clip["labels"]))
+
+    def read_shard(stream):
+        if keep is not None:
+            stream = stream.filter(lambda file_index, record: keep(record))
+        return inline_map(counter.admit(stream, binding), parse, parallel=False)
+
+    return records.read_records(files, shuffle_files=training, seed=seed,
+                                deterministic=deterministic, cycle_length=cycle_length,
+                                random_start=training, each_shard=read_shard)
+
+
+def _clip_loader(counter: ErrorCounter, binding: int | None, size: int, num_classes: int, *,
+                 seed: int, training: bool, flip: bool):
+    """The per-clip map: `(position, (file_index, encoded, labels))` → (frames, counts, L).
+
+    The position in the (reproducible) stream seeds the clip's crop and flip.
+    """
     seed_tensor = tf.constant(seed, tf.int64)
 
     def load(position, element):
@@ -199,14 +232,4 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
         return counter.finish(binding, file_index,
                               (out, label_counts(labels, num_classes), tf.size(labels)))
 
-    def finish(clips, counts, num_labels):
-        return clips, soft_target(check_label_counts(counts, num_labels, num_classes))
-
-    ds = inline_map(ds, load, parallel=True, deterministic=deterministic)
-    ds = ds.ignore_errors(log_warning=True)
-    ds = ds.batch(batch_size, drop_remainder=training if drop_remainder is None
-                  else drop_remainder)
-    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    ds.error_counter = counter
-    return ds
+    return load
