@@ -106,9 +106,10 @@ class TrainConfig:
                           "direction matters).", "data")
     shuffle_buffer: int = _setting(
         1024, "Training records in the shuffle buffer, after 8 of --train_files' shards are "
-        "interleaved, each read from its own random record. Memory: one encoded record "
-        "each, about 180 KB at 200x200 (1024: about 190 MB; 10000: 1.8 GB) and 25 KB at "
-        "64x64. Chosen by measurement (benchmarks/batch_mixing.py, batch 32, 120 videos "
+        "interleaved, each read from its own random record. Memory: the encoded frames "
+        "the model reads of each record, about 15 KB a frame at 200x200 (1024 records: "
+        "about 15 MB for single_frame, 150 MB for slow_fusion; 10000: 1.5 GB) and 1.6 KB "
+        "a frame at 64x64. Chosen by measurement (benchmarks/batch_mixing.py, batch 32, 120 videos "
         "of 100 clips): shards written by sports1m-convert already mix videos, so any "
         "buffer gives at least 98% of the distinct videos of a uniform random draw; "
         "shards written before that layout give 97% with 16 shards at 1024 (89% at "

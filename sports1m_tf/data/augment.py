@@ -55,24 +55,27 @@ def crop_clip(frames: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
     return frames[:, window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
 
 
-def mirror(frames: tf.Tensor, flip: tf.Tensor | bool = True) -> tf.Tensor:
-    """Every frame of `frames` [T, H, W, C] mirrored left-right (when `flip`, a bool []).
+def mirror(frames: tf.Tensor) -> tf.Tensor:
+    """Every frame of `frames` [T, H, W, C] mirrored left-right.
 
     Reversing axis 1 of the [T*H, W, C] view gives the same result as
     `tf.reverse(frames, [2])` about 4× faster (measured on uint8 170×170 clips:
-    Eigen's 4-D reverse is slow). The flip decision selects the reversed axes
-    ([1] or none) instead of a `tf.cond`, whose branch functions cost more than
-    the flip in a per-clip map.
+    Eigen's 4-D reverse is slow; the 3-D middle-axis reverse has a fast path).
     """
     shape = tf.shape(frames)
     folded = tf.reshape(frames, tf.stack([-1, shape[2], shape[3]]))
-    axes = tf.range(1, 1 + tf.cast(flip, tf.int32))
-    return tf.ensure_shape(tf.reshape(tf.reverse(folded, axis=axes), shape), frames.shape)
+    return tf.ensure_shape(tf.reshape(tf.reverse(folded, axis=[1]), shape), frames.shape)
 
 
 def flip_clip(frames: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
-    """Mirrors every frame of `frames` [T, H, W, C] left-right when `flip` (bool []) is True."""
-    return mirror(frames, flip)
+    """Mirrors every frame of `frames` [T, H, W, C] left-right when `flip` (bool []) is True.
+
+    The mirrored copy is always made and the choice is a scalar `Select`, which
+    hands on one of its inputs without copying: cheaper in a per-clip map than
+    a `tf.cond` (a branch function per clip, and no single-threaded executor)
+    or a reverse over no axes when not flipping (a slow element-wise copy).
+    """
+    return tf.raw_ops.Select(condition=flip, x=mirror(frames), y=frames)
 
 
 def centre_crop(frames: tf.Tensor, size: int) -> tf.Tensor:

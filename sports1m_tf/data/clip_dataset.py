@@ -4,14 +4,18 @@ The crop and flip are described in docs/design.md ("Input and augmentation").
 
 Composition:
   shards (interleaved, each from its own random record when training, GZIP
-  detected) → shuffle → enumerate (per-clip seed)
-  → ONE parallel map per clip: parse, keep the model's frames, decode only the
-    crop window, flip, count labels
+  detected), and in each shard's reading thread, record by record: admitted
+  (counted, checked against the skip budget) → parsed, the model's frames kept
+  → shuffle (of those frames only) → enumerate (per-clip seed)
+  → ONE parallel map per clip: decode only the crop window, flip, count labels
   → ignore_errors (before batch, so a bad record costs one clip, not a batch)
   → batch → one map per batch: normalise the targets → prefetch.
-A tf.data map costs tens of microseconds per element and every op inside it a
-few more, so per-clip work is fused into one map with as few ops as possible
-and whatever can be vectorised runs per batch.
+A clip costs at least reading and parsing its record plus decoding its frames;
+everything else is kept small (docs/input-pipeline.md, "Speed"): parsing where
+the record was read, while it is in the CPU's cache, and shuffling only the
+frames the model reads; per-clip maps on the single-threaded executor (no
+thread hand-off per call), so without control flow; whatever can be vectorised
+runs per batch.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import tensorflow as tf
 
 from sports1m_tf.data import augment, frames, records
 from sports1m_tf.data.errors import ErrorCounter
+from sports1m_tf.data.inline_map import inline_map
 from tfrecord_tools import schema
 
 # Records in the training shuffle buffer (see the `shuffle_buffer` argument).
@@ -146,45 +151,30 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
     else:
         deterministic, shuffle_seed = True, seed
 
-    ds = records.read_records(files, shuffle_files=training, seed=shuffle_seed,
-                              deterministic=deterministic, cycle_length=cycle_length,
-                              random_start=training)
-    if keep is not None:
-        ds = ds.filter(lambda file_index, record: keep(record))
+    ds = _parsed_records(files, indices, counter, binding, keep, training=training,
+                         seed=shuffle_seed, deterministic=deterministic,
+                         cycle_length=cycle_length)
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
     if repeat is not None and repeat != 1:
         ds = ds.repeat(None if repeat < 0 else repeat)
+        # Once over the budget, the shards' readers end and every pass is empty:
+        # a repeat ends at its first empty pass, a shuffle fused with it would
+        # go on reading empty passes forever.
+        options = tf.data.Options()
+        options.experimental_optimization.shuffle_and_repeat_fusion = False
+        ds = ds.with_options(options)
     # The position in the (reproducible) stream seeds the clip's crop and flip:
     # stateless ops, so parallel maps cannot change which clip gets which.
-    ds = counter.bound(ds.enumerate(), binding)  # a stream that only skips ends
+    ds = ds.enumerate()
 
-    seed_tensor = tf.constant(seed, tf.int64)
-
-    def load(position, element):
-        file_index, record = element
-
-        def step():
-            clip = records.parse_clip(record)
-            # An index past the stored frames fails the gather: record skipped.
-            encoded = tf.gather(clip["encoded"], indices)
-            height, width = frames.frame_shape(encoded)
-            if training:
-                window, flip_now = augment.random_crop_window(
-                    height, width, size, tf.stack([seed_tensor, position]))
-            else:
-                window = augment.centre_crop_window(height, width, size)
-            out = frames.decode_frames(encoded, window, size, width)
-            if training and flip:
-                out = augment.flip_clip(out, flip_now)
-            return out, label_counts(clip["labels"], num_classes), tf.size(clip["labels"])
-
-        return counter.guard(binding, file_index, step)
+    load = _clip_loader(counter, binding, size, num_classes, seed=seed,
+                        training=training, flip=flip)
 
     def finish(clips, counts, num_labels):
         return clips, soft_target(check_label_counts(counts, num_labels, num_classes))
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    ds = inline_map(ds, load, parallel=True, deterministic=deterministic)
     ds = ds.ignore_errors(log_warning=True)
     ds = ds.batch(batch_size, drop_remainder=training if drop_remainder is None
                   else drop_remainder)
@@ -192,3 +182,54 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
     ds = ds.prefetch(tf.data.AUTOTUNE)
     ds.error_counter = counter
     return ds
+
+
+def _parsed_records(files: Sequence[str], indices: Sequence[int], counter: ErrorCounter,
+                    binding: int | None, keep, *, training: bool, seed: int | None,
+                    deterministic: bool, cycle_length: int) -> tf.data.Dataset:
+    """`(file_index, encoded [T], labels)` per record, parsed in each shard's reading thread.
+
+    Record by record, where it was read: the budget check first (a stream whose
+    records all fail must still end), then the parse while the record is in
+    cache; only the model's frames go on (to the shuffle, in training).
+    """
+    def parse(file_index, record):  # the record was counted as started by `admit`
+        clip = records.parse_clip(record)
+        # An index past the stored frames fails the gather: record skipped.
+        return counter.wait(binding, file_index,
+                            (file_index, tf.gather(clip["encoded"], indices), clip["labels"]))
+
+    def read_shard(stream):
+        if keep is not None:
+            stream = stream.filter(lambda file_index, record: keep(record))
+        return inline_map(counter.admit(stream, binding), parse, parallel=False)
+
+    return records.read_records(files, shuffle_files=training, seed=seed,
+                                deterministic=deterministic, cycle_length=cycle_length,
+                                random_start=training, each_shard=read_shard)
+
+
+def _clip_loader(counter: ErrorCounter, binding: int | None, size: int, num_classes: int, *,
+                 seed: int, training: bool, flip: bool):
+    """The per-clip map: `(position, (file_index, encoded, labels))` → (frames, counts, L).
+
+    The position in the (reproducible) stream seeds the clip's crop and flip.
+    """
+    seed_tensor = tf.constant(seed, tf.int64)
+
+    def load(position, element):
+        file_index, encoded, labels = element
+        encoded, = counter.resume(binding, file_index, encoded)
+        height, width = frames.frame_shape(encoded)
+        if training:
+            window, flip_now = augment.random_crop_window(
+                height, width, size, tf.stack([seed_tensor, position]))
+        else:
+            window = augment.centre_crop_window(height, width, size)
+        out = frames.decode_frames(encoded, window, size, width)
+        if training and flip:
+            out = augment.flip_clip(out, flip_now)
+        return counter.finish(binding, file_index,
+                              (out, label_counts(labels, num_classes), tf.size(labels)))
+
+    return load

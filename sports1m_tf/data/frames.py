@@ -22,11 +22,12 @@ def decode_frames(encoded: tf.Tensor, window: tf.Tensor | None = None,
         columns as if they were the image's edges (values off by up to 14), so
         the asked window keeps at least one column of margin on each side
         (where the image has one) and the margin is sliced off.
-    T == 1 (single-frame models) is decoded without `tf.map_fn`, whose while
-    loop costs tens of microseconds per clip.
+    The frames are decoded by one op each (T is small and static), not by
+    `tf.map_fn`: its while loop costs tens of microseconds per clip, and a
+    function with control flow cannot run on tf.data's single-threaded executor.
 
     Args:
-      encoded: string [T]. JPEG bytes, one per frame.
+      encoded: string [T]. JPEG bytes, one per frame; T must be static.
       window: int32 [4] `[y, x, height, width]` or None for whole frames.
       size: Crop size (height = width = size) with a window.
       frame_width: int32 []. Width of the stored frames, needed with a window.
@@ -36,20 +37,14 @@ def decode_frames(encoded: tf.Tensor, window: tf.Tensor | None = None,
     """
     if window is None:
         decode = lambda e: tf.io.decode_jpeg(e, channels=3)
-        frame_spec = tf.TensorSpec([None, None, 3], tf.uint8)
     else:
         x = window[1]
         left = tf.maximum(x - 1, 0) // 16 * 16
         right = tf.minimum(x + size + 1, frame_width)
         asked = tf.stack([window[0], left, size, right - left])
-        decode = lambda e: tf.io.decode_and_crop_jpeg(e, asked, channels=3)[
-            :, x - left:x - left + size]
-        frame_spec = tf.TensorSpec([size, size, 3], tf.uint8)
-    if encoded.shape[0] == 1:
-        frames = decode(encoded[0])[tf.newaxis]
-    else:
-        frames = tf.map_fn(decode, encoded, fn_output_signature=frame_spec,
-                           parallel_iterations=1)
-    if window is not None:
-        frames = tf.ensure_shape(frames, [encoded.shape[0], size, size, 3])
-    return frames
+        margin = tf.stack([0, x - left, 0])
+        decode = lambda e: tf.slice(tf.io.decode_and_crop_jpeg(e, asked, channels=3), margin,
+                                    [size, size, 3])
+    decoded = [decode(e) for e in tf.unstack(encoded, num=encoded.shape[0])]
+    # One frame: a view, not a copy into a stacked tensor.
+    return decoded[0][tf.newaxis] if len(decoded) == 1 else tf.stack(decoded)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import glob
 import zlib
-from typing import Sequence
+from typing import Callable, Sequence
 
 import tensorflow as tf
 
@@ -109,7 +109,9 @@ def estimated_records(path: str, compression: str) -> int:
 
 def read_records(files: Sequence[str], *, shuffle_files: bool, seed: int | None,
                  deterministic: bool, cycle_length: int = DEFAULT_CYCLE_LENGTH,
-                 random_start: bool = False) -> tf.data.Dataset:
+                 random_start: bool = False,
+                 each_shard: Callable[[tf.data.Dataset], tf.data.Dataset] | None = None
+                 ) -> tf.data.Dataset:
     """Interleaves the records of `files`, each tagged with its file's index.
 
     Args:
@@ -121,10 +123,14 @@ def read_records(files: Sequence[str], *, shuffle_files: bool, seed: int | None,
       random_start: Each pass reads each shard from its own random record
         (about uniform over the shard) to its end, then its beginning: shards
         are not read in lockstep, and no two passes see the same sequence.
+      each_shard: function or None. Applied to each shard's stream of
+        `(file_index, record)` inside the interleave, e.g. to parse each record
+        in the reading thread while it is still in the CPU's cache.
 
     Returns:
-      A dataset of `(file_index int32 [], record string [])`; the index lets a
-      failure be charged to its file (see `ErrorCounter`).
+      A dataset of `(file_index int32 [], record string [])` (or what
+      `each_shard` makes of them); the index lets a failure be charged to its
+      file (see `ErrorCounter`).
     """
     def facts(path: str) -> tuple[str, int]:
         compression = compression_of(path)
@@ -148,7 +154,8 @@ def read_records(files: Sequence[str], *, shuffle_files: bool, seed: int | None,
                                           buffer_size=1 << 20)
         if random_start:
             records = records.skip(start).concatenate(records.take(start))
-        return tf.data.Dataset.zip(tf.data.Dataset.from_tensors(index).repeat(), records)
+        tagged = tf.data.Dataset.zip(tf.data.Dataset.from_tensors(index).repeat(), records)
+        return each_shard(tagged) if each_shard is not None else tagged
 
     return shards.interleave(read_shard, cycle_length=min(cycle_length, len(files)),
                              block_length=1, num_parallel_calls=tf.data.AUTOTUNE,

@@ -43,7 +43,7 @@ def explain_stream_end(counter) -> Iterator[None]:
     """Turns the end of an endless training stream into the reason it ended.
 
     The training stream only ends when it skipped too many records (see
-    `ErrorCounter.bound`); the error then lists the files.
+    `ErrorCounter.admit`); the error then lists the files.
     """
     import tensorflow as tf
     try:
