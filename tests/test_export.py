@@ -19,7 +19,6 @@ import textwrap
 import cv2
 import numpy as np
 import pytest
-from testvideos import tinted_frames
 
 tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402

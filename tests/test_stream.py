@@ -95,6 +95,9 @@ def runs(tmp_path_factory, write_video):
     two_tints = write_video(str(tmp / "two_tints.mp4"), np.concatenate(
         [tinted_frames(rng, 48, 48, 64, c)[..., ::-1] for c in (0, 1)]), fps=16.0)
 
+    # Long enough that the Ctrl-C always lands before it ends, however busy the machine.
+    long_tint = write_video(str(tmp / "long_tint.mp4"),
+                            tinted_frames(rng, 480, 48, 64, 0)[..., ::-1], fps=16.0)
     has_ffmpeg = shutil.which("ffmpeg") is not None
     live_port, silent_port = testvideos.free_udp_port(), testvideos.free_udp_port()
     sender = testvideos.play_udp(one_tint, live_port) if has_ffmpeg else None
@@ -102,7 +105,7 @@ def runs(tmp_path_factory, write_video):
         "realtime": predict(model_arg, f"--stream={two_tints}", "--realtime", "--json",
                             "--every_seconds=2", "--window_seconds=2"),
         "segments": predict(model_arg, two_tints, "--json", "--segment_seconds=2"),
-        "interrupt": predict(model_arg, f"--stream={two_tints}", "--realtime"),
+        "interrupt": predict(model_arg, f"--stream={long_tint}", "--realtime"),
         "silent": predict(model_arg, f"--stream=udp://127.0.0.1:{silent_port}",
                           "--reconnect_seconds=1"),
         "with_files": predict(model_arg, "--stream=0", two_tints),

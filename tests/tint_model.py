@@ -9,13 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from sports1m_tf.models import build_model, frames_needed
-
-
-def tinted_frames(rng, count: int, height: int, width: int, tint: int) -> np.ndarray:
-    """Noisy frames of one of two colours (RGB reddish for 0, bluish for 1): [count, H, W, 3]."""
-    colour = np.array([[200, 50, 40], [40, 60, 210]][tint], np.float32)
-    noise = rng.normal(0, 25, (count, height, width, 3))
-    return np.clip(colour + noise, 0, 255).astype(np.uint8)
+from testvideos import tinted_frames  # noqa: F401  (the tints' frames, with the model)
 
 
 def train_tint_model(model_name: str, num_classes: int, input_size: int, rng,
