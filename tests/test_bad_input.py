@@ -453,6 +453,12 @@ def test_run_files_have_the_same_permissions(world):
     assert modes["run_config.json"] == modes["best_model.json"] == modes["model.keras"], modes
 
 
+def _ctrl_c_acts() -> None:
+    """In the child: Ctrl-C's default action, even when the suite itself was started
+    with SIGINT ignored (a background job of a shell), which children inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_a_conversion_with_nothing_half_written(world, tmp_path):
     out = _copy(world["records"], str(tmp_path / "records"))
     before = checksums(out)
@@ -468,7 +474,7 @@ def test_ctrl_c_stops_a_conversion_with_nothing_half_written(world, tmp_path):
     proc = subprocess.Popen(command("sports1m-convert", f"--manifest={manifest}", "--split=more",
                                     f"--output_dir={out}", "--noprogress", "--workers=1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=REPO))
+                            env=dict(os.environ, PYTHONPATH=REPO), preexec_fn=_ctrl_c_acts)
     work = os.path.join(out, ".work", "more", "videos")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:

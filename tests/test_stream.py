@@ -76,9 +76,16 @@ class LineReader:
         return out
 
 
+def _ctrl_c_acts() -> None:
+    """In the child: Ctrl-C's default action, even when the suite itself was started
+    with SIGINT ignored (a background job of a shell), which children inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def predict(*args: str) -> subprocess.Popen:
     return subprocess.Popen([_script("sports1m-predict"), *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=_ctrl_c_acts)
 
 
 @pytest.fixture(scope="module")
