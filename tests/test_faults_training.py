@@ -32,10 +32,13 @@ PARALLEL = 3
 def command(name: str, *args: str) -> list[str]:
     """argv running console script `name` that reports, on exit, its peak memory and
     whether TensorFlow was imported (on stderr, after everything else)."""
-    code = ("import atexit, resource, sys\n"
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so it would include
+    # the forked copy of this (possibly large) test process.
+    code = ("import atexit, re, sys\n"
             "def report():\n"
-            "    sys.stderr.write('PEAK_RSS_KB %d TF %d\\n' % (resource.getrusage("
-            "resource.RUSAGE_SELF).ru_maxrss, 'tensorflow' in sys.modules))\n"
+            "    peak = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())\n"
+            "    sys.stderr.write('PEAK_RSS_KB %d TF %d\\n' % (int(peak.group(1)), "
+            "'tensorflow' in sys.modules))\n"
             "atexit.register(report)\n"
             f"sys.argv[0] = {name!r}\n"
             f"from {COMMANDS[name]} import run\n"
