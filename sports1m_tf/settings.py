@@ -16,6 +16,7 @@ from typing import Sequence
 
 from absl import flags
 
+from sports1m_tf.cli import UserError
 from sports1m_tf.distribute import STRATEGIES
 from sports1m_tf.model_names import MODEL_NAMES
 
@@ -56,13 +57,18 @@ NON_NEGATIVE = Bound(0)
 FRACTION = Bound(0, 1, high_open=True)       # [0, 1)
 
 
-class SettingError(ValueError):
-    """A setting whose value no run can use (the message names the flag and what it takes)."""
+class SettingError(ValueError, UserError):
+    """A setting whose value no run can use (the message names the flag and what it takes);
+    a command prints it as one line, like any `cli.UserError`."""
 
 
-def _setting(default, help_text: str, group: str, kind: str | None = None,
-             choices: Sequence[str] | None = None, bound: Bound | None = None):
-    """A dataclass field carrying its flag's help text, group, kind, choices and bound."""
+def setting(default, help_text: str, group: str, kind: str | None = None,
+            choices: Sequence[str] | None = None, bound: Bound | None = None):
+    """A dataclass field carrying its flag's help text, group, kind, choices and bound.
+
+    A list default becomes a comma-separated list flag (kind "list")."""
+    if isinstance(default, (list, tuple)):
+        kind, default = kind or "list", tuple(default)
     if kind is None:
         kind = ("enum" if choices else "bool" if isinstance(default, bool) else
                 "integer" if isinstance(default, int) else
@@ -78,33 +84,33 @@ class TrainConfig:
     Build one with `make_config(**overrides)` or `config_from_flags()`.
     """
     # The model.
-    model: str = _setting("single_frame", "Model family (docs/design.md, 'Models').",
+    model: str = setting("single_frame", "Model family (docs/design.md, 'Models').",
                           "model", choices=MODEL_NAMES)
-    multires: bool = _setting(False, "Fovea + context streams (178-pixel input).", "model")
-    width: float = _setting(1.0, "Multiplier on every conv and FC width.", "model", bound=POSITIVE)
-    input_size: int | None = _setting(None, "Square input size; default 170, or 178 for "
+    multires: bool = setting(False, "Fovea + context streams (178-pixel input).", "model")
+    width: float = setting(1.0, "Multiplier on every conv and FC width.", "model", bound=POSITIVE)
+    input_size: int | None = setting(None, "Square input size; default 170, or 178 for "
                                       "multires.", "model", kind="integer", bound=POSITIVE)
-    num_classes: int | None = _setting(None, "Classes; default: the `classes` of the "
+    num_classes: int | None = setting(None, "Classes; default: the `classes` of the "
                                        "records' dataset.json.", "model", kind="integer",
                                        bound=POSITIVE)
-    dropout: float = _setting(0.5, "Dropout rate after fc6 and fc7.", "model", bound=FRACTION)
-    input_scale: float = _setting(
+    dropout: float = setting(0.5, "Dropout rate after fc6 and fc7.", "model", bound=FRACTION)
+    input_scale: float = setting(
         1.0, "Multiplier on the mean-subtracted pixels, inside the model (so serving "
         "applies it too). 1 = the paper's raw pixel units; 1/64 (0.015625) = about unit "
         "variance, for --optimizer=adam.", "model", bound=POSITIVE)
     # The input.
-    train_files: Sequence[str] | None = _setting(
+    train_files: Sequence[str] | None = setting(
         None, "Training clip-record globs or paths (repeatable).", "data", kind="multi_string")
-    val_files: Sequence[str] | None = _setting(
+    val_files: Sequence[str] | None = setting(
         None, "Validation clip-record globs or paths (repeatable); none: no validation.",
         "data", kind="multi_string")
-    batch_size: int = _setting(32, "Clips per replica per step (paper: 32).", "data",
+    batch_size: int = setting(32, "Clips per replica per step (paper: 32).", "data",
                                bound=POSITIVE)
-    val_batches: int = _setting(50, "Validation batches per evaluation; 0 = the whole "
+    val_batches: int = setting(50, "Validation batches per evaluation; 0 = the whole "
                                 "validation set.", "data", bound=NON_NEGATIVE)
-    flip: bool = _setting(True, "Random horizontal flips in training (off when motion "
+    flip: bool = setting(True, "Random horizontal flips in training (off when motion "
                           "direction matters).", "data")
-    shuffle_buffer: int = _setting(
+    shuffle_buffer: int = setting(
         1024, "Training records in the shuffle buffer, after 8 of --train_files' shards are "
         "interleaved, each read from its own random record. Memory: the encoded frames "
         "the model reads of each record, about 15 KB a frame at 200x200 (1024 records: "
@@ -115,79 +121,79 @@ class TrainConfig:
         "shards written before that layout give 97% with 16 shards at 1024 (89% at "
         "256), but a single such shard needs a buffer of the whole split "
         "(sports1m-inspect says whether a split's layout mixes).", "data", bound=POSITIVE)
-    max_skipped_fraction: float = _setting(
+    max_skipped_fraction: float = setting(
         0.01, "Stop training with an error naming the files once more than this fraction of "
         "the training records read could not be decoded (skipped records are logged per "
         "file, and written to TensorBoard, at every log step).", "data", bound=Bound(0, 1))
-    data_service: str | None = _setting(
+    data_service: str | None = setting(
         None, "grpc://HOST:PORT of a tf.data service dispatcher (sports1m-data-service): the "
         "training pipeline runs on its workers, this process only receives batches "
         "(validation stays here). Default: the pipeline runs in this process.", "data",
         kind="string")
     # The loop, the optimiser and the schedule.
-    model_dir: str | None = _setting(
+    model_dir: str | None = setting(
         None, "Run folder: its config, ckpt-STEP checkpoints, TensorBoard events, model.keras.",
         "training", kind="string")
-    train_steps: int = _setting(100_000, "Total optimiser steps of the run.", "training",
+    train_steps: int = setting(100_000, "Total optimiser steps of the run.", "training",
                                 bound=POSITIVE)
-    eval_every: int = _setting(1000, "Steps between validations.", "training", bound=POSITIVE)
-    checkpoint_every: int = _setting(1000, "Steps between checkpoints.", "training", bound=POSITIVE)
-    log_every: int = _setting(50, "Steps between progress lines and training scalars.",
+    eval_every: int = setting(1000, "Steps between validations.", "training", bound=POSITIVE)
+    checkpoint_every: int = setting(1000, "Steps between checkpoints.", "training", bound=POSITIVE)
+    log_every: int = setting(50, "Steps between progress lines and training scalars.",
                               "training", bound=POSITIVE)
-    learning_rate: float = _setting(1e-3, "Initial learning rate (paper: 1e-3).", "training",
+    learning_rate: float = setting(1e-3, "Initial learning rate (paper: 1e-3).", "training",
                                     bound=POSITIVE)
-    optimizer: str = _setting(
+    optimizer: str = setting(
         "sgd", "sgd: the paper's SGD with momentum. adam: AdamW (same decoupled weight "
         "decay), NOT the paper's; it learns motion from scratch in thousands of steps where "
         "SGD needs far more. Use it with --input_scale=0.015625 and a learning rate near "
         "3e-4.", "training", choices=("sgd", "adam"))
-    momentum: float = _setting(0.9, "SGD momentum (paper: 0.9).", "training", bound=FRACTION)
-    weight_decay: float = _setting(
+    momentum: float = setting(0.9, "SGD momentum (paper: 0.9).", "training", bound=FRACTION)
+    weight_decay: float = setting(
         5e-4, "Decoupled weight decay of kernels: w <- w * (1 - lr * wd) each step (keras "
         "SGD / AdamW weight_decay; biases are not decayed). With --optimizer=adam use about "
         "0.1: at lr 3e-4, 5e-4 is nearly no decay.", "training", bound=NON_NEGATIVE)
-    plateau_patience: int = _setting(
+    plateau_patience: int = setting(
         5, "Validations without a better clip Hit@1 before the learning rate drops x0.1.",
         "training", bound=POSITIVE)
-    min_learning_rate: float = _setting(
+    min_learning_rate: float = setting(
         1e-6, "The learning rate never goes below this (plateau); cosine ends at it.",
         "training", bound=NON_NEGATIVE)
-    lr_schedule: str = _setting(
+    lr_schedule: str = setting(
         "plateau", "plateau: the paper's, x0.1 after --plateau_patience validations without "
         "a better clip Hit@1. cosine: from --learning_rate down to --min_learning_rate at "
         "--train_steps, whatever validation does (changing --train_steps on resume changes "
         "the curve).", "training", choices=("plateau", "cosine"))
-    keep_checkpoints: int = _setting(5, "Checkpoints kept (oldest deleted).", "training",
+    keep_checkpoints: int = setting(5, "Checkpoints kept (oldest deleted).", "training",
                                      bound=POSITIVE)
-    seed: int = _setting(0, "Seed of initialisation and data order.", "training")
-    kernel_init: str = _setting(
+    seed: int = setting(0, "Seed of initialisation and data order.", "training")
+    kernel_init: str = setting(
         "glorot_uniform", "Initialiser of the ReLU layers' kernels when training from "
         "scratch (the paper does not say). glorot_uniform: Keras's default, for the paper's "
         "SGD on raw pixels (where He's larger weights can diverge). he_normal: derived for "
         "rectifiers; use it with --optimizer=adam --input_scale=0.015625, where Glorot let "
         "Adam kill most units of the fusion layers on the motion classes.", "training",
         choices=("glorot_uniform", "he_normal"))
-    profile_steps: str | None = _setting(
+    profile_steps: str | None = setting(
         None, "START,END: record a TensorFlow profiler trace of training steps START to END "
         "(counted from 1, both included) into MODEL_DIR/plugins/profile/, for TensorBoard's "
         "Profile tab (pip install 'sports1m_tf[profile]'). Skip the first steps, which "
         "trace the step and fill the input's buffers: for example 20,25.", "training",
         kind="string")
     # Where it runs.
-    strategy: str = _setting(
+    strategy: str = setting(
         "auto", "auto: parameter_server if TF_CONFIG has a ps job, multi_worker if it has "
         "several workers, mirrored with several local GPUs (or --cpu_devices > 1), else "
         "one_device.", "distribution", choices=STRATEGIES)
-    mixed_precision: str = _setting(
+    mixed_precision: str = setting(
         "auto", "Compute dtype. auto: bfloat16 on a GPU, off (float32) on CPU.",
         "distribution", choices=("auto", "off", "bfloat16", "float16"))
-    xla: str = _setting(
+    xla: str = setting(
         "auto", "XLA-compile the forward and backward pass. auto: on with a GPU, off on CPU "
         "(3-D convolutions 4-5x slower there).", "distribution", choices=("auto", "on", "off"))
-    cpu_devices: int = _setting(
+    cpu_devices: int = setting(
         1, "Split the CPU into this many logical devices when there is no GPU (runs "
         "MirroredStrategy's multi-replica path on one machine).", "distribution", bound=POSITIVE)
-    peer_timeout: float = _setting(
+    peer_timeout: float = setting(
         120.0, "Seconds to wait for the cluster's other tasks before failing.", "distribution",
         bound=POSITIVE)
 
@@ -196,23 +202,23 @@ class TrainConfig:
 class EvalConfig:
     """How videos are scored (docs/design.md, "Evaluation"): sports1m-eval, the
     baseline and the studies read these defaults."""
-    clips_per_video: int = _setting(20, "Clips per video (paper: 20).", EVAL_GROUP, bound=POSITIVE)
-    views: int = _setting(4, "Views per clip: centre, centre flipped, top-left, bottom-right "
+    clips_per_video: int = setting(20, "Clips per video (paper: 20).", EVAL_GROUP, bound=POSITIVE)
+    views: int = setting(4, "Views per clip: centre, centre flipped, top-left, bottom-right "
                           "flipped (paper: 4).", EVAL_GROUP, bound=Bound(1, 4))
-    batch_size: int = _setting(32, "Views per batch, over all replicas.", EVAL_GROUP,
+    batch_size: int = setting(32, "Views per batch, over all replicas.", EVAL_GROUP,
                                bound=POSITIVE)
-    montage_videos: int = _setting(12, "Videos in predictions_montage.png.", EVAL_GROUP,
+    montage_videos: int = setting(12, "Videos in predictions_montage.png.", EVAL_GROUP,
                                    bound=NON_NEGATIVE)
-    confusion_classes: int = _setting(30, "Classes in confusion_matrix.png.", EVAL_GROUP,
+    confusion_classes: int = setting(30, "Classes in confusion_matrix.png.", EVAL_GROUP,
                                       bound=POSITIVE)
-    progress: bool = _setting(True, "Show a progress bar.", EVAL_GROUP)
+    progress: bool = setting(True, "Show a progress bar.", EVAL_GROUP)
 
 
 _FIELDS = dataclasses.fields(TrainConfig)
 _EVAL_FIELDS = dataclasses.fields(EvalConfig)
 _DEFINE = {"bool": flags.DEFINE_bool, "integer": flags.DEFINE_integer,
            "float": flags.DEFINE_float, "string": flags.DEFINE_string,
-           "multi_string": flags.DEFINE_multi_string}
+           "multi_string": flags.DEFINE_multi_string, "list": flags.DEFINE_list}
 
 
 def define_flags(groups: Sequence[str] = GROUPS,
@@ -224,21 +230,22 @@ def define_flags(groups: Sequence[str] = GROUPS,
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
         raise ValueError(f"unknown setting groups {unknown}; expected some of {GROUPS}")
-    _define([f for f in _FIELDS if f.metadata["group"] in groups], flag_values)
+    define_fields([f for f in _FIELDS if f.metadata["group"] in groups], flag_values)
 
 
 def define_eval_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """Declares the flags of `EvalConfig`'s fields (already declared ones are left alone)."""
-    _define(_EVAL_FIELDS, flag_values)
+    define_fields(_EVAL_FIELDS, flag_values)
 
 
 def eval_config_from_flags(flag_values: flags.FlagValues = FLAGS, **overrides) -> EvalConfig:
     """The `EvalConfig` of the parsed command line: declared flags, else defaults."""
-    values = {f.name: flag_values[f.name].value for f in _EVAL_FIELDS if f.name in flag_values}
-    return EvalConfig(**{**values, **overrides})
+    return from_flags(EvalConfig, flag_values, **overrides)
 
 
-def _define(fields: Sequence[dataclasses.Field], flag_values: flags.FlagValues) -> None:
+def define_fields(fields: Sequence[dataclasses.Field],
+                  flag_values: flags.FlagValues = FLAGS) -> None:
+    """Declares a flag for each of `fields` (made with `setting`); declared ones are left alone."""
     for field in fields:
         meta = field.metadata
         if field.name in flag_values:
@@ -247,8 +254,16 @@ def _define(fields: Sequence[dataclasses.Field], flag_values: flags.FlagValues) 
             flags.DEFINE_enum(field.name, field.default, list(meta["choices"]), meta["help"],
                               flag_values=flag_values)
         else:
-            _DEFINE[meta["kind"]](field.name, field.default, meta["help"],
-                                  flag_values=flag_values)
+            default = list(field.default) if meta["kind"] == "list" else field.default
+            _DEFINE[meta["kind"]](field.name, default, meta["help"], flag_values=flag_values)
+
+
+def from_flags(config_class, flag_values: flags.FlagValues = FLAGS, **overrides):
+    """A `config_class` (a dataclass of `setting` fields) from the parsed flags that are
+    declared, else its defaults, changed by `overrides`."""
+    values = {f.name: flag_values[f.name].value for f in dataclasses.fields(config_class)
+              if f.name in flag_values}
+    return config_class(**{**values, **overrides})
 
 
 def check_settings(config) -> None:

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from sports1m_tf.baseline import classifier, descriptors, extract, histograms, main
+from sports1m_tf.baseline import descriptors, extract, histograms, main
+from sports1m_tf.baseline.fit_settings import FitSettings
 from sports1m_tf.baseline.vocabulary import Vocabulary, soft_assign
 from tfrecord_tools import clip_encoding
 from tfrecord_tools.convert import convert
@@ -69,12 +70,14 @@ def records(tmp_path_factory, write_video):
 @pytest.fixture(scope="module")
 def fitted(records, tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("baseline_model"))
-    config = main.fit([records["train"]], [records["val"]], model_dir, settings=SETTINGS,
-                      vocabulary_sizes=SIZES,
-                      configs=classifier.grid([[64]], [0.2], [3e-3, 1e-2]),
-                      vocabulary_clips=64, vocabulary_samples=4000, clips_per_video=4,
-                      workers=1, cache_dir=os.path.join(model_dir, "cache"), epochs=100,
-                      patience=20)
+    settings = FitSettings(
+        frame_size=SETTINGS.frame_size, patch_size=SETTINGS.patch_size,
+        frames_per_clip=SETTINGS.frames_per_clip,
+        vocabulary_sizes=[f"{t}={n}" for t, n in SIZES.items()], hidden=["64"],
+        dropout=["0.2"], learning_rate=["3e-3", "1e-2"], vocabulary_clips=64,
+        vocabulary_samples=4000, clips_per_video=4, workers=1, epochs=100, patience=20)
+    config = main.fit([records["train"]], [records["val"]], model_dir, settings,
+                      cache_dir=os.path.join(model_dir, "cache"))
     return model_dir, config
 
 

@@ -35,7 +35,9 @@ from sports1m_tf import cli
 cli.quiet_tensorflow_import("sports1m-baseline")  # before the imports below load TensorFlow
 
 from sports1m_tf import metrics
-from sports1m_tf.settings import EvalConfig
+from sports1m_tf.settings import check_settings, from_flags
+from sports1m_tf.baseline import fit_settings
+from sports1m_tf.baseline.fit_settings import FitSettings
 from sports1m_tf.baseline.descriptors import FEATURE_TYPES, DescriptorSettings
 from sports1m_tf.baseline.histograms import vector_dimension
 from sports1m_tf.baseline.vocabulary import Vocabulary, fit_vocabulary
@@ -43,7 +45,7 @@ from sports1m_tf.metrics import TOP_K
 from tfrecord_tools import fileio, summary
 
 if TYPE_CHECKING:  # TensorFlow loads with these: imported where used (see sports1m_tf.cli)
-    from sports1m_tf.baseline import classifier, extract
+    from sports1m_tf.baseline import extract
 
 MODEL_FILE = "model.keras"
 VOCABULARY_FILE = "vocabulary.npz"
@@ -65,44 +67,12 @@ def define_flags() -> None:
     flags.DEFINE_string("output_dir", None, "Where evaluate/predict write; default MODEL_DIR/eval.")
     flags.DEFINE_string("cache_dir", None, "Video-vector cache; default MODEL_DIR/cache. "
                         "'none' disables it.")
-    flags.DEFINE_integer("workers", 0, "Feature-extraction processes (0 = one per core).")
-    flags.DEFINE_integer("clips_per_video", EvalConfig.clips_per_video,
-                         "Clips of a video used (at most).")
-    # Descriptors and vocabularies.
-    flags.DEFINE_integer("frame_size", 128, "Frames are resized to this square size.")
-    flags.DEFINE_integer("patch_size", 32, "Dense patch side (stride half of it).")
-    flags.DEFINE_integer("frames_per_clip", 4, "Frames of each clip described.")
-    flags.DEFINE_integer("flow_gap", 2, "Optical flow from frame t to t + flow_gap.")
-    flags.DEFINE_list("vocabulary_sizes", ["hog=512", "colour=256", "motion=256"],
-                      "Words per descriptor type; dimension = 5 x their sum.")
-    flags.DEFINE_integer("vocabulary_clips", 500, "Training clips sampled to fit the vocabularies.")
-    flags.DEFINE_integer("vocabulary_samples", 50000, "Descriptors per type for k-means.")
-    flags.DEFINE_integer("soft_neighbours", 5, "Words each descriptor votes for (1 = hard).")
-    # MLP search.
-    flags.DEFINE_list("hidden", ["512", "1024+512"],
-                      "Hidden-layer widths to try, '+' between layers (e.g. 512,1024+512).")
-    flags.DEFINE_list("dropout", ["0.25", "0.5"], "Dropout rates to try.")
-    flags.DEFINE_list("learning_rate", ["0.001"], "Adam learning rates to try.")
-    flags.DEFINE_integer("epochs", 200, "Maximum epochs (early stopping on val loss).")
-    flags.DEFINE_integer("patience", 20, "Early-stopping patience, epochs.")
-    flags.DEFINE_integer("batch_size", 64, "MLP mini-batch size.")
-    flags.DEFINE_integer("seed", 0, "Seed for sampling, k-means and the MLP.")
+    fit_settings.define_flags()
 
 
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
-def parse_sizes(items: Sequence[str]) -> dict[str, int]:
-    """['hog=512', ...] -> {'hog': 512, ...}; every feature type must be given."""
-    sizes = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        sizes[name.strip()] = int(value)
-    if set(sizes) != set(FEATURE_TYPES) or min(sizes.values()) < 2:
-        raise app.UsageError(f"--vocabulary_sizes needs {FEATURE_TYPES}, each >= 2; got {items}")
-    return sizes
-
-
 def class_names_for(files: Sequence[str], seen: dict[int, str]) -> list[str]:
     """From the dataset.json beside the records, else the records' label strings."""
     for folder in sorted({os.path.dirname(os.path.abspath(f)) for f in files}):
@@ -152,12 +122,8 @@ def _none_if_nan(x: float) -> float | None:
 # ---------------------------------------------------------------------------
 # Modes
 # ---------------------------------------------------------------------------
-def fit(train_files: Sequence[str], val_files: Sequence[str] | None, model_dir: str, *,
-        settings: DescriptorSettings, vocabulary_sizes: dict[str, int],
-        configs: Sequence[classifier.MLPConfig], vocabulary_clips: int = 500,
-        vocabulary_samples: int = 50000, soft_neighbours: int = 5,
-        clips_per_video: int = 20, workers: int = 0, cache_dir: str | None = None,
-        epochs: int = 200, patience: int = 20, batch_size: int = 64, seed: int = 0) -> dict:
+def fit(train_files: Sequence[str], val_files: Sequence[str] | None, model_dir: str,
+        settings: FitSettings = FitSettings(), *, cache_dir: str | None = None) -> dict:
     """Fits vocabularies and the MLP; writes model.keras, vocabulary.npz, baseline.json.
 
     Returns:
@@ -169,23 +135,27 @@ def fit(train_files: Sequence[str], val_files: Sequence[str] | None, model_dir: 
     start = time.time()
     os.makedirs(model_dir, exist_ok=True)
     train_list = list_files(train_files)
+    descriptors, seed = settings.descriptors(), settings.seed
 
     # --- vocabularies ------------------------------------------------------
     samples, sample_problems = extract.sample_descriptors(
-        train_list, settings, max_clips=vocabulary_clips, max_per_type=vocabulary_samples,
-        workers=workers, seed=seed)
-    vocabulary = fit_vocabulary(samples, vocabulary_sizes, neighbours=soft_neighbours, seed=seed)
+        train_list, descriptors, max_clips=settings.vocabulary_clips,
+        max_per_type=settings.vocabulary_samples, workers=settings.workers, seed=seed)
+    vocabulary = fit_vocabulary(samples, settings.sizes(), neighbours=settings.soft_neighbours,
+                                seed=seed)
     vocabulary.save(os.path.join(model_dir, VOCABULARY_FILE))
     dim = vector_dimension(vocabulary.sizes)
     print(f"video vector dimension: {dim} = 5 pyramid cells x ({' + '.join(f'{vocabulary.sizes[t]} {t}' for t in FEATURE_TYPES)} words)")
 
     # --- video vectors -----------------------------------------------------
-    kw = dict(clips_per_video=clips_per_video, workers=workers, cache_dir=cache_dir)
-    train = extract.extract_features(train_list, vocabulary, settings, desc="train", **kw)
+    kw = dict(clips_per_video=settings.clips_per_video, workers=settings.workers,
+              cache_dir=cache_dir)
+    train = extract.extract_features(train_list, vocabulary, descriptors, desc="train", **kw)
     _labelled(train, "train")
     names = class_names_for(train_list, train.class_names)
     if val_files:
-        val = extract.extract_features(val_files, vocabulary, settings, desc="val", **kw)
+        val = extract.extract_features(val_files, vocabulary, descriptors,
+                                       desc="val", **kw)
         _labelled(val, "val")
         x_train, y_train, x_val, y_val = (train.vectors, train.label_lists, val.vectors,
                                           val.label_lists)
@@ -199,9 +169,10 @@ def fit(train_files: Sequence[str], val_files: Sequence[str] | None, model_dir: 
     problems = sample_problems + problems
 
     # --- MLP search ----------------------------------------------------------
-    model, results = classifier.search(configs, x_train, y_train, x_val, y_val, len(names),
-                                       epochs=epochs, patience=patience,
-                                       batch_size=batch_size, seed=seed)
+    model, results = classifier.search(classifier.grid(*settings.search_space()), x_train,
+                                       y_train, x_val, y_val, len(names),
+                                       epochs=settings.epochs, patience=settings.patience,
+                                       batch_size=settings.batch_size, seed=seed)
     model.save(os.path.join(model_dir, MODEL_FILE))
     chosen = next(r for r in results if r.get("chosen"))
     config = {
@@ -209,10 +180,10 @@ def fit(train_files: Sequence[str], val_files: Sequence[str] | None, model_dir: 
         "classes": names,
         "num_classes": len(names),
         "dimension": dim,
-        "descriptor_settings": dataclasses.asdict(settings),
+        "descriptor_settings": dataclasses.asdict(descriptors),
         "vocabulary_sizes": vocabulary.sizes,
-        "soft_neighbours": soft_neighbours,
-        "clips_per_video": clips_per_video,
+        "soft_neighbours": settings.soft_neighbours,
+        "clips_per_video": settings.clips_per_video,
         "train_files": list(train_files), "val_files": list(val_files or []),
         "train_videos": len(x_train), "val_videos": len(x_val),
         "search": results, "chosen": chosen["config"],
@@ -302,26 +273,26 @@ def main(argv: Sequence[str]) -> None:
     if FLAGS.mode == "fit":
         if not FLAGS.train_files:
             raise app.UsageError("--mode=fit needs --train_files")
-        settings = DescriptorSettings(frame_size=FLAGS.frame_size, patch_size=FLAGS.patch_size,
-                                      frames_per_clip=FLAGS.frames_per_clip,
-                                      flow_gap=FLAGS.flow_gap)
-        from sports1m_tf.baseline import classifier
-        configs = classifier.grid([[int(w) for w in h.split("+")] for h in FLAGS.hidden],
-                                  [float(d) for d in FLAGS.dropout],
-                                  [float(lr) for lr in FLAGS.learning_rate])
-        fit(FLAGS.train_files, FLAGS.val_files, FLAGS.model_dir, settings=settings,
-            vocabulary_sizes=parse_sizes(FLAGS.vocabulary_sizes), configs=configs,
-            vocabulary_clips=FLAGS.vocabulary_clips, vocabulary_samples=FLAGS.vocabulary_samples,
-            soft_neighbours=FLAGS.soft_neighbours, clips_per_video=FLAGS.clips_per_video,
-            workers=FLAGS.workers, cache_dir=cache_dir, epochs=FLAGS.epochs,
-            patience=FLAGS.patience, batch_size=FLAGS.batch_size, seed=FLAGS.seed)
+        settings = from_flags(FitSettings)
+        check_settings(settings)
+        fit(_listed("train_files"), _listed("val_files"), FLAGS.model_dir, settings,
+            cache_dir=cache_dir)
     else:
         if not FLAGS.eval_files:
             raise app.UsageError(f"--mode={FLAGS.mode} needs --eval_files")
-        evaluate(FLAGS.eval_files, FLAGS.model_dir,
+        evaluate(_listed("eval_files"), FLAGS.model_dir,
                  FLAGS.output_dir or os.path.join(FLAGS.model_dir, "eval"),
                  labels_required=FLAGS.mode == "evaluate", workers=FLAGS.workers,
                  cache_dir=cache_dir, clips_per_video=FLAGS.clips_per_video)
+
+
+def _listed(flag: str) -> Sequence[str] | None:
+    """The record files of `--flag`, listed once for every step that reads them."""
+    from sports1m_tf.data.records import list_files
+    try:
+        return list_files(FLAGS[flag].value) if FLAGS[flag].value else None
+    except ValueError as e:
+        raise cli.UserError(f"--{flag}: {e}") from None
 
 
 def run() -> None:

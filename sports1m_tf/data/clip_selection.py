@@ -196,7 +196,7 @@ def validation_keep(files: Sequence[str], val_batches: int, batch_size: int, *, 
     from absl import logging
 
     from sports1m_tf.data import records
-    keep, clips, used, videos = validation_filter(records.list_files(list(files)),
+    keep, clips, used, videos = validation_filter(records.list_files(files),
                                                   val_batches * batch_size, seed=seed)
     logging.info("validation reads %d clips from %d of %d videos (the same at every "
                  "validation)", clips, used, videos)

@@ -47,5 +47,5 @@ def expected_videos(files: Sequence[str], info: dict | None) -> int | None:
 def read_classes(file_patterns: Sequence[str]) -> list[str] | None:
     """Class names from the `dataset.json` beside the records, or None."""
     from sports1m_tf.data.records import list_files
-    info, _ = dataset_info(list_files(list(file_patterns)))
+    info, _ = dataset_info(list_files(file_patterns))
     return list(info["classes"]) if info and info.get("classes") else None

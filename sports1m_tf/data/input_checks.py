@@ -162,6 +162,21 @@ def check_shards_whole(files: Sequence[str]) -> None:
                     "again (sports1m-convert with --overwrite), or leave the shard out")
 
 
+def list_run_files(train_files: Sequence[str], val_files: Sequence[str] | None
+                   ) -> tuple[Sequence[str], Sequence[str]]:
+    """The training and validation record files, each glob listed (once per run).
+
+    Raises:
+      InputError: a pattern matches no file.
+    """
+    from sports1m_tf.data import records
+    try:
+        return (records.list_files(train_files),
+                records.list_files(val_files) if val_files else records.RecordFiles())
+    except ValueError as e:
+        raise InputError(f"{e}: check --train_files / --val_files") from None
+
+
 def check_run_inputs(train_files: Sequence[str], val_files: Sequence[str] | None,
                      crop: int) -> None:
     """The checks a training run makes before its first step (crop size, empty classes).
@@ -169,13 +184,8 @@ def check_run_inputs(train_files: Sequence[str], val_files: Sequence[str] | None
     Raises:
       InputError: frames smaller than the crop, or no file matches a pattern.
     """
-    from sports1m_tf.data import records
-    try:
-        train = records.list_files(list(train_files))
-        val = records.list_files(list(val_files)) if val_files else []
-    except ValueError as e:
-        raise InputError(f"{e}: check --train_files / --val_files") from None
-    check_shards_whole(train + val)
+    train, val = list_run_files(train_files, val_files)
+    check_shards_whole([*train, *val])
     check_crop_fits(train, crop)
     if val:
         check_crop_fits(val, crop)

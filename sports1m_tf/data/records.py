@@ -46,12 +46,17 @@ def _masked_crc32c(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def list_files(file_pattern: FilePattern) -> list[str]:
+class RecordFiles(tuple):
+    """Record files already listed: `list_files` hands them on without asking the
+    file system again, so a command lists its globs once however many steps read them."""
+
+
+def list_files(file_pattern: FilePattern) -> RecordFiles:
     """Expands a glob (or a list of globs and paths) into a sorted list of files.
 
     Args:
-      file_pattern: str or sequence of str. Glob patterns or file paths
-        (local or any `tf.io.gfile` scheme such as gs://).
+      file_pattern: Glob patterns or file paths (local or any `tf.io.gfile` scheme
+        such as gs://), or a `RecordFiles` listed before (returned as it is).
 
     Returns:
       The matched files, sorted within each pattern, duplicates removed.
@@ -59,6 +64,8 @@ def list_files(file_pattern: FilePattern) -> list[str]:
     Raises:
       ValueError: a pattern matches no file (the error names the pattern).
     """
+    if isinstance(file_pattern, RecordFiles):
+        return file_pattern
     patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
     if not patterns:
         raise ValueError("file_pattern is an empty list: no clip records to read")
@@ -69,7 +76,7 @@ def list_files(file_pattern: FilePattern) -> list[str]:
         if not matched:
             raise ValueError(f"no clip record files match {pattern!r}")
         files.extend(m for m in matched if m not in files)
-    return files
+    return RecordFiles(files)
 
 
 def compression_of(path: str) -> str:

@@ -126,7 +126,7 @@ def input_setup(train_files: Sequence[str], data_service: str | None, model: str
     import tensorflow as tf
 
     from sports1m_tf.data import input_checks, records
-    stored = input_checks.stored_frame_size(records.list_files(list(train_files)))
+    stored = input_checks.stored_frame_size(records.list_files(train_files))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return InputSetup(model=model, crop=crop, stored_frame=min(stored[:2]) if stored else None,
                       data_service=data_service, cores=cores or 1,

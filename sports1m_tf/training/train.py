@@ -81,7 +81,7 @@ def build_training_dataset(config: TrainConfig, data_args: dict, seed: int | Non
     from sports1m_tf import data
     pipeline = input_context.input_pipeline_id if input_context else 0
     return data.clip_dataset(
-        list(config.train_files), training=True, batch_size=config.batch_size,
+        config.train_files, training=True, batch_size=config.batch_size,
         flip=config.flip, repeat=-1, seed=None if seed is None else seed + 7919 * pipeline,
         shuffle_buffer=config.shuffle_buffer, error_counter=error_counter, **data_args)
 
@@ -100,7 +100,7 @@ def build_validation_dataset(config: TrainConfig, data_args: dict):
     from sports1m_tf.data import clip_selection
     keep = clip_selection.validation_keep(config.val_files, config.val_batches,
                                           config.batch_size, seed=config.seed)
-    dataset = data.clip_dataset(list(config.val_files), training=False,
+    dataset = data.clip_dataset(config.val_files, training=False,
                                 batch_size=config.batch_size, keep=keep, **data_args)
     return dataset.take(config.val_batches) if config.val_batches > 0 else dataset
 
@@ -145,7 +145,7 @@ def _training_iterator(strategy, config: TrainConfig, data_args: dict, start_ste
         job = data_service.job_name(config.model_dir, start_step)
         dataset = strategy.distribute_datasets_from_function(
             lambda context=None: data_service.service_training_dataset(
-                list(config.train_files), service=config.data_service, seed=seed,
+                config.train_files, service=config.data_service, seed=seed,
                 job_name=job, batch_size=config.batch_size, flip=config.flip,
                 shuffle_buffer=config.shuffle_buffer, **data_args))
         return iter(dataset), None, skipped  # skips are logged by the service's workers
@@ -234,6 +234,13 @@ def _data_args(model) -> dict:
     built = describe(model)
     return {k: built[k] for k in ("multires", "num_classes", "input_size")} | {
         "model": built["name"]}
+
+
+def _with_files_listed(config: TrainConfig) -> TrainConfig:
+    """`config` with its record globs listed, once for every step that reads them."""
+    from sports1m_tf.data import input_checks
+    train, val = input_checks.list_run_files(config.train_files, config.val_files)
+    return dataclasses.replace(config, train_files=train, val_files=val or None)
 
 
 def _run_config(config: TrainConfig, model, class_names, strategy, precision: str,
@@ -405,6 +412,8 @@ def _train(config: TrainConfig, build_model_fn: Callable | None,
     import numpy as np
     import tensorflow as tf
 
+    given, config = config, _with_files_listed(config)
+
     from sports1m_tf.training import input_wait, optimization, skip_report, summaries
 
     # Strategy, precision, classes, model and optimiser.
@@ -424,7 +433,7 @@ def _train(config: TrainConfig, build_model_fn: Callable | None,
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
                                      plateau=plateau)
     latest = tf.train.latest_checkpoint(config.model_dir)
-    run_config = _run_config(config, model, class_names, strategy, precision, xla,
+    run_config = _run_config(given, model, class_names, strategy, precision, xla,
                              run_config_extra)
     if latest:
         run_config = run_folder.check_resumable(config.model_dir, run_config)
