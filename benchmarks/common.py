@@ -11,7 +11,7 @@ import json
 import os
 import resource
 import time
-from typing import Iterator
+from typing import Iterable, Iterator, Sequence
 
 from absl import flags
 
@@ -63,6 +63,18 @@ def run(main, **defaults) -> None:
     for name, value in defaults.items():
         flags.FLAGS.set_default(name, value)
     cli.entry(main)()
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence], *, text_columns: int = 1
+                ) -> None:
+    """Prints `rows` (already formatted cells) as a Markdown table, numbers right-aligned
+    after the first `text_columns` columns, then the machine's load."""
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "|".join("---" if i < text_columns else "---:" for i in range(len(columns)))
+          + "|")
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
+    print(load_line())
 
 
 def load_line() -> str:

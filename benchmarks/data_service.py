@@ -23,7 +23,6 @@ Writes benchmarks/results/data_service.json.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -33,8 +32,6 @@ import tempfile
 import time
 
 from absl import flags, logging
-
-from sports1m_tf import cli
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import input_pipeline  # noqa: E402  (its records and its flags)
@@ -173,14 +170,13 @@ def main(argv):
                       "not scale-out",
               "rows": rows}
     common.write_results(FLAGS.output, result, indent=2)
-    print(f"{'config':26s} {'mode':22s} {'clips/s':>8s} {'trainer CPU ms/clip':>20s} "
-          f"{'worker CPU ms/clip':>19s} {'trainer vs local':>16s}")
-    for r in rows:
-        worker = "" if r["worker_cpu_ms_per_clip"] is None else f"{r['worker_cpu_ms_per_clip']:.2f}"
-        print(f"{r['config']:26s} {r['mode']:22s} {r['clips_per_s']:8.0f} "
-              f"{r['trainer_cpu_ms_per_clip']:20.2f} {worker:>19s} "
-              f"{r['trainer_cpu_vs_local']:16.2f}")
-    print(common.load_line())
+    common.print_table(
+        ["config", "mode", "clips/s", "trainer CPU ms/clip", "worker CPU ms/clip",
+         "trainer vs local"],
+        ([r["config"], r["mode"], f"{r['clips_per_s']:.0f}",
+          f"{r['trainer_cpu_ms_per_clip']:.2f}",
+          "" if r["worker_cpu_ms_per_clip"] is None else f"{r['worker_cpu_ms_per_clip']:.2f}",
+          f"{r['trainer_cpu_vs_local']:.2f}"] for r in rows), text_columns=2)
 
 
 def run():

@@ -27,8 +27,6 @@ import time
 
 from absl import flags, logging
 
-from sports1m_tf import cli
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import input_pipeline  # noqa: E402  (its records and its flags)
 
@@ -93,14 +91,12 @@ def main(argv):
               "cpu_count": os.cpu_count(), "load_average_at_end": os.getloadavg(),
               "rows": rows}
     common.write_results(FLAGS.output, result, indent=2)
-    print(f"| model | frames | crop | clips per CPU-second | training GFLOP/clip | "
-          f"clips/s at {FLAGS.utilisation:.0%} of {FLAGS.peak_tflops:.0f} TFLOPS | cores |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['model']} | {r['frames']} | {r['crop']} | {r['clips_per_cpu_s']:,.0f} | "
-              f"{r['train_gflop_per_clip']:.2f} | {r['accelerator_clips_per_s']:,} | "
-              f"{r['cores']:,.0f} |")
-    print(common.load_line())
+    common.print_table(
+        ["model", "frames", "crop", "clips per CPU-second", "training GFLOP/clip",
+         f"clips/s at {FLAGS.utilisation:.0%} of {FLAGS.peak_tflops:.0f} TFLOPS", "cores"],
+        ([r["model"], r["frames"], r["crop"], f"{r['clips_per_cpu_s']:,.0f}",
+          f"{r['train_gflop_per_clip']:.2f}", f"{r['accelerator_clips_per_s']:,}",
+          f"{r['cores']:,.0f}"] for r in rows))
 
 
 def run():

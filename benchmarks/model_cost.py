@@ -11,7 +11,6 @@ warm-up step. Writes benchmarks/results/model_cost.json.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -92,21 +91,20 @@ def main(argv):
             r["flop_ratio_full_over_multires"] = base["gmac_per_clip"] / r["gmac_per_clip"]
             if "clips_per_s" in r:
                 r["speedup_multires"] = r["clips_per_s"] / base["clips_per_s"]
-    print("\n| model | params (M) | GMAC/clip | clips/s | GFLOP/s | multires speed-up (FLOP ratio) |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        speed = (f"{r['speedup_multires']:.2f}× ({r['flop_ratio_full_over_multires']:.2f}×)"
-                 if "speedup_multires" in r else "")
-        print(f"| {r['model']} | {r['parameters'] / 1e6:.1f} | {r['gmac_per_clip']:.3f} | "
-              f"{r.get('clips_per_s', float('nan')):.2f} | "
-              f"{r.get('train_gflops_per_s', float('nan')):.1f} | {speed} |")
-    os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump({"settings": {"batch_size": FLAGS.batch_size, "steps": FLAGS.steps,
-                                "width": FLAGS.width, "precision": FLAGS.precision,
-                                "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")},
-                   "models": rows}, f, indent=2)
-
+    print()
+    common.print_table(
+        ["model", "params (M)", "GMAC/clip", "clips/s", "GFLOP/s",
+         "multires speed-up (FLOP ratio)"],
+        ([r["model"], f"{r['parameters'] / 1e6:.1f}", f"{r['gmac_per_clip']:.3f}",
+          f"{r.get('clips_per_s', float('nan')):.2f}",
+          f"{r.get('train_gflops_per_s', float('nan')):.1f}",
+          f"{r['speedup_multires']:.2f}× ({r['flop_ratio_full_over_multires']:.2f}×)"
+          if "speedup_multires" in r else ""] for r in rows))
+    common.write_results(FLAGS.output, {
+        "settings": {"batch_size": FLAGS.batch_size, "steps": FLAGS.steps, "width": FLAGS.width,
+                     "precision": FLAGS.precision,
+                     "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")},
+        "models": rows, "machine": common.machine_load()})
 
 if __name__ == "__main__":
     app.run(main)

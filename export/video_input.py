@@ -211,8 +211,8 @@ def read_video(path: str, max_clips: int = 20, clip_frames: int = CLIP_FRAMES,
       path: A video file OpenCV can decode.
       threads: FFmpeg decoding threads (0: one per core).
       frames: offsets within a clip to convert (the model's frames); the others
-        are zero. Defaults to every frame.
-      size: Side of the stored frames. Defaults to 200 (the converter's).
+        are zero. Every frame if None.
+      size: Side of the stored frames (the converter's: 200).
       bounds: the model's frame bounds (None: any frame size).
 
     Returns:
@@ -259,11 +259,7 @@ def iter_segments(path: str, segment_seconds: float, max_clips: int = 20,
     Args:
       segment_seconds: Length of a segment, > 0.
       max_clips: Most clips per segment.
-      threads: FFmpeg decoding threads (0: one per core).
-      frames: offsets within a clip to convert (the model's frames); the others
-        are zero. Defaults to every frame.
-      size: Side of the stored frames. Defaults to 200 (the converter's).
-      bounds: the model's frame bounds (None: any frame size).
+      The others: as `read_video`.
 
     Yields:
       `Segment`s in time order; one with no clips when a stretch is shorter than a clip.
