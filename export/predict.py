@@ -42,7 +42,7 @@ from absl import flags
 
 from export import stream, video_command
 from export.stream_reader import parse_source
-from export.stream_windows import StreamOptions
+from export.stream_windows import StreamOptions, define_stream_flags
 from export.video_command import (check_manifest_classes, mmss,  # noqa: F401
                                   read_manifest)
 from export.video_input import VideoError, clip_starts, read_clips, stored_frame  # noqa: F401
@@ -50,6 +50,7 @@ from export.video_prediction import (PredictionHandler, VideoModel,  # noqa: F40
                                      model_class_names, predict_files, predict_videos,
                                      resolve_saved_model)
 from sports1m_tf import cli
+from sports1m_tf.settings import from_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "SavedModel version folder, or a model folder.")
@@ -66,18 +67,7 @@ flags.DEFINE_string("stream", None,
 flags.DEFINE_boolean("realtime", False,
                      "With --stream: read the source at its own frame rate (a file, or a URL "
                      "serving a whole video), as if it were live.")
-flags.DEFINE_float("every_seconds", StreamOptions.every_seconds,
-                   "With --stream: seconds of stream between labels.")
-flags.DEFINE_float("window_seconds", StreamOptions.window_seconds,
-                   "With --stream: each label covers the last this many seconds of stream.")
-flags.DEFINE_integer("smooth", StreamOptions.smooth,
-                     "With --stream: average each label's probabilities with the previous "
-                     "windows', this many windows in all.")
-flags.DEFINE_float("max_seconds", StreamOptions.max_seconds,
-                   "With --stream: stop after this many seconds of stream (0: until it ends).")
-flags.DEFINE_float("reconnect_seconds", StreamOptions.reconnect_seconds,
-                   "With --stream: how long the source may send nothing, at the start or after "
-                   "it stops, before the run ends.")
+define_stream_flags()
 flags.mark_flags_as_mutual_exclusive(["saved_model", "tflite"], required=True)
 
 # ----------------------------------------------------------------------------
@@ -126,10 +116,7 @@ def _stream_labels(argv: list[str]) -> int:
         raise cli.UserError("--stream labels one live source: give no video files, "
                             "--manifest, --labels or --segment_seconds with it")
     source = parse_source(FLAGS.stream, FLAGS.realtime)
-    options = StreamOptions(
-        every_seconds=FLAGS.every_seconds, window_seconds=FLAGS.window_seconds,
-        max_clips=FLAGS.max_clips, smooth=FLAGS.smooth, max_seconds=FLAGS.max_seconds,
-        reconnect_seconds=FLAGS.reconnect_seconds)
+    options = from_flags(StreamOptions)
     model = load_model()
 
     def show(label: dict) -> None:

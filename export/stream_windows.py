@@ -21,39 +21,41 @@ import numpy as np
 
 from export import video_input
 from sports1m_tf import cli
+from sports1m_tf.settings import (NON_NEGATIVE, POSITIVE, check_settings, define_fields,
+                                  setting)
+
+
+_GROUP = "stream"
 
 
 @dataclasses.dataclass(frozen=True)
 class StreamOptions:
-    """How a stream is labelled (the `sports1m-predict --stream` flags).
-
-    Attributes:
-      every_seconds: float. Stream time between labels.
-      window_seconds: float. Stream time each label covers (the last this much).
-      max_clips: int. Most clips in a window.
-      smooth: int. Each label is the mean of the last this many windows' probabilities.
-      max_seconds: float. Stop after this much stream (0: run until it ends).
-      reconnect_seconds: float. How long a source may send nothing (at the start,
-        or after it stops) before the run ends.
-    """
-    every_seconds: float = 1.0
-    window_seconds: float = 2.0
-    max_clips: int = 20
-    smooth: int = 1
-    max_seconds: float = 0.0
-    reconnect_seconds: float = 10.0
+    """How a stream is labelled: the `sports1m-predict --stream` flags, declared from
+    these fields (`define_stream_flags`). Times are seconds of stream."""
+    every_seconds: float = setting(1.0, "With --stream: seconds of stream between labels.",
+                                   _GROUP, bound=POSITIVE)
+    window_seconds: float = setting(
+        2.0, "With --stream: each label covers the last this many seconds of stream.", _GROUP,
+        bound=POSITIVE)
+    max_clips: int = setting(20, "Most clips in a window.", _GROUP, bound=POSITIVE)
+    smooth: int = setting(
+        1, "With --stream: average each label's probabilities with the previous windows', "
+        "this many windows in all.", _GROUP, bound=POSITIVE)
+    max_seconds: float = setting(
+        0.0, "With --stream: stop after this many seconds of stream (0: until it ends).",
+        _GROUP, bound=NON_NEGATIVE)
+    reconnect_seconds: float = setting(
+        10.0, "With --stream: how long the source may send nothing, at the start or after "
+        "it stops, before the run ends.", _GROUP, bound=POSITIVE)
 
     def check(self) -> None:
-        """Raises `cli.UserError` naming the first flag out of range."""
-        for name in ("every_seconds", "window_seconds", "reconnect_seconds"):
-            if not getattr(self, name) > 0:
-                raise cli.UserError(f"--{name} must be more than 0, got {getattr(self, name)}")
-        for name in ("max_clips", "smooth"):
-            if getattr(self, name) < 1:
-                raise cli.UserError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_seconds < 0:
-            raise cli.UserError(f"--max_seconds must be 0 (no limit) or more, "
-                                f"got {self.max_seconds}")
+        """Raises `settings.SettingError` (a `cli.UserError`) naming the first flag out of range."""
+        check_settings(self)
+
+
+def define_stream_flags() -> None:
+    """Declares the stream flags but `--max_clips` (the command's own, for files too)."""
+    define_fields([f for f in dataclasses.fields(StreamOptions) if f.name != "max_clips"])
 
 
 @dataclasses.dataclass(frozen=True)

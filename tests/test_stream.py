@@ -342,6 +342,6 @@ def test_bad_sources(tmp_path):
         parse_source("0", realtime=True)
     assert parse_source("0") == Source("0", 0, live=True)
     assert parse_source("rtsp://cam/1").live
-    with pytest.raises(cli.UserError, match="--every_seconds must be more than 0"):
+    with pytest.raises(cli.UserError, match="--every_seconds=0: every_seconds must be a finite number above 0"):
         StreamOptions(every_seconds=0).check()
     assert clock(3725.04) == "62:05.0"
