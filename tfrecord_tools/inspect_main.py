@@ -3,8 +3,12 @@
 Counts clips and videos per split and class, frames per clip and frame sizes,
 measures whether each split's record order mixes videos (distinct videos per 32
 consecutive records of a shard, against a uniform random draw),
-checks that every record parses as a clip SequenceExample (naming the shard and
-record index of any that does not), and saves a PNG contact sheet of a few clips.
+checks every record: it parses as a clip SequenceExample, and it is sound by the
+same check training and evaluation skip records by (`sports1m_tf.data.record_check`:
+labels within the split's class list and named as their index's class, JPEG
+frames of the size the record states, a whole clip of them), naming the shard and
+record index of each bad record and counting each kind of problem, and saves a
+PNG contact sheet of a few clips.
 
 Examples:
   sports1m-inspect /data/clips                       # every *.tfrecord[.gz] in the folder
@@ -37,7 +41,8 @@ _DECODE_ALL = flags.DEFINE_bool("decode_all", False, "Decode every JPEG frame (s
                                 "not only those on the contact sheet.")
 _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the report as JSON here.")
 
-_REQUIRED_CONTEXT = (schema.MEDIA_ID, schema.LABEL_INDEX, schema.IMAGE_HEIGHT, schema.IMAGE_WIDTH)
+# A record without labels parses; the record check calls it "no label".
+_REQUIRED_CONTEXT = (schema.MEDIA_ID, schema.IMAGE_HEIGHT, schema.IMAGE_WIDTH)
 
 
 def find_shards(dir_or_pattern: str) -> list[str]:
@@ -98,7 +103,8 @@ def _check(raw: bytes) -> tuple[dict | None, str | None]:
                       "timestamps")
     return {
         "video": ctx[schema.MEDIA_ID].bytes_list.value[0].decode(),
-        "labels": list(ctx[schema.LABEL_INDEX].int64_list.value),
+        "labels": list(ctx[schema.LABEL_INDEX].int64_list.value)
+        if schema.LABEL_INDEX in ctx else [],
         "names": [s.decode() for s in ctx[schema.LABEL_STRING].bytes_list.value]
         if schema.LABEL_STRING in ctx else [],
         "size": (ctx[schema.IMAGE_HEIGHT].int64_list.value[0],
@@ -128,6 +134,7 @@ def inspect_records(dir_or_pattern: str, *, contact_sheet: str | None = None,
       {"shards": [...], "records": n, "splits": {split: {"clips", "videos",
        "clips_per_class", "videos_per_class", "mixing"}}, "frames_per_clip": {n: clips},
        "frame_sizes": {"HxW": clips}, "errors": [{"shard", "record", "error"}],
+       "problems": {kind of error: records},
        "contact_sheet": path or None}.
     """
     paths = find_shards(dir_or_pattern)
@@ -137,7 +144,9 @@ def inspect_records(dir_or_pattern: str, *, contact_sheet: str | None = None,
     errors: list[dict] = []
     samples: list[dict] = []
     total = 0
+    verdicts: dict = {}
     for path in paths:
+        verdict = _verdict_of(path, verdicts)
         parsed = shards.parse_shard_name(path)
         split = parsed[0] if parsed else os.path.basename(path).split(".")[0]
         s = splits.setdefault(split, {"clips": 0, "videos": set(),
@@ -148,6 +157,8 @@ def inspect_records(dir_or_pattern: str, *, contact_sheet: str | None = None,
             for index, raw in _iter_raw(path):
                 total += 1
                 fields, problem = _check(raw)
+                if problem is None:
+                    problem = verdict(raw)
                 if problem is None and decode_all:
                     bad = [i for i, f in enumerate(fields["frames"]) if _decode(f) is None]
                     if bad:
@@ -188,8 +199,23 @@ def inspect_records(dir_or_pattern: str, *, contact_sheet: str | None = None,
         "frames_per_clip": {str(k): v for k, v in sorted(frames_per_clip.items())},
         "frame_sizes": dict(sizes),
         "errors": errors,
+        "problems": dict(collections.Counter(_kind(e["error"]) for e in errors)),
         "contact_sheet": sheet,
     }
+
+
+def _verdict_of(path: str, verdicts: dict):
+    """The record check of `path`'s split (its rules from the folder's dataset.json)."""
+    from sports1m_tf.data import record_check  # deferred: it imports TensorFlow
+    rules = record_check.rules_for([path])
+    if rules not in verdicts:
+        verdicts[rules] = record_check.verdict_function(rules)
+    return verdicts[rules]
+
+
+def _kind(error: str) -> str:
+    """The kind of a problem, for counting: the message up to its details."""
+    return error.split(" (")[0].split(":")[0]
 
 
 MAX_SHEET_CLASSES = 64  # rows given to classes not yet on the sheet
@@ -273,6 +299,8 @@ def format_report(report: dict) -> str:
     if report["errors"]:
         out.append(f"{len(report['errors'])} BAD RECORDS:")
         out += [f"  {e['shard']} record {e['record']}: {e['error']}" for e in report["errors"]]
+        out.append("problems: " + ", ".join(f"{kind}: {n}" for kind, n in
+                                            sorted(report["problems"].items())))
     else:
         out.append("every record parses")
     return "\n".join(out)

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from sports1m_tf.data import augment, frames, records
+from sports1m_tf.data import augment, frames, record_check, records
 from sports1m_tf.data.errors import ErrorCounter
 from sports1m_tf.data.inline_map import inline_map
 from tfrecord_tools import schema
@@ -153,7 +153,8 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
 
     ds = _parsed_records(files, indices, counter, binding, keep, training=training,
                          seed=shuffle_seed, deterministic=deterministic,
-                         cycle_length=cycle_length)
+                         cycle_length=cycle_length,
+                         rules=record_check.rules_for(files, num_classes, clip_frames))
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
     if repeat is not None and repeat != 1:
@@ -186,18 +187,20 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
 
 def _parsed_records(files: Sequence[str], indices: Sequence[int], counter: ErrorCounter,
                     binding: int | None, keep, *, training: bool, seed: int | None,
-                    deterministic: bool, cycle_length: int) -> tf.data.Dataset:
+                    deterministic: bool, cycle_length: int,
+                    rules: record_check.Rules) -> tf.data.Dataset:
     """`(file_index, encoded [T], labels)` per record, parsed in each shard's reading thread.
 
     Record by record, where it was read: the budget check first (a stream whose
     records all fail must still end), then the parse while the record is in
-    cache; only the model's frames go on (to the shuffle, in training).
+    cache, and the record's verdict (`record_check`); only a sound record's frames
+    the model reads go on (to the shuffle, in training).
     """
     def parse(file_index, record):  # the record was counted as started by `admit`
         clip = records.parse_clip(record)
-        # An index past the stored frames fails the gather: record skipped.
-        return counter.wait(binding, file_index,
-                            (file_index, tf.gather(clip["encoded"], indices), clip["labels"]))
+        encoded = record_check.sound_frames(clip, rules, indices,
+                                            counter.problem_counter(binding))
+        return counter.wait(binding, file_index, (file_index, encoded, clip["labels"]))
 
     def read_shard(stream):
         if keep is not None:
@@ -206,7 +209,8 @@ def _parsed_records(files: Sequence[str], indices: Sequence[int], counter: Error
 
     return records.read_records(files, shuffle_files=training, seed=seed,
                                 deterministic=deterministic, cycle_length=cycle_length,
-                                random_start=training, each_shard=read_shard)
+                                random_start=training, each_shard=read_shard,
+                                watch=counter.read_watch(binding))
 
 
 def _clip_loader(counter: ErrorCounter, binding: int | None, size: int, num_classes: int, *,

@@ -8,6 +8,12 @@ dataset is exhausted; while it runs, it also includes the few in flight). A
 record whose work is split over two maps with a buffer between them (parsed
 before the shuffle, decoded after it) is counted as "waiting" in between, so
 that the records in the buffer are not taken for skipped ones.
+
+It also holds what went wrong below the records: shards found cut short or
+corrupt when the pipeline was built, and shards that were gone or changed when a
+pass came to read them (`read_watch`; each such pass also counts one skipped
+record of the file), and how many records each kind of `record_check` problem
+made the pipeline skip.
 """
 from __future__ import annotations
 
@@ -23,10 +29,20 @@ from sports1m_tf.data.inline_map import inline_map
 # Records allowed over the skip budget: those being decoded when the counts are read
 # (counted as started, not yet finished), and a little noise on small data.
 DEFAULT_SLACK = 16 + 2 * (os.cpu_count() or 1)
+# A stream ends once this many records in a row failed: a stream whose records
+# all fail yields nothing, and would otherwise retry them for ever.
+DEFAULT_MAX_FAILED_IN_A_ROW = 1000
 
 
 class SkippedRecordsError(cli.UserError, ValueError):
     """Too many records failed to decode: the message lists the files and their counts."""
+
+
+def records_changed_error(what: str) -> SkippedRecordsError:
+    """The error of a run whose records were removed or replaced under it; `what` says how."""
+    return SkippedRecordsError(
+        f"the clip records changed while they were read: {what}. A conversion "
+        "(--overwrite) or a removal ran on them? Run again once the records are complete")
 
 
 class ErrorCounter:
@@ -41,17 +57,25 @@ class ErrorCounter:
       counter.total()                # int
     """
 
-    def __init__(self, max_skipped_fraction: float | None = None, slack: int = DEFAULT_SLACK):
+    def __init__(self, max_skipped_fraction: float | None = None, slack: int = DEFAULT_SLACK,
+                 max_failed_in_a_row: int = DEFAULT_MAX_FAILED_IN_A_ROW):
         """Args:
           max_skipped_fraction: float or None. A stream passed through `admit` ends
             once more than this fraction of its records (plus `slack`) failed, and
             `check_budget` raises; None: no fraction limit, but a stream that
             skipped `slack` records without yielding any still ends.
           slack: int. Failures allowed above the fraction (records in flight).
+          max_failed_in_a_row: int. A stream passed through `admit` also ends once
+            this many records in a row failed (plus those in flight), or at once
+            when a pass found one of its files gone or changed.
         """
         self._bindings: list[tuple[list[str], tf.Variable, tf.Variable]] = []
+        self._read: list[_ReadWatch] = []
+        self._problems: list[tf.Variable] = []
+        self._progress: list[tf.Variable] = []
         self.max_skipped_fraction = max_skipped_fraction
         self.slack = int(slack)
+        self.max_failed_in_a_row = int(max_failed_in_a_row)
 
     def bind(self, files: Sequence[str]) -> int | None:
         """Registers the files of one pipeline; returns the binding id used by `guard`.
@@ -64,16 +88,61 @@ class ErrorCounter:
         if tf.inside_function():
             logging.info("dataset built inside a tf.function: skipped records are not counted")
             return None
+        from sports1m_tf.data import record_check
         names = ("records_started", "records_finished", "records_waiting")
-        with tf.init_scope():  # one count per file, then their total (read per record)
-            counts = [tf.Variable(tf.zeros([len(files) + 1], tf.int64), trainable=False,
-                                  name=name) for name in names]
-        # Under a strategy's scope these are distributed variables, which a
-        # tf.data function cannot update; one local copy is all a count needs.
-        strategy = tf.distribute.get_strategy()
-        counts = [strategy.experimental_local_results(v)[0] for v in counts]
+        counts = [_local_count([len(files) + 1], name) for name in names]
         self._bindings.append((list(files), *counts))
+        self._read.append(_ReadWatch(list(files)))
+        self._problems.append(_local_count([len(record_check.PROBLEMS)], "record_problems"))
+        # [records that went on seen last, records started then]: the in-a-row count.
+        self._progress.append(_local_count([2], "records_progress"))
         return len(self._bindings) - 1
+
+    def read_watch(self, binding: int | None):
+        """The `watch` of `records.read_records` for this binding (None: not counted)."""
+        return None if binding is None else self._read[binding]
+
+    def problem_counter(self, binding: int | None):
+        """`count(code) -> code` for `record_check.sound_frames`: counts each kind of problem.
+
+        Returns None (not counted) for a binding that does not count.
+        """
+        if binding is None:
+            return None
+        variable = self._problems[binding]
+
+        def count(code):
+            add = tf.raw_ops.ResourceScatterAdd(resource=variable.handle, indices=code,
+                                                updates=tf.constant(1, tf.int64))
+            return code + _zero_after(add, variable, code)
+
+        return count
+
+    def by_problem(self) -> dict[str, int]:
+        """Records skipped for each kind of `record_check` problem (kinds seen only)."""
+        from sports1m_tf.data import record_check
+        counts: dict[str, int] = {}
+        for variable in self._problems:
+            for kind, n in zip(record_check.PROBLEMS[1:], variable.numpy()[1:].tolist()):
+                if n:
+                    counts[kind] = counts.get(kind, 0) + int(n)
+        return counts
+
+    def read_problems(self) -> dict[str, str]:
+        """What went wrong reading each file that had trouble: {path: what happened}."""
+        problems: dict[str, str] = {}
+        for watch in self._read:
+            problems.update(watch.problems())
+        return problems
+
+    def changed_now(self) -> list[str]:
+        """Files gone or changed since the pipelines were built, looked at from Python now."""
+        return [path for watch in self._read for path in watch.changed_now()]
+
+    def files_gone_or_changed(self) -> dict[str, str]:
+        """The read problems of files that a pass found gone or changed."""
+        return {path: what for watch in self._read for path, what in watch.problems().items()
+                if path in watch.changed()}
 
     def guard(self, binding: int | None, file_index: tf.Tensor, step: Callable[..., object],
               *inputs: tf.Tensor):
@@ -137,16 +206,9 @@ class ErrorCounter:
             return inputs
         add = self._scatter_add(binding, which, file_index, amount)
         # The work must not run before the count, or a failing step would never be
-        # counted. A control block is not enough: TF puts its edge only on the ops
-        # whose inputs all come from outside it, and an op reading a captured
-        # input can run, and fail, before the count (seen as a skipped record
-        # counted 0 times). So the inputs gain and lose a dimension at an axis
-        # read from the count after the addition: a data dependency that graph
-        # optimisation cannot fold away, and no copy.
-        with tf.control_dependencies([add]):
-            counted = tf.raw_ops.ResourceGather(resource=self._bindings[binding][which].handle,
-                                                indices=file_index, dtype=tf.int64)
-        axis = tf.cast(tf.minimum(tf.abs(counted), 0), tf.int32)  # always 0, known only then
+        # counted: the inputs gain and lose a dimension at an axis known only after
+        # the addition (a data dependency, and no copy).
+        axis = _zero_after(add, self._bindings[binding][which], file_index)
         return tuple(tf.reshape(tf.expand_dims(x, axis), tf.shape(x)) for x in inputs)
 
     def _add_after(self, binding, which, file_index, amount, result):
@@ -187,11 +249,25 @@ class ErrorCounter:
         if binding is None:
             return ds
 
+        progress, changed = self._progress[binding], self._read[binding].failures
+        limit = self.max_failed_in_a_row + self.slack
+        n = len(self._bindings[binding][0])
+
         def count_if_within(file_index, record):
             read, done, parked = self._totals(binding)
-            within = tf.logical_not(self._over(read - done - parked, read, done))
+            went_on = done + parked
+            # The records started when one last went on (parsed, or decoded).
+            seen = tf.raw_ops.ReadVariableOp(resource=progress.handle, dtype=tf.int64)
+            mark = tf.where(went_on > seen[0], read, seen[1])
+            tf.raw_ops.AssignVariableOp(resource=progress.handle, value=tf.stack([went_on, mark]))
+            within = tf.logical_not(self._over(read - went_on, read, done)) & (
+                read - mark < limit)
             self._scatter_add(binding, 1, file_index, within)  # a stateful op: always runs
-            return within, file_index, record
+            # A pass that found a file gone or changed ends every shard's stream
+            # (`check_budget` says why).
+            unchanged = tf.equal(tf.raw_ops.ResourceGather(
+                resource=changed.handle, indices=n, dtype=tf.int64), 0)
+            return within & unchanged, file_index, record
 
         admitted = inline_map(ds, count_if_within, parallel=False)
         return inline_map(admitted.take_while(lambda within, *_: within),
@@ -208,15 +284,27 @@ class ErrorCounter:
         return bool(self._over(self.total(), read, done))
 
     def describe(self) -> str:
-        """'N of M records skipped: file (n), ...', for logs and errors."""
+        """'N of M records skipped: file (n), ...; by problem: ...; read problems: ...'."""
         by_file = sorted(self.by_file().items(), key=lambda kv: -kv[1])
         files = ", ".join(f"{path} ({n})" for path, n in by_file[:10])
         more = f" and {len(by_file) - 10} more files" if len(by_file) > 10 else ""
+        kinds = "; ".join(f"{kind}: {n}" for kind, n in self.by_problem().items())
         return (f"{sum(n for _, n in by_file)} of {self.records_read()} records skipped"
-                f"{': ' + files + more if by_file else ''}")
+                f"{': ' + files + more if by_file else ''}"
+                f"{' (' + kinds + ')' if kinds else ''}{self._describe_reads()}")
+
+    def _describe_reads(self) -> str:
+        problems = sorted(self.read_problems().items())
+        if not problems:
+            return ""
+        listed = "; ".join(f"{path} {what}" for path, what in problems[:10])
+        more = f"; and {len(problems) - 10} more files" if len(problems) > 10 else ""
+        return f"; files not read whole: {listed}{more}"
 
     def budget_error(self) -> SkippedRecordsError:
         """The error that says which files' records were skipped, and the fix."""
+        if self.files_gone_or_changed():
+            return records_changed_error(self.describe())
         limit = ("" if self.max_skipped_fraction is None else
                  f" (more than --max_skipped_fraction={self.max_skipped_fraction:g})")
         return SkippedRecordsError(
@@ -225,8 +313,9 @@ class ErrorCounter:
             "out of the file list")
 
     def check_budget(self) -> None:
-        """Raises `SkippedRecordsError` when the skipped records exceed the budget."""
-        if self.over_budget():
+        """Raises `SkippedRecordsError` when the skipped records exceed the budget, or
+        when a pass found one of the files gone or changed."""
+        if self.over_budget() or self.files_gone_or_changed():
             raise self.budget_error()
 
     def by_file(self) -> dict[str, int]:
@@ -249,6 +338,101 @@ class ErrorCounter:
         return sum(self.by_file().values())
 
     def log_summary(self) -> None:
-        """Logs one warning per file that had skipped records."""
+        """Logs one warning per file that had skipped records or could not be read whole,
+        and one per kind of record problem."""
         for path, n in sorted(self.by_file().items()):
             logging.warning("skipped %d undecodable or invalid clip record(s) in %s", n, path)
+        for kind, n in self.by_problem().items():
+            logging.warning("skipped %d clip record(s): %s", n, kind)
+        for path, what in sorted(self.read_problems().items()):
+            logging.warning("%s %s", path, what)
+
+
+def _local_count(shape: list[int], name: str) -> tf.Variable:
+    """An int64 count of zeros that a tf.data function can update.
+
+    Under a strategy's scope a variable is a distributed one, which a tf.data
+    function cannot update; one local copy is all a count needs.
+    """
+    with tf.init_scope():
+        variable = tf.Variable(tf.zeros(shape, tf.int64), trainable=False, name=name)
+    return tf.distribute.get_strategy().experimental_local_results(variable)[0]
+
+
+def _zero_after(add: tf.Operation, variable: tf.Variable, index: tf.Tensor) -> tf.Tensor:
+    """int32 [] 0, known only once `add` (at `index` of `variable`) ran.
+
+    What is computed from it cannot run before the count.
+    A control block is not enough: TF puts its edge only on the ops whose inputs
+    all come from outside it, and an op reading a captured input can run, and
+    fail, before the count (seen as a skipped record counted 0 times). So the
+    count is read back after the addition and turned into a 0 by data, which
+    graph optimisation cannot fold away.
+    """
+    with tf.control_dependencies([add]):
+        counted = tf.raw_ops.ResourceGather(resource=variable.handle, indices=index,
+                                            dtype=tf.int64)
+    return tf.cast(tf.minimum(tf.abs(counted), 0), tf.int32)
+
+
+class _ReadWatch:
+    """Read problems of one pipeline's files (the `watch` of `records.read_records`).
+
+    Python learns about damage found when the pipeline is built; the pipeline
+    counts, per file and in total, the passes that found the file gone or changed
+    (`failures`, int64 [files + 1], which `ErrorCounter.admit` ends the stream on).
+    """
+
+    def __init__(self, files: list[str]):
+        self.files = files
+        self._facts = None
+        self.failures = _local_count([len(files) + 1], "shard_read_failures")
+
+    def built(self, facts) -> None:
+        self._facts = list(facts)
+
+    def failed(self, file_index: tf.Tensor) -> tf.Operation:
+        return tf.raw_ops.ResourceScatterAdd(
+            resource=self.failures.handle, indices=tf.stack([file_index, len(self.files)]),
+            updates=tf.ones([2], tf.int64))
+
+    def changed(self) -> set[str]:
+        """Files whose passes found them gone or changed."""
+        counts = self.failures.numpy()[:-1].tolist()
+        return {path for path, n in zip(self.files, counts) if n}
+
+    def changed_now(self) -> list[str]:
+        """Files that, looked at from Python now, are gone or of another size or tail."""
+        from tfrecord_tools import fileio
+        out = []
+        for path, facts in zip(self.files, self._facts or []):
+            try:
+                with fileio.open_binary(path) as f:
+                    f.seek(0, 2)
+                    size = f.tell()
+                    f.seek(max(size - len(facts.tail), 0))
+                    same = size == facts.size and f.read(len(facts.tail)) == facts.tail
+            except OSError:
+                same = False
+            if not same:
+                out.append(path)
+        return out
+
+    def problems(self) -> dict[str, str]:
+        from tfrecord_tools import fileio
+        out = {}
+        counts = self.failures.numpy()[:-1].tolist()
+        for path, n, facts in zip(self.files, counts, self._facts or [None] * len(counts)):
+            if n:
+                if not fileio.exists(path):
+                    what = "is gone"
+                elif facts is not None and fileio.size(path) != facts.size:
+                    what = (f"changed size from {facts.size:,} to {fileio.size(path):,} bytes "
+                            "(replaced or cut)")
+                else:
+                    what = "was replaced (its last bytes changed)"
+                out[path] = f"{what}: {n} pass(es) could not read it"
+            elif facts is not None and facts.problem:
+                out[path] = (f"is damaged ({facts.problem}): the records from there on are "
+                             "lost on every pass")
+        return out

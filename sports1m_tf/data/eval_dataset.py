@@ -15,7 +15,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from sports1m_tf.data import augment, clip_selection, frames, records
+from sports1m_tf.data import augment, clip_selection, frames, record_check, records
 from sports1m_tf.data.clip_dataset import (check_label_counts, label_counts,
                                            resolve_frames_and_size)
 from sports1m_tf.data.errors import ErrorCounter
@@ -65,6 +65,7 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
     files = records.list_files(file_pattern)
     counter = error_counter if error_counter is not None else ErrorCounter()
     binding = counter.bind(files)
+    rules = record_check.rules_for(files, num_classes, clip_frames)
     selected = clip_selection.keep_table(
         clip_selection.spread_per_video(clip_selection.list_clips(files), clips_per_video))
 
@@ -75,7 +76,8 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
                     "clip_index": clip_selection.clip_index_of(selected, record),
                     "label_counts": label_counts(clip["labels"], num_classes),
                     "num_labels": tf.size(clip["labels"]),
-                    "encoded": records.encoded_frames_at(clip["encoded"], indices)}
+                    "encoded": record_check.sound_frames(clip, rules, indices,
+                                                         counter.problem_counter(binding))}
         return counter.guard(binding, file_index, step)
 
     def decode(clip):
@@ -97,7 +99,7 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
         return counter.guard(binding, clip["file_index"], step)
 
     ds = records.read_records(files, shuffle_files=False, seed=None, deterministic=True,
-                              cycle_length=cycle_length)
+                              cycle_length=cycle_length, watch=counter.read_watch(binding))
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     # After the (counted) parse, so that an unparseable record counts as skipped.
     ds = ds.filter(lambda clip: clip["clip_index"] >= 0)

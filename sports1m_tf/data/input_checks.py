@@ -6,6 +6,8 @@
 - `check_class_names`: the records (or a manifest) name the same classes, in the
   same order, as the model's outputs. Otherwise labels and metrics silently
   mean other classes.
+- `warn_batch_larger_than_data`: a batch of more clips than the records hold
+  reads the data many times over before its first step, which looks like a hang.
 """
 from __future__ import annotations
 
@@ -177,9 +179,54 @@ def list_run_files(train_files: Sequence[str], val_files: Sequence[str] | None
         raise InputError(f"{e}: check --train_files / --val_files") from None
 
 
+def clip_count(files: Sequence[str]) -> tuple[int, bool]:
+    """(clips in `files`, whether that is exact): from `dataset.json` where it counts
+    them, else estimated from each shard's size and first record."""
+    import os
+
+    from sports1m_tf.data import records
+    info, _ = dataset_info.dataset_info(files)
+    names = {os.path.basename(f): f for f in files}
+    total, counted = 0, set()
+    for section in (info or {}).get("splits", {}).values():
+        shards, per_shard = section.get("shards", []), section.get("clips_per_shard")
+        if shards and set(shards) <= set(names) and "clips" in section:
+            total += int(section["clips"])
+            counted |= set(shards)
+        elif isinstance(per_shard, list) and len(per_shard) == len(shards):
+            for name, n in zip(shards, per_shard):
+                if name in names and name not in counted:
+                    total += int(n)
+                    counted.add(name)
+    rest = [path for name, path in names.items() if name not in counted]
+    total += sum(records.estimated_records(path, records.compression_of(path)) for path in rest)
+    return total, not rest
+
+
+def warn_batch_larger_than_data(files: Sequence[str], batch_size: int) -> str | None:
+    """Logs (and returns) a warning when one batch holds more clips than `files` do.
+
+    A pipeline that repeats its records fills such a batch by reading them all
+    several times (and shuffles them in a buffer first): minutes of silence
+    before the first step.
+    """
+    from absl import logging
+    clips, exact = clip_count(files)
+    if clips <= 0 or batch_size <= clips:
+        return None
+    passes = -(-batch_size // clips)
+    message = (f"--batch_size={batch_size} is larger than the {'' if exact else 'about '}"
+               f"{clips} clips of the training records: every batch reads them {passes} "
+               "times, and the first step waits for it. Use a batch of at most the clip "
+               "count, or more data")
+    logging.warning("%s", message)
+    return message
+
+
 def check_run_inputs(train_files: Sequence[str], val_files: Sequence[str] | None,
-                     crop: int) -> None:
-    """The checks a training run makes before its first step (crop size, empty classes).
+                     crop: int, batch_size: int | None = None) -> None:
+    """The checks a training run makes before its first step (crop size, empty classes,
+    a batch larger than the data).
 
     Raises:
       InputError: frames smaller than the crop, or no file matches a pattern.
@@ -190,3 +237,5 @@ def check_run_inputs(train_files: Sequence[str], val_files: Sequence[str] | None
     if val:
         check_crop_fits(val, crop)
     warn_empty_classes(train)
+    if batch_size:
+        warn_batch_larger_than_data(train, batch_size)

@@ -5,13 +5,15 @@ Keys come from `tfrecord_tools.schema` (docs/design.md); nothing here decodes a 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import glob
 import zlib
 from typing import Callable, Sequence
 
 import tensorflow as tf
 
-from tfrecord_tools import schema
+from sports1m_tf.data import record_check
+from tfrecord_tools import fileio, schema
 
 # gzip member header: magic 1f 8b, then compression method 8 (deflate). An
 # uncompressed TFRecord starts with its little-endian uint64 length, which
@@ -114,12 +116,81 @@ def estimated_records(path: str, compression: str) -> int:
     return max(1, size // first)
 
 
+@dataclasses.dataclass(frozen=True)
+class ShardFacts:
+    """What a shard looked like when a pipeline was built: each pass checks it still does."""
+    compression: str
+    records: int  # about how many records it holds (`estimated_records`), or 1
+    size: int  # bytes
+    tail: bytes  # its last bytes (a record's checksum; a GZIP file's length trailer)
+    problem: str | None  # damage found in its framing, or None
+
+
+TAIL_BYTES = 4
+
+
+def framing_problem(path: str) -> str | None:
+    """Walks an uncompressed shard's record headers; says where it is cut or corrupt, or None.
+
+    TensorFlow reads a cut shard up to the cut and then ends it with a log line
+    only, so the records after a cut would be lost on every pass without a word.
+    Reads 12 bytes a record (the length and its checksum), not the records.
+    """
+    with fileio.open_binary(path) as f:
+        f.seek(0, 2)
+        size, pos = f.tell(), 0
+        while pos < size:
+            f.seek(pos)
+            head = f.read(12)
+            if len(head) < 12:
+                return f"cut short: {size - pos} stray bytes after the last whole record"
+            if int.from_bytes(head[8:12], "little") != _masked_crc32c(head[:8]):
+                return f"corrupt record header at byte {pos:,} of {size:,}"
+            end = pos + 12 + int.from_bytes(head[:8], "little") + 4
+            if end > size:
+                return f"cut short: the record at byte {pos:,} ends at {end:,}, past its end"
+            pos = end
+    return None
+
+
+def shard_facts(path: str, random_start: bool = False) -> ShardFacts:
+    """Compression, size, last bytes and (local, uncompressed shards) framing damage of a shard."""
+    compression = compression_of(path)
+    with tf.io.gfile.GFile(path, "rb") as f:
+        size = f.size()
+        f.seek(max(size - TAIL_BYTES, 0))
+        tail = f.read(TAIL_BYTES)
+    problem = (framing_problem(path) if not compression and not fileio.is_remote(path)
+               else None)
+    return ShardFacts(compression, estimated_records(path, compression) if random_start else 1,
+                      size, tail, problem)
+
+
+def _unchanged(path: tf.Tensor, size: tf.Tensor, tail: tf.Tensor) -> tf.Tensor:
+    """bool []: the file exists with the size and last bytes it had (one small read a pass)."""
+    present = tf.io.matching_files(path)  # [] when it is gone: no error to swallow
+    # A file now shorter than the header fails to read: that is a changed file too.
+    ends = tf.data.FixedLengthRecordDataset(
+        present, record_bytes=1, header_bytes=tf.maximum(size - TAIL_BYTES, 0)).ignore_errors()
+    # One byte more than the tail: a file that grew does not compare equal.
+    now = ends.take(TAIL_BYTES + 1).batch(TAIL_BYTES + 1).reduce(
+        tf.constant(""), lambda _, b: tf.strings.reduce_join(b))
+    return tf.equal(now, tail)
+
+
 def read_records(files: Sequence[str], *, shuffle_files: bool, seed: int | None,
                  deterministic: bool, cycle_length: int = DEFAULT_CYCLE_LENGTH,
                  random_start: bool = False,
-                 each_shard: Callable[[tf.data.Dataset], tf.data.Dataset] | None = None
-                 ) -> tf.data.Dataset:
+                 each_shard: Callable[[tf.data.Dataset], tf.data.Dataset] | None = None,
+                 watch=None) -> tf.data.Dataset:
     """Interleaves the records of `files`, each tagged with its file's index.
+
+    Every pass first checks that each shard is still the file it was when the
+    pipeline was built (present, same size, same last bytes). A shard that is not
+    (removed, replaced or cut while a run reads it) is not opened, so that nothing
+    retries it for ever: it gives one empty record instead of its records, which
+    fails in the first counted step downstream (a skipped record of that file),
+    and then tells `watch`, so that a stream whose files are gone ends.
 
     Args:
       files: paths of TFRecord shards (GZIP or not, detected per file).
@@ -133,40 +204,67 @@ def read_records(files: Sequence[str], *, shuffle_files: bool, seed: int | None,
       each_shard: function or None. Applied to each shard's stream of
         `(file_index, record)` inside the interleave, e.g. to parse each record
         in the reading thread while it is still in the CPU's cache.
+      watch: None, or an object with `built(facts)` (told each file's
+        `ShardFacts` once) and `failed(file_index) -> op` (run once a pass
+        found the file gone or changed), e.g. `ErrorCounter.read_watch`.
 
     Returns:
       A dataset of `(file_index int32 [], record string [])` (or what
       `each_shard` makes of them); the index lets a failure be charged to its
       file (see `ErrorCounter`).
     """
-    def facts(path: str) -> tuple[str, int]:
-        compression = compression_of(path)
-        return compression, estimated_records(path, compression) if random_start else 1
-
     # Threads: on gs:// each look at a file's head is a round trip.
     with concurrent.futures.ThreadPoolExecutor(min(16, len(files))) as pool:
-        compressions, sizes = zip(*pool.map(facts, files))
+        facts = list(pool.map(lambda path: shard_facts(path, random_start), files))
+    if watch is not None:
+        watch.built(facts)
     shards = tf.data.Dataset.from_tensor_slices(
-        (tf.range(len(files), dtype=tf.int32), list(files), list(compressions),
-         tf.constant(sizes, tf.int64)))
+        (tf.range(len(files), dtype=tf.int32), list(files), [f.compression for f in facts],
+         tf.constant([f.records for f in facts], tf.int64),
+         tf.constant([f.size for f in facts], tf.int64), [f.tail for f in facts]))
     if shuffle_files and len(files) > 1:
         shards = shards.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     if random_start:
         randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         shards = tf.data.Dataset.zip(shards, randoms).map(
-            lambda shard, r: (*shard[:3], r % shard[3]))
+            lambda shard, r: (*shard[:3], r % shard[3], *shard[4:]))
 
-    def read_shard(index, path, compression, start):  # start: records to rotate by
-        records = tf.data.TFRecordDataset(path, compression_type=compression,
-                                          buffer_size=1 << 20)
+    def read_shard(index, path, compression, start, size, tail):  # start: records to rotate by
+        whole = _unchanged(path, size, tail)
+        # Opened lazily and only while present: a missing file makes TFRecordDataset
+        # fail at every retry, which ignore_errors would retry for ever.
+        read = lambda: tf.data.Dataset.from_tensors(path).flat_map(
+            lambda p: tf.data.TFRecordDataset(tf.io.matching_files(p)[:tf.cast(whole, tf.int32)],
+                                              compression_type=compression,
+                                              buffer_size=1 << 20))
+        records = read()
         if random_start:
-            records = records.skip(start).concatenate(records.take(start))
+            records = records.skip(start).concatenate(read().take(start))
+        records = records.concatenate(_lost(whole, index, watch))
         tagged = tf.data.Dataset.zip(tf.data.Dataset.from_tensors(index).repeat(), records)
         return each_shard(tagged) if each_shard is not None else tagged
 
     return shards.interleave(read_shard, cycle_length=min(cycle_length, len(files)),
                              block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
                              deterministic=deterministic)
+
+
+def _lost(whole: tf.Tensor, index: tf.Tensor, watch) -> tf.data.Dataset:
+    """Nothing for a whole shard; for a gone or changed one, an empty record, then `watch`.
+
+    The watch is told only once the empty record has gone on (lazily, when the
+    stream asks for more), so that a stream ending because of it still counts
+    that record in its first step.
+    """
+    lost = tf.data.Dataset.from_tensors(tf.constant("")).take(1 - tf.cast(whole, tf.int64))
+    if watch is None:
+        return lost
+
+    def tell(_):
+        with tf.control_dependencies([watch.failed(index)]):
+            return tf.data.Dataset.from_tensors(tf.constant("")).take(0)
+
+    return lost.concatenate(lost.flat_map(tell))
 
 
 def parse_clip(record: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -176,16 +274,21 @@ def parse_clip(record: tf.Tensor) -> dict[str, tf.Tensor]:
       record: string []. One serialised clip.
 
     Returns:
-      dict with `media_id` string [], `labels` int64 [L] (L >= 1 label indices)
-      and `encoded` string [F] (one JPEG per stored frame).
+      dict with `media_id` string [], `labels` int64 [L] (label indices),
+      `encoded` string [F] (one JPEG per stored frame), and what
+      `record_check` reads: `label_names` string [L'], `height` and `width`
+      int64 [] (-1 when the record does not state them).
     """
     context, sequence = tf.io.parse_single_sequence_example(
         record,
         context_features={schema.MEDIA_ID: tf.io.FixedLenFeature([], tf.string),
-                          schema.LABEL_INDEX: tf.io.VarLenFeature(tf.int64)},
+                          schema.LABEL_INDEX: tf.io.VarLenFeature(tf.int64),
+                          **record_check.context_features()},
         sequence_features={schema.IMAGE_ENCODED: tf.io.FixedLenSequenceFeature([], tf.string)})
     return {"media_id": context[schema.MEDIA_ID],
             "labels": context[schema.LABEL_INDEX].values,
+            "label_names": context[schema.LABEL_STRING].values,
+            "height": context[schema.IMAGE_HEIGHT], "width": context[schema.IMAGE_WIDTH],
             "encoded": sequence[schema.IMAGE_ENCODED]}
 
 

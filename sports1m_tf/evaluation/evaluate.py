@@ -37,7 +37,7 @@ from absl import app, flags, logging
 from sports1m_tf import cli, distribute, settings
 from sports1m_tf.evaluation import reports
 from sports1m_tf.evaluation.video_scores import (  # noqa: F401  (the evaluation's Python API)
-    Member, as_member, check_labels, load_members, score_videos, resolve_classes)
+    Member, as_member, load_members, score_videos, resolve_classes)
 
 
 def evaluate(members: Sequence, eval_files, *, output_dir: str,
@@ -76,7 +76,6 @@ def evaluate(members: Sequence, eval_files, *, output_dir: str,
     if any(m.identity["describe"]["num_classes"] != num_classes for m in members):
         raise ValueError(f"{num_classes} class names for models of "
                          f"{members[0].identity['describe']['num_classes']} classes")
-    check_labels(files, num_classes)
     os.makedirs(output_dir, exist_ok=True)
     info, _ = dataset_info.dataset_info(files)
 

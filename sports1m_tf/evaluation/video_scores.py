@@ -38,7 +38,6 @@ import numpy as np
 from absl import logging
 
 from sports1m_tf import metrics, run_folder
-from tfrecord_tools import schema
 
 # Media ids travel to the accelerators as fixed-length bytes: string tensors
 # cannot be copied to a GPU by a distributed dataset (tensorflow#35356).
@@ -222,31 +221,6 @@ def as_member(item) -> Member:
     import sports1m_tf.models as models
     return Member(item, dict(source="object", path=None, step=None, model_dir=None,
                              describe=models.describe(item)))
-
-
-def check_labels(files: Sequence[str], num_classes: int) -> None:
-    """Checks the first record of every shard for labels the models can score.
-
-    Raises:
-      ValueError: naming the shard, when its first record has no
-        `clip/label/index` or a label >= `num_classes`.
-    """
-    import tensorflow as tf
-
-    from sports1m_tf.data import compression_of
-
-    for path in files:
-        records = tf.data.TFRecordDataset(path, compression_type=compression_of(path)).take(1)
-        for record in records:
-            context, _ = tf.io.parse_single_sequence_example(
-                record, context_features={schema.LABEL_INDEX: tf.io.VarLenFeature(tf.int64)})
-            labels = context[schema.LABEL_INDEX].values.numpy()
-            if labels.size == 0:
-                raise ValueError(f"{path}: its records carry no labels ({schema.LABEL_INDEX}); "
-                                 "evaluation needs labelled clips")
-            if labels.max() >= num_classes:
-                raise ValueError(f"{path}: label {labels.max()} but the model has "
-                                 f"{num_classes} classes: records of another dataset?")
 
 
 def resolve_classes(members: Sequence[Member], files: Sequence[str]) -> list[str]:
@@ -434,9 +408,11 @@ def score_videos(members: Sequence, eval_files, *, num_classes: int, clips_per_v
     skipped = sum(c.total() for c in counters)
     for c in counters:
         c.log_summary()
+        if c.files_gone_or_changed():  # the scores would be of records that are no more
+            raise c.budget_error()
     if len(videos) == 0:
-        raise ValueError(f"no clip of {eval_files!r} could be evaluated ({skipped} records "
-                         "skipped as unreadable or unlabelled)")
+        raise ValueError(f"no clip of {eval_files!r} could be evaluated: "
+                         f"{counters[0].describe()}")
     if videos.label_conflicts:
         logging.warning("%d videos have clips with different labels: their labels were merged",
                         videos.label_conflicts)

@@ -121,7 +121,8 @@ def _training_iterator(strategy, config: TrainConfig, data_args: dict, start_ste
 
     from sports1m_tf import data
     from sports1m_tf.data import input_checks
-    input_checks.check_run_inputs(config.train_files, config.val_files, data_args["input_size"])
+    input_checks.check_run_inputs(config.train_files, config.val_files, data_args["input_size"],
+                                  batch_size=config.batch_size)
     skipped = data.ErrorCounter(config.max_skipped_fraction)
     if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
         # One function builds every worker's pipeline: with the global seed cleared,
