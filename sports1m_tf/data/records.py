@@ -232,11 +232,14 @@ def read_records(files: Sequence[str], *, shuffle_files: bool, seed: int | None,
     def read_shard(index, path, compression, start, size, tail):  # start: records to rotate by
         whole = _unchanged(path, size, tail)
         # Opened lazily and only while present: a missing file makes TFRecordDataset
-        # fail at every retry, which ignore_errors would retry for ever.
+        # fail at every retry, which ignore_errors would retry for ever. A cut or
+        # corrupt record ends the shard's pass (named from Python: `framing_problem`,
+        # or this pass's `watch`); its error would otherwise also cost the records
+        # a training shuffle buffer holds.
         read = lambda: tf.data.Dataset.from_tensors(path).flat_map(
             lambda p: tf.data.TFRecordDataset(tf.io.matching_files(p)[:tf.cast(whole, tf.int32)],
                                               compression_type=compression,
-                                              buffer_size=1 << 20))
+                                              buffer_size=1 << 20).ignore_errors())
         records = read()
         if random_start:
             records = records.skip(start).concatenate(read().take(start))
