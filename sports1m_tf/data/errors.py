@@ -303,6 +303,8 @@ class ErrorCounter:
 
     def budget_error(self) -> SkippedRecordsError:
         """The error that says which files' records were skipped, and the fix."""
+        for watch in self._read:  # a stream ends here: a file gone may be why
+            watch.look()
         if self.files_gone_or_changed():
             return records_changed_error(self.describe())
         limit = ("" if self.max_skipped_fraction is None else
@@ -386,6 +388,7 @@ class _ReadWatch:
     def __init__(self, files: list[str]):
         self.files = files
         self._facts = None
+        self._seen: set[str] = set()
         self.failures = _local_count([len(files) + 1], "shard_read_failures")
 
     def built(self, facts) -> None:
@@ -400,274 +403,13 @@ class _ReadWatch:
         """Files found gone or changed: by a pass, or, once a pass found one, from Python
         (a stream ends at the first one, before its passes reach the others)."""
         counts = self.failures.numpy()[:-1].tolist()
-        found = {path for path, n in zip(self.files, counts) if n}
-        return found | set(self.changed_now()) if found else found
+        found = {path for path, n in zip(self.files, counts) if n} | self._seen
+        return (found | set(self.changed_now())) if found else found
 
-    def changed_now(self) -> list[str]:
-        """Files gone or changed since the pipelines were built, looked at from Python now."""
-        return [path for watch in self._read for path in watch.changed_now()]
-
-    def files_gone_or_changed(self) -> dict[str, str]:
-        """The read problems of files that a pass found gone or changed."""
-        return {path: what for watch in self._read for path, what in watch.problems().items()
-                if path in watch.changed()}
-
-    def guard(self, binding: int | None, file_index: tf.Tensor, step: Callable[..., object],
-              *inputs: tf.Tensor):
-        """Runs `step(*inputs)` (graph code) so that its failure is charged to `file_index`.
-
-        Args:
-          binding: The id returned by `bind` (None: no counting).
-          file_index: int32 []. Index of the record's file in the bound list.
-          step: callable taking `inputs` and returning a nested structure of
-            tensors. Everything that can fail must be computed from `inputs`.
-          *inputs: tensors. What the step reads of the record (e.g. the record).
-
-        Returns:
-          `step(*inputs)`'s result, which only becomes available after the count.
-        """
-        return self.finish(binding, file_index, step(*self.start(binding, file_index, *inputs)))
-
-    def start(self, binding: int | None, file_index: tf.Tensor,
-              *inputs: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        """Counts a record as started; returns `inputs`, available only after the count.
-
-        The first half of `guard`: everything that can fail must be computed
-        from the returned tensors, and `finish` (or `wait`) must follow once the
-        record's outputs exist.
-        """
-        return self._add(binding, 1, file_index, 1, inputs)
-
-    def finish(self, binding: int | None, file_index: tf.Tensor, result):
-        """Counts a record as finished once every tensor of `result` exists; returns `result`."""
-        return self._add_after(binding, 2, file_index, 1, result)
-
-    def wait(self, binding: int | None, file_index: tf.Tensor, result):
-        """Counts a started record as waiting (e.g. in a shuffle buffer) once `result` exists.
-
-        Its work goes on in another map, which starts with `resume` and ends with
-        `finish`: while it waits, the record is neither finished nor skipped.
-        """
-        return self._add_after(binding, 3, file_index, 1, result)
-
-    def resume(self, binding: int | None, file_index: tf.Tensor,
-               *inputs: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        """Ends a record's wait; returns `inputs`, available only after the count (as `start`)."""
-        return self._add(binding, 3, file_index, -1, inputs)
-
-    def _scatter_add(self, binding, which, file_index, amount) -> tf.Operation:
-        """Adds `amount` (int64 []) to count `which` of the record's file and to its total."""
-        files, *counts = self._bindings[binding]
-        return tf.raw_ops.ResourceScatterAdd(
-            resource=counts[which - 1].handle, indices=tf.stack([file_index, len(files)]),
-            updates=tf.fill([2], tf.cast(amount, tf.int64)))
-
-    def _totals(self, binding) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Started, finished and waiting records of all the binding's files (int64 [])."""
-        files, *counts = self._bindings[binding]
-        return tuple(tf.raw_ops.ResourceGather(resource=c.handle, indices=len(files),
-                                               dtype=tf.int64) for c in counts)
-
-    def _add(self, binding, which, file_index, amount, inputs):
-        """Adds `amount` to the record's file in count `which`, then hands on `inputs`."""
-        if binding is None:
-            return inputs
-        add = self._scatter_add(binding, which, file_index, amount)
-        # The work must not run before the count, or a failing step would never be
-        # counted: the inputs gain and lose a dimension at an axis known only after
-        # the addition (a data dependency, and no copy).
-        axis = _zero_after(add, self._bindings[binding][which], file_index)
-        return tuple(tf.reshape(tf.expand_dims(x, axis), tf.shape(x)) for x in inputs)
-
-    def _add_after(self, binding, which, file_index, amount, result):
-        """Adds `amount` to the record's file in count `which` once `result` exists."""
-        if binding is None:
-            return result
-        # Runs only once every output exists, i.e. only if the work succeeded.
-        with tf.control_dependencies(tf.nest.flatten(result)):
-            done = self._scatter_add(binding, which, file_index, amount)
-        with tf.control_dependencies([done]):
-            return tf.nest.map_structure(tf.identity, result)
-
-    def _over(self, skipped, read, finished):
-        """The budget rule, for numbers or tensors alike."""
-        fraction = self.max_skipped_fraction
-        no_clip = (finished == 0) & (skipped >= self.slack) if isinstance(
-            finished, tf.Tensor) else (finished == 0 and skipped >= self.slack)
-        if fraction is None:
-            return no_clip
-        limit = fraction * tf.cast(read, tf.float64) if isinstance(read, tf.Tensor) \
-            else fraction * read
-        if isinstance(skipped, tf.Tensor):
-            return no_clip | (tf.cast(skipped, tf.float64) > limit + self.slack)
-        return no_clip or skipped > limit + self.slack
-
-    def admit(self, ds: tf.data.Dataset, binding: int | None) -> tf.data.Dataset:
-        """Counts each `(file_index, record)` of `ds` as started; ends `ds` once over the budget.
-
-        Apply it to the records before their first fallible step (their work
-        then ends with `finish`, or `wait` ... `resume` ... `finish`).
-        `ignore_errors` swallows every error, so an endless stream whose records
-        all fail would never yield; an end of stream passes through it (a repeat
-        ends at its first empty pass), and the consumer then calls
-        `check_budget` to say why. Per record this costs one small function on
-        the single-threaded executor: the stream is cut by a `take_while` that
-        only hands on a flag, which tf.data runs without calling a function.
-        """
-        if binding is None:
-            return ds
-
-        progress, changed = self._progress[binding], self._read[binding].failures
-        limit = self.max_failed_in_a_row + self.slack
-        n = len(self._bindings[binding][0])
-
-        def count_if_within(file_index, record):
-            read, done, parked = self._totals(binding)
-            went_on = done + parked
-            # The records started when one last went on (parsed, or decoded).
-            seen = tf.raw_ops.ReadVariableOp(resource=progress.handle, dtype=tf.int64)
-            mark = tf.where(went_on > seen[0], read, seen[1])
-            tf.raw_ops.AssignVariableOp(resource=progress.handle, value=tf.stack([went_on, mark]))
-            within = tf.logical_not(self._over(read - went_on, read, done)) & (
-                read - mark < limit)
-            self._scatter_add(binding, 1, file_index, within)  # a stateful op: always runs
-            # A pass that found a file gone or changed ends every shard's stream
-            # (`check_budget` says why).
-            unchanged = tf.equal(tf.raw_ops.ResourceGather(
-                resource=changed.handle, indices=n, dtype=tf.int64), 0)
-            return within & unchanged, file_index, record
-
-        admitted = inline_map(ds, count_if_within, parallel=False)
-        return inline_map(admitted.take_while(lambda within, *_: within),
-                          lambda _, file_index, record: (file_index, record), parallel=False)
-
-    def records_read(self) -> int:
-        """Records the bound pipelines started to decode (including those that failed)."""
-        return int(sum(int(b[1].numpy()[-1]) for b in self._bindings))
-
-    def over_budget(self) -> bool:
-        """Whether the skipped records exceed the budget (see `__init__`)."""
-        read = self.records_read()
-        done = sum(int(b[2].numpy()[-1]) for b in self._bindings)
-        return bool(self._over(self.total(), read, done))
-
-    def describe(self) -> str:
-        """'N of M records skipped: file (n), ...; by problem: ...; read problems: ...'."""
-        by_file = sorted(self.by_file().items(), key=lambda kv: -kv[1])
-        files = ", ".join(f"{path} ({n})" for path, n in by_file[:10])
-        more = f" and {len(by_file) - 10} more files" if len(by_file) > 10 else ""
-        kinds = "; ".join(f"{kind}: {n}" for kind, n in self.by_problem().items())
-        return (f"{sum(n for _, n in by_file)} of {self.records_read()} records skipped"
-                f"{': ' + files + more if by_file else ''}"
-                f"{' (' + kinds + ')' if kinds else ''}{self._describe_reads()}")
-
-    def _describe_reads(self) -> str:
-        problems = sorted(self.read_problems().items())
-        if not problems:
-            return ""
-        listed = "; ".join(f"{path} {what}" for path, what in problems[:10])
-        more = f"; and {len(problems) - 10} more files" if len(problems) > 10 else ""
-        return f"; files not read whole: {listed}{more}"
-
-    def budget_error(self) -> SkippedRecordsError:
-        """The error that says which files' records were skipped, and the fix."""
-        if self.files_gone_or_changed():
-            return records_changed_error(self.describe())
-        limit = ("" if self.max_skipped_fraction is None else
-                 f" (more than --max_skipped_fraction={self.max_skipped_fraction:g})")
-        return SkippedRecordsError(
-            f"too many clip records could not be decoded{limit}: {self.describe()}. "
-            "Check those files (sports1m-inspect), convert them again, or leave them "
-            "out of the file list")
-
-    def check_budget(self) -> None:
-        """Raises `SkippedRecordsError` when the skipped records exceed the budget, or
-        when a pass found one of the files gone or changed."""
-        if self.over_budget() or self.files_gone_or_changed():
-            raise self.budget_error()
-
-    def by_file(self) -> dict[str, int]:
-        """Failed-record counts per file (files with no failure are left out)."""
-        counts: dict[str, int] = {}
-        for files, started, finished, waiting in self._bindings:
-            # Finished first, then waiting, then started: a record counts in each
-            # only after the one before, so reading in this order never gives a
-            # negative count while decoding runs.
-            done = finished.numpy()[:-1]
-            parked = waiting.numpy()[:-1]
-            failed = (started.numpy()[:-1] - done - parked).tolist()
-            for path, n in zip(files, failed):
-                if n:
-                    counts[path] = counts.get(path, 0) + int(n)
-        return counts
-
-    def total(self) -> int:
-        """Number of records skipped so far, over all files."""
-        return sum(self.by_file().values())
-
-    def log_summary(self) -> None:
-        """Logs one warning per file that had skipped records or could not be read whole,
-        and one per kind of record problem."""
-        for path, n in sorted(self.by_file().items()):
-            logging.warning("skipped %d undecodable or invalid clip record(s) in %s", n, path)
-        for kind, n in self.by_problem().items():
-            logging.warning("skipped %d clip record(s): %s", n, kind)
-        for path, what in sorted(self.read_problems().items()):
-            logging.warning("%s %s", path, what)
-
-
-def _local_count(shape: list[int], name: str) -> tf.Variable:
-    """An int64 count of zeros that a tf.data function can update.
-
-    Under a strategy's scope a variable is a distributed one, which a tf.data
-    function cannot update; one local copy is all a count needs.
-    """
-    with tf.init_scope():
-        variable = tf.Variable(tf.zeros(shape, tf.int64), trainable=False, name=name)
-    return tf.distribute.get_strategy().experimental_local_results(variable)[0]
-
-
-def _zero_after(add: tf.Operation, variable: tf.Variable, index: tf.Tensor) -> tf.Tensor:
-    """int32 [] 0, known only once `add` (at `index` of `variable`) ran.
-
-    What is computed from it cannot run before the count.
-    A control block is not enough: TF puts its edge only on the ops whose inputs
-    all come from outside it, and an op reading a captured input can run, and
-    fail, before the count (seen as a skipped record counted 0 times). So the
-    count is read back after the addition and turned into a 0 by data, which
-    graph optimisation cannot fold away.
-    """
-    with tf.control_dependencies([add]):
-        counted = tf.raw_ops.ResourceGather(resource=variable.handle, indices=index,
-                                            dtype=tf.int64)
-    return tf.cast(tf.minimum(tf.abs(counted), 0), tf.int32)
-
-
-class _ReadWatch:
-    """Read problems of one pipeline's files (the `watch` of `records.read_records`).
-
-    Python learns about damage found when the pipeline is built; the pipeline
-    counts, per file and in total, the passes that found the file gone or changed
-    (`failures`, int64 [files + 1], which `ErrorCounter.admit` ends the stream on).
-    """
-
-    def __init__(self, files: list[str]):
-        self.files = files
-        self._facts = None
-        self.failures = _local_count([len(files) + 1], "shard_read_failures")
-
-    def built(self, facts) -> None:
-        self._facts = list(facts)
-
-    def failed(self, file_index: tf.Tensor) -> tf.Operation:
-        return tf.raw_ops.ResourceScatterAdd(
-            resource=self.failures.handle, indices=tf.stack([file_index, len(self.files)]),
-            updates=tf.ones([2], tf.int64))
-
-    def changed(self) -> set[str]:
-        """Files whose passes found them gone or changed."""
-        counts = self.failures.numpy()[:-1].tolist()
-        return {path for path, n in zip(self.files, counts) if n}
+    def look(self) -> None:
+        """Looks at the files from Python now: a file removed between a pass's look and
+        its opening gives that pass no record at all, and is found only so."""
+        self._seen = set(self.changed_now())
 
     def changed_now(self) -> list[str]:
         """Files that, looked at from Python now, are gone or of another size or tail."""
