@@ -205,8 +205,9 @@ def _parsed_records(files: Sequence[str], indices: Sequence[int], counter: Error
     def read_shard(stream):
         if keep is not None:
             stream = stream.filter(lambda file_index, record: keep(record))
-        # A failed record (counted) goes no further than its shard: an error that
-        # reached the repeat could end a training stream whose pass began with it.
+        # A failed record (counted), or a cut shard's read error, goes no further
+        # than its shard: an error that reached the repeat could end a training
+        # stream whose pass began with it.
         return inline_map(counter.admit(stream, binding), parse, parallel=False).ignore_errors()
 
     return records.read_records(files, shuffle_files=training, seed=seed,

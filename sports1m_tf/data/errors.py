@@ -18,6 +18,7 @@ made the pipeline skip.
 from __future__ import annotations
 
 import os
+import time
 from typing import Callable, Sequence
 
 import tensorflow as tf
@@ -32,6 +33,9 @@ DEFAULT_SLACK = 16 + 2 * (os.cpu_count() or 1)
 # A stream ends once this many records in a row failed: a stream whose records
 # all fail yields nothing, and would otherwise retry them for ever.
 DEFAULT_MAX_FAILED_IN_A_ROW = 1000
+# Python looks at the files (size, last bytes) at most this often: a pass cannot
+# tell a shard that failed to open, or was cut short, from one it may skip.
+LOOK_SECONDS = 30.0
 
 
 class SkippedRecordsError(cli.UserError, ValueError):
@@ -76,6 +80,7 @@ class ErrorCounter:
         self.max_skipped_fraction = max_skipped_fraction
         self.slack = int(slack)
         self.max_failed_in_a_row = int(max_failed_in_a_row)
+        self._looked = time.monotonic()
 
     def bind(self, files: Sequence[str]) -> int | None:
         """Registers the files of one pipeline; returns the binding id used by `guard`.
@@ -138,6 +143,13 @@ class ErrorCounter:
     def changed_now(self) -> list[str]:
         """Files gone or changed since the pipelines were built, looked at from Python now."""
         return [path for watch in self._read for path in watch.changed_now()]
+
+    def look_now(self) -> None:
+        """Looks at the files from Python (size and last bytes of each): a pass cannot
+        tell a shard it could not open, or that was cut short, from one to skip."""
+        self._looked = time.monotonic()
+        for watch in self._read:
+            watch.look()
 
     def files_gone_or_changed(self) -> dict[str, str]:
         """The read problems of files that a pass found gone or changed."""
@@ -303,8 +315,7 @@ class ErrorCounter:
 
     def budget_error(self) -> SkippedRecordsError:
         """The error that says which files' records were skipped, and the fix."""
-        for watch in self._read:  # a stream ends here: a file gone may be why
-            watch.look()
+        self.look_now()  # a stream ends here: a file gone may be why
         if self.files_gone_or_changed():
             return records_changed_error(self.describe())
         limit = ("" if self.max_skipped_fraction is None else
@@ -316,7 +327,10 @@ class ErrorCounter:
 
     def check_budget(self) -> None:
         """Raises `SkippedRecordsError` when the skipped records exceed the budget, or
-        when a pass found one of the files gone or changed."""
+        when one of the files is gone or changed (found by a pass, or by a look from
+        Python at most every `LOOK_SECONDS`)."""
+        if time.monotonic() - self._looked > LOOK_SECONDS:
+            self.look_now()
         if self.over_budget() or self.files_gone_or_changed():
             raise self.budget_error()
 
@@ -403,8 +417,8 @@ class _ReadWatch:
         """Files found gone or changed: by a pass, or, once a pass found one, from Python
         (a stream ends at the first one, before its passes reach the others)."""
         counts = self.failures.numpy()[:-1].tolist()
-        found = {path for path, n in zip(self.files, counts) if n} | self._seen
-        return (found | set(self.changed_now())) if found else found
+        found = {path for path, n in zip(self.files, counts) if n}
+        return (found | set(self.changed_now())) if found else set(self._seen)
 
     def look(self) -> None:
         """Looks at the files from Python now: a file removed between a pass's look and

@@ -169,9 +169,12 @@ def shard_facts(path: str, random_start: bool = False) -> ShardFacts:
 def _unchanged(path: tf.Tensor, size: tf.Tensor, tail: tf.Tensor) -> tf.Tensor:
     """bool []: the file exists with the size and last bytes it had (one small read a pass)."""
     present = tf.io.matching_files(path)  # [] when it is gone: no error to swallow
-    # A file now shorter than the header fails to read: that is a changed file too.
+    # A file now shorter, or gone since the line above, or unreadable, fails the
+    # read, and so the making of this pass's stream of the shard: tf.data then
+    # moves on to the next shard (an `ignore_errors` here would retry for ever).
+    # Python's look at the files names it (`ErrorCounter.check_budget`).
     ends = tf.data.FixedLengthRecordDataset(
-        present, record_bytes=1, header_bytes=tf.maximum(size - TAIL_BYTES, 0)).ignore_errors()
+        present, record_bytes=1, header_bytes=tf.maximum(size - TAIL_BYTES, 0))
     # One byte more than the tail: a file that grew does not compare equal.
     now = ends.take(TAIL_BYTES + 1).batch(TAIL_BYTES + 1).reduce(
         tf.constant(""), lambda _, b: tf.strings.reduce_join(b))
@@ -232,14 +235,11 @@ def read_records(files: Sequence[str], *, shuffle_files: bool, seed: int | None,
     def read_shard(index, path, compression, start, size, tail):  # start: records to rotate by
         whole = _unchanged(path, size, tail)
         # Opened lazily and only while present: a missing file makes TFRecordDataset
-        # fail at every retry, which ignore_errors would retry for ever. A cut or
-        # corrupt record ends the shard's pass (named from Python: `framing_problem`,
-        # or this pass's `watch`); its error would otherwise also cost the records
-        # a training shuffle buffer holds.
+        # fail at every retry, which ignore_errors would retry for ever.
         read = lambda: tf.data.Dataset.from_tensors(path).flat_map(
             lambda p: tf.data.TFRecordDataset(tf.io.matching_files(p)[:tf.cast(whole, tf.int32)],
                                               compression_type=compression,
-                                              buffer_size=1 << 20).ignore_errors())
+                                              buffer_size=1 << 20))
         records = read()
         if random_start:
             records = records.skip(start).concatenate(read().take(start))

@@ -407,6 +407,7 @@ def score_videos(members: Sequence, eval_files, *, num_classes: int, clips_per_v
     bar.close()
     skipped = sum(c.total() for c in counters)
     for c in counters:
+        c.look_now()
         c.log_summary()
         if c.files_gone_or_changed():  # the scores would be of records that are no more
             raise c.budget_error()
