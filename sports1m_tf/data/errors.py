@@ -290,10 +290,13 @@ class ErrorCounter:
         return int(sum(int(b[1].numpy()[-1]) for b in self._bindings))
 
     def over_budget(self) -> bool:
-        """Whether the skipped records exceed the budget (see `__init__`)."""
+        """Whether the skipped records exceed the budget (see `__init__`), or records
+        were skipped and none decoded (a pass whose records all fail ends its stream
+        before `slack` of them, since failed records stay in their shard's stream)."""
         read = self.records_read()
         done = sum(int(b[2].numpy()[-1]) for b in self._bindings)
-        return bool(self._over(self.total(), read, done))
+        skipped = self.total()
+        return bool(self._over(skipped, read, done)) or (done == 0 and skipped > 0)
 
     def describe(self) -> str:
         """'N of M records skipped: file (n), ...; by problem: ...; read problems: ...'."""
