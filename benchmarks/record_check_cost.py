@@ -6,8 +6,8 @@ so that every part of the check runs) in three variants:
   * `guarded`: as shipped (the verdict where each record is parsed, the
     stream's in-a-row and changed-file ends, the per-shard look at each pass);
   * `no verdict`: the same without the verdict (a plain gather of the frames);
-  * `before`: also without the three context features the verdict reads and
-    with the skip counter of the code before the guards (`--before_errors`, a
+  * `plain parse`: also without the three context features the verdict reads;
+  * `before`: also with the skip counter of the code before the guards (`--before_errors`, a
     copy of the earlier `sports1m_tf/data/errors.py`), i.e. about the pipeline
     before them.
 Prints clips per CPU-second (`time.process_time` of this process) per round and
@@ -31,6 +31,7 @@ import input_pipeline
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("rounds", 4, "Alternating rounds of every variant.")
+flags.DEFINE_list("models", ["single_frame", "late_fusion"], "Models (frames read) to time.")
 flags.DEFINE_string("before_errors", None, "errors.py of the code before the guards "
                     "(the `before` variant is left out without it).")
 
@@ -69,9 +70,9 @@ def _variants():
 
     def use(kind):
         record_check.sound_frames = shipped_frames if kind == "guarded" else plain_frames
-        records.parse_clip = shipped_parse if kind != "before" else plain_parse
+        records.parse_clip = plain_parse if kind in ("plain parse", "before") else shipped_parse
 
-    kinds = ["guarded", "no verdict"] + (["before"] if before else [])
+    kinds = ["guarded", "no verdict", "plain parse"] + (["before"] if before else [])
     return kinds, use, counter
 
 
@@ -83,9 +84,9 @@ def main(argv):
     with open(os.path.join(folder, "dataset.json"), "w") as f:
         json.dump({"classes": [str(i) for i in range(487)], "num_classes": 487}, f)
     kinds, use, counter = _variants()
-    rates = {(k, m): [] for k in kinds for m in ("single_frame", "late_fusion")}
+    rates = {(k, m): [] for k in kinds for m in FLAGS.models}
     for round_ in range(FLAGS.rounds):
-        for model in ("single_frame", "late_fusion"):
+        for model in FLAGS.models:
             for kind in kinds:
                 use(kind)
                 ds = clip_dataset(pattern, model=model, training=True,
