@@ -163,12 +163,13 @@ def inspect_records(dir_or_pattern: str, *, contact_sheet: str | None = None,
                     bad = [i for i, f in enumerate(fields["frames"]) if _decode(f) is None]
                     if bad:
                         problem = f"frames {bad} do not decode as images"
+                if fields is not None:  # a record that fails the check still has its place
+                    s["mixing"].add(path, fields["video"])
                 if problem:
                     errors.append({"shard": path, "record": index, "error": problem})
                     continue
                 s["clips"] += 1
                 s["videos"].add(fields["video"])
-                s["mixing"].add(path, fields["video"])
                 for label, name in zip(fields["labels"], fields["names"] or
                                        [str(i) for i in fields["labels"]]):
                     s["clips_per_class"][name] += 1
