@@ -17,9 +17,12 @@ made the pipeline skip.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import threading
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import tensorflow as tf
 from absl import logging
@@ -47,6 +50,42 @@ def records_changed_error(what: str) -> SkippedRecordsError:
     return SkippedRecordsError(
         f"the clip records changed while they were read: {what}. A conversion "
         "(--overwrite) or a removal ran on them? Run again once the records are complete")
+
+
+# How often a running command looks at its record files from Python.
+WATCHDOG_SECONDS = 30.0
+
+
+@contextlib.contextmanager
+def end_if_files_change(counters: Sequence["ErrorCounter"]) -> Iterator[None]:
+    """While the block runs, ends the process when a file of `counters` goes or changes.
+
+    The pipeline notices such files at the start of each pass, but a file removed
+    between that look and TensorFlow's opening of it makes the reader fail at
+    every retry, inside a step that Python cannot interrupt: the one way out is
+    the process's own end, with the line the stream's end would have given. Every
+    `WATCHDOG_SECONDS` the files' sizes and last bytes are compared from Python.
+    """
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(WATCHDOG_SECONDS):
+            changed = [path for c in counters for path in c.changed_now()]
+            if changed:
+                what = "; ".join(f"{path} {'changed' if os.path.exists(path) else 'is gone'}"
+                                 for path in changed[:10])
+                message = str(records_changed_error(what))
+                os.write(2, f"{os.path.basename(sys.argv[0])}: error: {message}\n".encode())
+                # Descriptor 2 may be a pipe that a thread forwards (`cli`): give it
+                # time, since leaving without the exit handlers drops what is in the pipe.
+                time.sleep(3)
+                os._exit(1)
+
+    threading.Thread(target=watch, name="record-files-watchdog", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 class ErrorCounter:

@@ -379,7 +379,7 @@ def score_videos(members: Sequence, eval_files, *, num_classes: int, clips_per_v
     import tensorflow as tf
     from tqdm import tqdm
 
-    from sports1m_tf.data import list_files
+    from sports1m_tf.data import errors, list_files
 
     members = [as_member(m) for m in members]
     strategy = strategy or tf.distribute.get_strategy()
@@ -394,16 +394,17 @@ def score_videos(members: Sequence, eval_files, *, num_classes: int, clips_per_v
     rows = 0
     bar = tqdm(total=total_videos, unit="video", desc="evaluating", disable=not show_progress,
                mininterval=2.0)
-    for batch in _stream(members, which, dataset, strategy,
-                         want_frames=lambda: len(frames) < montage_videos):
-        bar.update(videos.add(batch["media_id"], batch["probs"], batch["labels"]))
-        clip_hits.add(batch["probs"], batch["labels"], batch["view_index"])
-        rows += len(batch["media_id"])
-        if "frame" in batch:
-            first = (batch["view_index"] == 0) & (batch["clip_index"] == 0)
-            for i in np.flatnonzero(first):
-                if len(frames) < montage_videos:
-                    frames.setdefault(batch["media_id"][i], batch["frame"][i])
+    with errors.end_if_files_change(counters):
+        for batch in _stream(members, which, dataset, strategy,
+                             want_frames=lambda: len(frames) < montage_videos):
+            bar.update(videos.add(batch["media_id"], batch["probs"], batch["labels"]))
+            clip_hits.add(batch["probs"], batch["labels"], batch["view_index"])
+            rows += len(batch["media_id"])
+            if "frame" in batch:
+                first = (batch["view_index"] == 0) & (batch["clip_index"] == 0)
+                for i in np.flatnonzero(first):
+                    if len(frames) < montage_videos:
+                        frames.setdefault(batch["media_id"][i], batch["frame"][i])
     bar.close()
     skipped = sum(c.total() for c in counters)
     for c in counters:

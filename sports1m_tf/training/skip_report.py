@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
-import threading
-import time
 from typing import Iterator
 
 from absl import logging
@@ -52,40 +49,14 @@ def explain_stream_end(counter) -> Iterator[None]:
     lists the files and what happened to them.
     """
     import tensorflow as tf
-    done = threading.Event()
-    watchdog = threading.Thread(target=_end_if_files_changed, args=(counter, done), daemon=True)
-    watchdog.start()
-    try:
-        yield
-    except tf.errors.OutOfRangeError:
-        # Records still in flight when the stream ended may have finished since,
-        # so the counts need not be over the budget any more: the end says they were.
-        raise counter.budget_error() from None
-    finally:
-        done.set()
+
+    from sports1m_tf.data import errors
+    with errors.end_if_files_change([counter]):
+        try:
+            yield
+        except tf.errors.OutOfRangeError:
+            # Records still in flight when the stream ended may have finished since,
+            # so the counts need not be over the budget any more: the end says they were.
+            raise counter.budget_error() from None
 
 
-# A step waits this long before its files are looked at from Python.
-WATCHDOG_SECONDS = 30.0
-
-
-def _end_if_files_changed(counter, done: threading.Event) -> None:
-    """Ends the process when a step waits on files that are gone or changed.
-
-    The pipeline notices such files at the start of each pass, but a file removed
-    between that look and TensorFlow's opening of it makes the reader fail at
-    every retry, inside a step that Python cannot interrupt: the one way out is
-    the process's own end, with the line the stream's end would have given.
-    """
-    while not done.wait(WATCHDOG_SECONDS):
-        changed = counter.changed_now()
-        if changed:
-            what = "; ".join(f"{path} {'changed' if os.path.exists(path) else 'is gone'}"
-                             for path in changed[:10])
-            from sports1m_tf.data import errors
-            message = str(errors.records_changed_error(what))
-            os.write(2, f"{os.path.basename(sys.argv[0])}: error: {message}\n".encode())
-            # Descriptor 2 may be a pipe that a thread forwards (`cli`): give it time,
-            # since leaving without the exit handlers drops what is still in the pipe.
-            time.sleep(3)
-            os._exit(1)
