@@ -204,12 +204,12 @@ def read_records(files: Sequence[str], *, shuffle_files: bool, seed: int | None,
                  watch=None) -> tf.data.Dataset:
     """Interleaves the records of `files`, each tagged with its file's index.
 
-    Every pass first checks that each shard is still the file it was when the
-    pipeline was built (present, same size, same last bytes). A shard that is not
-    (removed, replaced or cut while a run reads it) is not opened, so that nothing
-    retries it for ever: it gives one empty record instead of its records, which
-    fails in the first counted step downstream (a skipped record of that file),
-    and then tells `watch`, so that a stream whose files are gone ends.
+    Every pass first looks each shard up. A shard that is gone is not opened, so
+    that nothing retries it for ever: it gives one empty record instead of its
+    records, which fails in the first counted step downstream (a skipped record of
+    that file), and then tells `watch`, so that a stream whose files are gone ends.
+    Whether a present shard is still the file it was (size, last bytes) is looked
+    at from Python (`ErrorCounter.look_now`, `errors.end_if_files_change`).
 
     Args:
       files: paths of TFRecord shards (GZIP or not, detected per file).
