@@ -14,31 +14,31 @@ import tensorflow as tf
 VIEWS = (("centre", False), ("centre", True), ("top_left", False), ("bottom_right", True))
 
 
-def random_crop_window(height: tf.Tensor, width: tf.Tensor, size: int,
-                       seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """A uniformly random `size`×`size` window and a fair coin for the flip, from one seed.
+def random_crop_offsets(sizes: tf.Tensor, size: int, seed: tf.Tensor,
+                        count: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Uniformly random `size`×`size` window offsets and fair flip coins for `count` clips.
 
-    One `stateless_uniform` call draws y, x and the flip: every op in a
-    per-clip map costs microseconds on every clip.
+    One `stateless_uniform` call draws every clip's y, x and flip: per-clip ops
+    cost microseconds on every clip.
 
     Args:
-      height, width: int32 scalars. Frame size.
-      size: Crop size (<= height, width).
-      seed: int32/int64 [2]. Stateless seed for this clip.
+      sizes: int32 [count, 2]. Each clip's frame height and width (>= size).
+      size: Crop size.
+      seed: int32/int64 [2]. Stateless seed of these clips.
+      count: Clips (static).
 
     Returns:
-      (int32 [4] `[y, x, size, size]`, bool [] flip).
+      (int32 [count, 2] `(y, x)` offsets, bool [count] flips).
     """
-    check = tf.debugging.assert_less_equal(
-        tf.constant(size), tf.minimum(height, width),
-        message=f"frames are smaller than the {size}-pixel crop")
-    with tf.control_dependencies([check]):
-        draws = tf.random.stateless_uniform([3], seed=seed, minval=0, maxval=tf.int32.max,
-                                            dtype=tf.int32)
+    draws = tf.random.stateless_uniform([count, 3], seed=seed, minval=0, maxval=tf.int32.max,
+                                        dtype=tf.int32)
     # The modulo's bias is below 1e-7 for ranges of a few dozen pixels.
-    window = tf.concat([draws[:2] % tf.stack([height - size + 1, width - size + 1]),
-                        [size, size]], axis=0)
-    return window, draws[2] % 2 == 1
+    return draws[:, :2] % (sizes - size + 1), draws[:, 2] % 2 == 1
+
+
+def centre_crop_offsets(sizes: tf.Tensor, size: int) -> tf.Tensor:
+    """int32 [count, 2]: the centred `size`×`size` window's `(y, x)` (rounded down) per clip."""
+    return (sizes - size) // 2
 
 
 def centre_crop_window(height: tf.Tensor, width: tf.Tensor, size: int) -> tf.Tensor:

@@ -5,17 +5,21 @@ The crop and flip are described in docs/design.md ("Input and augmentation").
 Composition:
   shards (interleaved, each from its own random record when training, GZIP
   detected), and in each shard's reading thread, record by record: admitted
-  (counted, checked against the skip budget) → parsed, the model's frames kept
-  → shuffle (of those frames only) → enumerate (per-clip seed)
-  → ONE parallel map per clip: decode only the crop window, flip, count labels
-  → ignore_errors (before batch, so a bad record costs one clip, not a batch)
-  → batch → one map per batch: normalise the targets → prefetch.
+  (counted, checked against the skip budget) → parsed and checked
+  (`record_check.sound_clip`), the model's frames kept
+  → shuffle (of those frames only) → enumerate (the stream position seeds crops)
+  → batch (encoded frames: no pixels copied)
+  → ONE parallel map per batch: crop windows and flips for the whole batch,
+    each frame decoded only in its window, targets
+  → ignore_errors → prefetch.
 A clip costs at least reading and parsing its record plus decoding its frames;
 everything else is kept small (docs/input-pipeline.md, "Speed"): parsing where
 the record was read, while it is in the CPU's cache, and shuffling only the
-frames the model reads; per-clip maps on the single-threaded executor (no
-thread hand-off per call), so without control flow; whatever can be vectorised
-runs per batch.
+frames the model reads; maps on the single-threaded executor (no thread
+hand-off per call), so without control flow; and every per-clip number
+computed once per batch, since in a per-clip map the ops around a decode
+cost as much as the decode. A record whose frames could fail to decode is
+refused by its check, one record at a time, before it reaches a batch.
 """
 from __future__ import annotations
 
@@ -151,7 +155,7 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
     else:
         deterministic, shuffle_seed = True, seed
 
-    ds = _parsed_records(files, indices, counter, binding, keep, training=training,
+    ds = _parsed_records(files, indices, size, counter, binding, keep, training=training,
                          seed=shuffle_seed, deterministic=deterministic,
                          cycle_length=cycle_length,
                          rules=record_check.rules_for(files, num_classes, clip_frames))
@@ -169,38 +173,37 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
     # stateless ops, so parallel maps cannot change which clip gets which.
     ds = ds.enumerate()
 
-    load = _clip_loader(counter, binding, size, num_classes, seed=seed,
-                        training=training, flip=flip)
-
-    def finish(clips, counts, num_labels):
-        return clips, soft_target(check_label_counts(counts, num_labels, num_classes))
-
+    ds = ds.padded_batch(batch_size, drop_remainder=training if drop_remainder is None
+                         else drop_remainder,
+                         padding_values=(tf.constant(0, tf.int64),
+                                         (0, "", tf.constant(num_classes, tf.int64), 0)))
+    load = _batch_loader(counter, binding, size, num_classes, batch_size, seed=seed,
+                         training=training, flip=flip)
     ds = inline_map(ds, load, parallel=True, deterministic=deterministic)
     ds = ds.ignore_errors(log_warning=True)
-    ds = ds.batch(batch_size, drop_remainder=training if drop_remainder is None
-                  else drop_remainder)
-    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     ds.error_counter = counter
     return ds
 
 
-def _parsed_records(files: Sequence[str], indices: Sequence[int], counter: ErrorCounter,
+def _parsed_records(files: Sequence[str], indices: Sequence[int], size: int,
+                    counter: ErrorCounter,
                     binding: int | None, keep, *, training: bool, seed: int | None,
                     deterministic: bool, cycle_length: int,
                     rules: record_check.Rules) -> tf.data.Dataset:
-    """`(file_index, encoded [T], labels)` per record, parsed in each shard's reading thread.
+    """`(file_index, encoded [T], labels, frame size [2])` per record, parsed where it was read.
 
     Record by record, where it was read: the budget check first (a stream whose
     records all fail must still end), then the parse while the record is in
-    cache, and the record's verdict (`record_check`); only a sound record's frames
-    the model reads go on (to the shuffle, in training).
+    cache, and the record's verdict (`record_check`, with the `size` crop); only a
+    sound record's frames the model reads go on (to the shuffle, in training).
     """
     def parse(file_index, record):  # the record was counted as started by `admit`
         clip = records.parse_clip(record)
-        encoded = record_check.sound_frames(clip, rules, indices,
-                                            counter.problem_counter(binding))
-        return counter.wait(binding, file_index, (file_index, encoded, clip["labels"]))
+        encoded, frame_size = record_check.sound_clip(
+            clip, rules, indices, counter.problem_counter(binding), min_size=size)
+        return counter.wait(binding, file_index,
+                            (file_index, encoded, clip["labels"], frame_size))
 
     def read_shard(stream):
         if keep is not None:
@@ -208,7 +211,7 @@ def _parsed_records(files: Sequence[str], indices: Sequence[int], counter: Error
         # A failed record (counted), or a cut shard's read error, goes no further
         # than its shard: an error that reached the repeat could end a training
         # stream whose pass began with it.
-        return inline_map(counter.admit(stream, binding), parse, parallel=False).ignore_errors()
+        return counter.admit(stream, binding, parse).ignore_errors()
 
     return records.read_records(files, shuffle_files=training, seed=seed,
                                 deterministic=deterministic, cycle_length=cycle_length,
@@ -216,27 +219,33 @@ def _parsed_records(files: Sequence[str], indices: Sequence[int], counter: Error
                                 watch=counter.read_watch(binding))
 
 
-def _clip_loader(counter: ErrorCounter, binding: int | None, size: int, num_classes: int, *,
-                 seed: int, training: bool, flip: bool):
-    """The per-clip map: `(position, (file_index, encoded, labels))` → (frames, counts, L).
+def _batch_loader(counter: ErrorCounter, binding: int | None, size: int, num_classes: int,
+                  batch_size: int, *, seed: int, training: bool, flip: bool):
+    """The per-batch map: `(positions, (file_index, encoded, labels, frame_size))` → (frames, target).
 
-    The position in the (reproducible) stream seeds the clip's crop and flip.
+    Labels come padded with `num_classes` (not counted). A last partial batch is
+    decoded as a full one whose missing clips repeat its last, then cut.
     """
     seed_tensor = tf.constant(seed, tf.int64)
 
-    def load(position, element):
-        file_index, encoded, labels = element
-        encoded, = counter.resume(binding, file_index, encoded)
-        height, width = frames.frame_shape(encoded)
+    def load(positions, element):
+        file_index = element[0]
+        encoded, labels, sizes = counter.resume(binding, file_index, *element[1:])
+        count = tf.shape(encoded)[0]
+        if encoded.shape[0] != batch_size:
+            fill = tf.minimum(tf.range(batch_size), count - 1)
+            encoded, sizes = tf.gather(encoded, fill), tf.gather(sizes, fill)
         if training:
-            window, flip_now = augment.random_crop_window(
-                height, width, size, tf.stack([seed_tensor, position]))
+            # The stream position of the batch's first clip seeds the batch's draws:
+            # stateless, so parallel maps cannot change which clip gets which.
+            offsets, flips = augment.random_crop_offsets(
+                sizes, size, tf.stack([seed_tensor, positions[0]]), batch_size)
         else:
-            window = augment.centre_crop_window(height, width, size)
-        out = frames.decode_frames(encoded, window, size, width)
-        if training and flip:
-            out = augment.flip_clip(out, flip_now)
-        return counter.finish(binding, file_index,
-                              (out, label_counts(labels, num_classes), tf.size(labels)))
+            offsets, flips = augment.centre_crop_offsets(sizes, size), None
+        clips = frames.decode_crops(encoded, sizes, offsets, flips if flip else None, size,
+                                    batch_size)[:count]
+        counts = tf.math.bincount(tf.cast(labels, tf.int32), minlength=num_classes,
+                                  maxlength=num_classes, dtype=tf.float32, axis=-1)
+        return counter.finish(binding, file_index, (clips, soft_target(counts)))
 
     return load

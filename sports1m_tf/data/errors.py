@@ -147,7 +147,7 @@ class ErrorCounter:
         return None if binding is None else self._read[binding]
 
     def problem_counter(self, binding: int | None):
-        """`count(code) -> code` for `record_check.sound_frames`: counts each kind of problem.
+        """`count(code) -> code` for `record_check.sound_clip`: counts each kind of problem.
 
         Returns None (not counted) for a binding that does not count.
         """
@@ -239,8 +239,17 @@ class ErrorCounter:
         return self._add(binding, 3, file_index, -1, inputs)
 
     def _scatter_add(self, binding, which, file_index, amount) -> tf.Operation:
-        """Adds `amount` (int64 []) to count `which` of the record's file and to its total."""
+        """Adds `amount` (int64 []) to count `which` of the record's file and to its total.
+
+        `file_index` may also be int32 [n], the files of n records (a batch).
+        """
         files, *counts = self._bindings[binding]
+        if file_index.shape.rank == 1:
+            return tf.raw_ops.ResourceScatterAdd(
+                resource=counts[which - 1].handle,
+                indices=tf.concat([file_index, [len(files)]], 0),
+                updates=tf.concat([tf.fill(tf.shape(file_index), tf.constant(amount, tf.int64)),
+                                   [amount * tf.size(file_index, out_type=tf.int64)]], 0))
         return tf.raw_ops.ResourceScatterAdd(
             resource=counts[which - 1].handle, indices=tf.stack([file_index, len(files)]),
             updates=tf.fill([2], tf.cast(amount, tf.int64)))
@@ -259,7 +268,9 @@ class ErrorCounter:
         # The work must not run before the count, or a failing step would never be
         # counted: the inputs gain and lose a dimension at an axis known only after
         # the addition (a data dependency, and no copy).
-        axis = _zero_after(add, self._bindings[binding][which], file_index)
+        files = self._bindings[binding][0]
+        axis = _zero_after(add, self._bindings[binding][which],
+                           len(files) if file_index.shape.rank == 1 else file_index)
         return tuple(tf.reshape(tf.expand_dims(x, axis), tf.shape(x)) for x in inputs)
 
     def _add_after(self, binding, which, file_index, amount, result):
@@ -285,11 +296,14 @@ class ErrorCounter:
             return no_clip | (tf.cast(skipped, tf.float64) > limit + self.slack)
         return no_clip or skipped > limit + self.slack
 
-    def admit(self, ds: tf.data.Dataset, binding: int | None) -> tf.data.Dataset:
-        """Counts each `(file_index, record)` of `ds` as started; ends `ds` once over the budget.
+    def admit(self, ds: tf.data.Dataset, binding: int | None,
+              step: Callable[[tf.Tensor, tf.Tensor], object]) -> tf.data.Dataset:
+        """Counts each `(file_index, record)` of `ds` as started, then maps it with `step`;
+        ends `ds` once over the budget.
 
-        Apply it to the records before their first fallible step (their work
-        then ends with `finish`, or `wait` ... `resume` ... `finish`).
+        `step(file_index, record)` is the records' first fallible step (graph code
+        without control flow, run in the thread that reads `ds`); their work then
+        ends with `finish`, or `wait` ... `resume` ... `finish`.
         `ignore_errors` swallows every error, so an endless stream whose records
         all fail would never yield; an end of stream passes through it (a repeat
         ends at its first empty pass), and the consumer then calls
@@ -298,7 +312,7 @@ class ErrorCounter:
         only hands on a flag, which tf.data runs without calling a function.
         """
         if binding is None:
-            return ds
+            return inline_map(ds, step, parallel=False)
 
         progress, changed = self._progress[binding], self._read[binding].failures
         limit = self.max_failed_in_a_row + self.slack
@@ -322,7 +336,8 @@ class ErrorCounter:
 
         admitted = inline_map(ds, count_if_within, parallel=False)
         return inline_map(admitted.take_while(lambda within, *_: within),
-                          lambda _, file_index, record: (file_index, record), parallel=False)
+                          lambda _, file_index, record: step(file_index, record),
+                          parallel=False)
 
     def records_read(self) -> int:
         """Records the bound pipelines started to decode (including those that failed)."""

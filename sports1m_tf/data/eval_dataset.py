@@ -76,8 +76,9 @@ def eval_dataset(file_pattern: records.FilePattern, *, model: str, batch_size: i
                     "clip_index": clip_selection.clip_index_of(selected, record),
                     "label_counts": label_counts(clip["labels"], num_classes),
                     "num_labels": tf.size(clip["labels"]),
-                    "encoded": record_check.sound_frames(clip, rules, indices,
-                                                         counter.problem_counter(binding))}
+                    "encoded": record_check.sound_clip(clip, rules, indices,
+                                                       counter.problem_counter(binding),
+                                                       min_size=size)[0]}
         return counter.guard(binding, file_index, step)
 
     def decode(clip):

@@ -9,7 +9,7 @@ in training's cropped one), so every reader asks this one check instead.
 `problem_code` is graph code without control flow, cheap enough to run on every
 record where it is parsed (a few comparisons on fields the parse reads anyway,
 one look at the first two bytes of every frame, one JPEG header read);
-`sound_frames` gives a record's frames only if it is sound, so that the pipeline
+`sound_clip` gives a record's frames only if it is sound, so that the pipeline
 skips a record with a problem and its `ErrorCounter` names the file and counts
 the kind of problem.
 """
@@ -33,8 +33,11 @@ PROBLEMS = (
     "frames are not JPEG",
     "frame size is not the one the record states",
     "fewer frames than a clip",
+    "a frame read is cut short or of another size",
+    "frames are smaller than the crop",
 )
 _JPEG_START = b"\xff\xd8"  # start of image: PNG, GIF and others start otherwise
+_JPEG_END = b"\xff\xd9"  # end of image: a frame cut short lacks it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +101,14 @@ def problem_code(labels: tf.Tensor, label_names: tf.Tensor, height: tf.Tensor,
       encoded: string [F]. The frames.
       rules: `Rules`.
     """
+    return _verdict(labels, label_names, height, width, encoded, rules)[0]
+
+
+def _verdict(labels, label_names, height, width, encoded, rules: Rules,
+             read: Sequence[int] = (), min_size: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
+    """(problem code, int32 [2] height and width of frame 0): `problem_code`, and for a
+    reader the frames it decodes (`read`: whole, of frame 0's size) and the crop it
+    takes (`min_size`), so that a sound record's frames decode without failing."""
     if rules.num_classes is not None:  # one unsigned comparison also refuses negatives
         outside = tf.reduce_any(tf.bitcast(labels, tf.uint64) >= rules.num_classes)
     else:
@@ -116,15 +127,31 @@ def problem_code(labels: tf.Tensor, label_names: tf.Tensor, height: tf.Tensor,
     # Frame 0's header where it is a JPEG, else a stand-in that reads as the stated
     # size: the header read must not fail before the problem is counted.
     readable = jpeg & (count > 0)
-    shape = tf.io.extract_jpeg_shape(tf.where(readable, tf.strings.reduce_join(encoded[:1]),
-                                              _stand_in()))
-    shape = tf.cast(shape, tf.int64)
-    resized = readable & (((height >= 0) & tf.not_equal(shape[0], height)) |
-                          ((width >= 0) & tf.not_equal(shape[1], width)))
-    wrong = tf.stack([False, tf.size(labels) == 0, outside, misnamed, ~jpeg, resized,
-                      count < rules.clip_frames])
+    first = tf.where(readable, tf.strings.reduce_join(encoded[:1]), _stand_in())
+    shape = tf.io.extract_jpeg_shape(first)
+    wide = tf.cast(shape, tf.int64)
+    resized = readable & (((height >= 0) & tf.not_equal(wide[0], height)) |
+                          ((width >= 0) & tf.not_equal(wide[1], width)))
+    problems = [False, tf.size(labels) == 0, outside, misnamed, ~jpeg, resized,
+                count < rules.clip_frames]
+    if read:
+        # Missing frames (already a problem) are not looked at, so that nothing fails
+        # here; the end markers are read without copying any frame.
+        lengths = tf.strings.length(encoded)
+        ends = tf.equal(tf.strings.substr(encoded, tf.maximum(lengths - len(_JPEG_END), 0),
+                                          tf.minimum(lengths, len(_JPEG_END))), _JPEG_END)
+        wanted = tf.constant(list(read))
+        ended = tf.gather(tf.concat([ends, [True]], 0), tf.where(wanted < count, wanted, count))
+        sizes = [tf.io.extract_jpeg_shape(tf.where(
+            readable & (i < count), tf.strings.reduce_join(encoded[i:i + 1]), first))
+            for i in read]
+        problems.append(readable & ~(tf.reduce_all(ended) & tf.reduce_all(
+            tf.equal(tf.stack(sizes), shape))))
+    else:
+        problems.append(False)
+    problems.append(readable & (tf.reduce_min(shape[:2]) < min_size) if min_size else False)
     # The first problem's index: argmax of [0, problems...] is 0 when there is none.
-    return tf.argmax(tf.cast(wrong, tf.int32), output_type=tf.int32)
+    return tf.argmax(tf.cast(tf.stack(problems), tf.int32), output_type=tf.int32), shape[:2]
 
 
 @functools.cache
@@ -139,9 +166,15 @@ def _stand_in() -> bytes:
 _REFUSED = 1 << 28
 
 
-def sound_frames(clip: dict, rules: Rules, indices: Sequence[int],
-                 count: Callable[[tf.Tensor], object] | None = None) -> tf.Tensor:
-    """The frames at `indices` of a sound record; fails for a record with a problem.
+def sound_clip(clip: dict, rules: Rules, indices: Sequence[int],
+               count: Callable[[tf.Tensor], object] | None = None,
+               min_size: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
+    """The frames at `indices` of a sound record, and their size; fails for a record with a problem.
+
+    Besides `problem_code`, the frames at `indices` must end as a JPEG ends and be
+    of frame 0's size, and that size at least `min_size` (the reader's crop): a
+    sound record's frames then decode without failing, so a reader may decode
+    many records in one step without one record's fault costing the others.
 
     Args:
       clip: the parsed record (`records.parse_clip`).
@@ -149,17 +182,18 @@ def sound_frames(clip: dict, rules: Rules, indices: Sequence[int],
       indices: the frames wanted (e.g. the model's `frames_needed`).
       count: `fn(code) -> code` that counts the kind of problem and hands the
         code on once counted (`ErrorCounter.problem_counter`), or None.
+      min_size: the smallest height and width the reader accepts.
 
     Returns:
-      string [len(indices)]: the encoded frames, which exist only once the record
-      is found sound and holds those frames (else the step fails, so the record is
-      skipped, and counted where the step is).
+      (string [len(indices)] encoded frames, int32 [2] their height and width),
+      which exist only once the record is found sound and holds those frames
+      (else the step fails, so the record is skipped, and counted where the step is).
     """
-    code = problem_code(clip["labels"], clip["label_names"], clip["height"], clip["width"],
-                        clip["encoded"], rules)
+    code, size = _verdict(clip["labels"], clip["label_names"], clip["height"], clip["width"],
+                          clip["encoded"], rules, indices, min_size)
     if count is not None:
         code = count(code)  # the same code, known only once counted: then the gather fails
-    return tf.gather(clip["encoded"], tf.constant(list(indices), tf.int32) + code * _REFUSED)
+    return tf.gather(clip["encoded"], tf.constant(list(indices), tf.int32) + code * _REFUSED), size
 
 
 def verdict_function(rules: Rules) -> Callable[[bytes], str | None]:
