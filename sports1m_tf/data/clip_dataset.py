@@ -176,7 +176,7 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
     ds = ds.padded_batch(batch_size, drop_remainder=training if drop_remainder is None
                          else drop_remainder,
                          padding_values=(tf.constant(0, tf.int64),
-                                         (0, "", tf.constant(num_classes, tf.int64), 0)))
+                                         (True, 0, "", tf.constant(num_classes, tf.int64), 0)))
     load = _batch_loader(counter, binding, size, num_classes, batch_size, seed=seed,
                          training=training, flip=flip)
     ds = inline_map(ds, load, parallel=True, deterministic=deterministic)
@@ -191,7 +191,8 @@ def _parsed_records(files: Sequence[str], indices: Sequence[int], size: int,
                     binding: int | None, keep, *, training: bool, seed: int | None,
                     deterministic: bool, cycle_length: int,
                     rules: record_check.Rules) -> tf.data.Dataset:
-    """`(file_index, encoded [T], labels, frame size [2])` per record, parsed where it was read.
+    """`(True, file_index, encoded [T], labels, frame size [2])` per record, parsed where it
+    was read (the flag: `ErrorCounter.admit`).
 
     Record by record, where it was read: the budget check first (a stream whose
     records all fail must still end), then the parse while the record is in
@@ -202,8 +203,9 @@ def _parsed_records(files: Sequence[str], indices: Sequence[int], size: int,
         clip = records.parse_clip(record)
         encoded, frame_size = record_check.sound_clip(
             clip, rules, indices, counter.problem_counter(binding), min_size=size)
-        return counter.wait(binding, file_index,
-                            (file_index, encoded, clip["labels"], frame_size))
+        return file_index, encoded, clip["labels"], frame_size
+
+    stand_in = record_check.stand_in_record(rules, indices, size)
 
     def read_shard(stream):
         if keep is not None:
@@ -211,7 +213,7 @@ def _parsed_records(files: Sequence[str], indices: Sequence[int], size: int,
         # A failed record (counted), or a cut shard's read error, goes no further
         # than its shard: an error that reached the repeat could end a training
         # stream whose pass began with it.
-        return counter.admit(stream, binding, parse).ignore_errors()
+        return counter.admit(stream, binding, parse, stand_in).ignore_errors()
 
     return records.read_records(files, shuffle_files=training, seed=seed,
                                 deterministic=deterministic, cycle_length=cycle_length,
@@ -221,7 +223,7 @@ def _parsed_records(files: Sequence[str], indices: Sequence[int], size: int,
 
 def _batch_loader(counter: ErrorCounter, binding: int | None, size: int, num_classes: int,
                   batch_size: int, *, seed: int, training: bool, flip: bool):
-    """The per-batch map: `(positions, (file_index, encoded, labels, frame_size))` → (frames, target).
+    """The per-batch map: `(positions, (_, file_index, encoded, labels, frame_size))` → (frames, target).
 
     Labels come padded with `num_classes` (not counted). A last partial batch is
     decoded as a full one whose missing clips repeat its last, then cut.
@@ -229,8 +231,8 @@ def _batch_loader(counter: ErrorCounter, binding: int | None, size: int, num_cla
     seed_tensor = tf.constant(seed, tf.int64)
 
     def load(positions, element):
-        file_index = element[0]
-        encoded, labels, sizes = counter.resume(binding, file_index, *element[1:])
+        _, file_index = element[:2]  # the flag of `ErrorCounter.admit`, always True here
+        encoded, labels, sizes = counter.resume(binding, file_index, *element[2:])
         count = tf.shape(encoded)[0]
         if encoded.shape[0] != batch_size:
             fill = tf.minimum(tf.range(batch_size), count - 1)

@@ -216,7 +216,7 @@ class ErrorCounter:
         """Counts a record as started; returns `inputs`, available only after the count.
 
         The first half of `guard`: everything that can fail must be computed
-        from the returned tensors, and `finish` (or `wait`) must follow once the
+        from the returned tensors, and `finish` must follow once the
         record's outputs exist.
         """
         return self._add(binding, 1, file_index, 1, inputs)
@@ -225,17 +225,10 @@ class ErrorCounter:
         """Counts a record as finished once every tensor of `result` exists; returns `result`."""
         return self._add_after(binding, 2, file_index, 1, result)
 
-    def wait(self, binding: int | None, file_index: tf.Tensor, result):
-        """Counts a started record as waiting (e.g. in a shuffle buffer) once `result` exists.
-
-        Its work goes on in another map, which starts with `resume` and ends with
-        `finish`: while it waits, the record is neither finished nor skipped.
-        """
-        return self._add_after(binding, 3, file_index, 1, result)
-
     def resume(self, binding: int | None, file_index: tf.Tensor,
                *inputs: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        """Ends a record's wait; returns `inputs`, available only after the count (as `start`)."""
+        """Ends the wait of a record that `admit` counted (`file_index` int32 [], or [n]
+        for n records); returns `inputs`, available only after the count (as `start`)."""
         return self._add(binding, 3, file_index, -1, inputs)
 
     def _scatter_add(self, binding, which, file_index, amount) -> tf.Operation:
@@ -297,28 +290,30 @@ class ErrorCounter:
         return no_clip or skipped > limit + self.slack
 
     def admit(self, ds: tf.data.Dataset, binding: int | None,
-              step: Callable[[tf.Tensor, tf.Tensor], object]) -> tf.data.Dataset:
-        """Counts each `(file_index, record)` of `ds` as started, then maps it with `step`;
-        ends `ds` once over the budget.
+              step: Callable[[tf.Tensor, tf.Tensor], tuple], stand_in: bytes) -> tf.data.Dataset:
+        """Each `(file_index, record)` of `ds`, counted as started, through `step`; ends once
+        over the budget. Elements: `(True, *step(file_index, record))`.
 
-        `step(file_index, record)` is the records' first fallible step (graph code
-        without control flow, run in the thread that reads `ds`); their work then
-        ends with `finish`, or `wait` ... `resume` ... `finish`.
+        `step` is the records' first fallible step (graph code without control
+        flow, run in the thread that reads `ds`); a record whose step succeeds is
+        counted as waiting, and its work ends with `resume` ... `finish`.
         `ignore_errors` swallows every error, so an endless stream whose records
         all fail would never yield; an end of stream passes through it (a repeat
-        ends at its first empty pass), and the consumer then calls
-        `check_budget` to say why. Per record this costs one small function on
-        the single-threaded executor: the stream is cut by a `take_while` that
-        only hands on a flag, which tf.data runs without calling a function.
+        ends at its first empty pass), and the consumer then calls `check_budget`
+        to say why. The count, the step and the wait are one function call per
+        record: past the budget, `step` is given `stand_in` (a record it must pass:
+        `record_check.stand_in_record`) and the element's flag is False, which a
+        `take_while` turns into the end, without calling a function.
         """
         if binding is None:
-            return inline_map(ds, step, parallel=False)
+            return inline_map(ds, lambda file_index, record: (tf.constant(True), *step(
+                file_index, record)), parallel=False)
 
         progress, changed = self._progress[binding], self._read[binding].failures
         limit = self.max_failed_in_a_row + self.slack
         n = len(self._bindings[binding][0])
 
-        def count_if_within(file_index, record):
+        def count_and_step(file_index, record):
             read, done, parked = self._totals(binding)
             went_on = done + parked
             # The records started when one last went on (parsed, or decoded).
@@ -327,17 +322,15 @@ class ErrorCounter:
             tf.raw_ops.AssignVariableOp(resource=progress.handle, value=tf.stack([went_on, mark]))
             within = tf.logical_not(self._over(read - went_on, read, done)) & (
                 read - mark < limit)
-            self._scatter_add(binding, 1, file_index, within)  # a stateful op: always runs
             # A pass that found a file gone or changed ends every shard's stream
             # (`check_budget` says why).
-            unchanged = tf.equal(tf.raw_ops.ResourceGather(
+            go = within & tf.equal(tf.raw_ops.ResourceGather(
                 resource=changed.handle, indices=n, dtype=tf.int64), 0)
-            return within & unchanged, file_index, record
+            record, = self._add(binding, 1, file_index, within, (record,))
+            result = step(file_index, tf.raw_ops.Select(condition=go, x=record, y=stand_in))
+            return (go, *self._add_after(binding, 3, file_index, go, tuple(result)))
 
-        admitted = inline_map(ds, count_if_within, parallel=False)
-        return inline_map(admitted.take_while(lambda within, *_: within),
-                          lambda _, file_index, record: step(file_index, record),
-                          parallel=False)
+        return inline_map(ds, count_and_step, parallel=False).take_while(lambda go, *_: go)
 
     def records_read(self) -> int:
         """Records the bound pipelines started to decode (including those that failed)."""

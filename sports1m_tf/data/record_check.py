@@ -196,6 +196,21 @@ def sound_clip(clip: dict, rules: Rules, indices: Sequence[int],
     return tf.gather(clip["encoded"], tf.constant(list(indices), tf.int32) + code * _REFUSED), size
 
 
+def stand_in_record(rules: Rules, indices: Sequence[int], min_size: int = 0) -> bytes:
+    """A serialised clip that `sound_clip(.., rules, indices, min_size=min_size)` finds sound
+    (label 0, black frames), for a step that must not fail on the record it is given."""
+    from tfrecord_tools import clip_encoding
+    side = max(min_size, 16)
+    with tf.init_scope():
+        frame = tf.io.encode_jpeg(tf.zeros([side, side, 3], tf.uint8)).numpy()
+    frames = max(rules.clip_frames, max(indices, default=0) + 1)
+    return clip_encoding.encode_clip(
+        media_id="stand-in", label_indices=[0],
+        label_strings=[rules.class_names[0] if rules.class_names else "0"],
+        encoded_frames=[frame] * frames, frame_timestamps_us=list(range(frames)),
+        frame_rate=1.0, height=side, width=side)
+
+
 def verdict_function(rules: Rules) -> Callable[[bytes], str | None]:
     """`fn(serialised record) -> problem or None`, the same check in Python (for inspection).
 
