@@ -56,9 +56,9 @@ def decode_crops(encoded: tf.Tensor, sizes: tf.Tensor, offsets: tf.Tensor,
 
     The same pixels as `decode_frames` with the window at `offsets` and then a
     left-right mirror (same MCU-aligned window and margin). Every per-clip
-    number is computed for the whole batch at once and each frame costs four
-    ops (decode, mirror, pick, slice): in a per-clip map the arithmetic around
-    the decode cost as much as decoding a 200×200 frame.
+    number is computed for the whole batch at once and each frame costs a few
+    ops: in a per-clip map the arithmetic around the decode cost as much as
+    decoding a 200×200 frame.
 
     Args:
       encoded: string [count, T]. JPEG bytes; T static.
@@ -75,22 +75,34 @@ def decode_crops(encoded: tf.Tensor, sizes: tf.Tensor, offsets: tf.Tensor,
     y, x, width = offsets[:, 0], offsets[:, 1], sizes[:, 1]
     left = tf.maximum(x - 1, 0) // 16 * 16
     right = tf.minimum(x + size + 1, width)
-    asked = tf.stack([y, left, tf.fill([count], size), right - left], axis=1)
-    start = x - left
-    if flips is not None:  # in the mirrored decode the window starts from the other side
-        start = tf.where(flips, right - left - start - size, start)
+    asked = tf.unstack(tf.stack([y, left, tf.fill([count], size), right - left], axis=1),
+                       num=count)
     zeros = tf.zeros([count], tf.int32)
-    begins = tf.unstack(tf.stack([zeros, start, zeros], axis=1), num=count)
-    asked = tf.unstack(asked, num=count)
-    flips = tf.unstack(flips, num=count) if flips is not None else [None] * count
-    clips = tf.unstack(encoded, num=count)
-    out = []
-    for clip, window, begin, flip in zip(clips, asked, begins, flips):
+    begins = tf.unstack(tf.stack([zeros, x - left, zeros], axis=1), num=count)
+    crop = [size, size, 3]
+    if flips is not None:
+        # Each frame goes on as one of two pieces of its batch, the other empty: as
+        # it is, or mirrored. Only the clips that flip pay for the (slow, 3-byte)
+        # pixel reverse; a piece of the whole tensor is a view, not a copy.
+        flipped = tf.cast(flips, tf.int32)
+        full = tf.fill([count], size)
+        kept, mirrored = (tf.unstack(tf.stack([n, full, full, tf.fill([count], 3)], axis=1),
+                                     num=count) for n in (1 - flipped, flipped))
+    else:
+        kept = mirrored = [None] * count
+    pieces = []
+    for clip, window, begin, keep, mirror in zip(tf.unstack(encoded, num=count), asked,
+                                                 begins, kept, mirrored):
         for frame in tf.unstack(clip, num=frames_per_clip):
-            decoded = tf.io.decode_and_crop_jpeg(frame, window, channels=3)
-            if flip is not None:
-                # A scalar Select hands on one input; the 3-D middle-axis reverse is fast.
-                decoded = tf.raw_ops.Select(condition=flip, x=tf.reverse(decoded, [1]),
-                                            y=decoded)
-            out.append(tf.slice(decoded, begin, [size, size, 3]))
-    return tf.reshape(tf.stack(out), [count, frames_per_clip, size, size, 3])
+            out = tf.slice(tf.io.decode_and_crop_jpeg(frame, window, channels=3), begin, crop)
+            if keep is None:
+                pieces.append(out)
+                continue
+            out = out[tf.newaxis]
+            pieces.append(tf.slice(out, [0, 0, 0, 0], keep))
+            # The 3-D middle-axis reverse is the fast one.
+            turned = tf.reverse(tf.reshape(tf.slice(out, [0, 0, 0, 0], mirror), [-1, size, 3]),
+                                [1])
+            pieces.append(tf.reshape(turned, [-1, size, size, 3]))
+    joined = tf.stack(pieces) if flips is None else tf.concat(pieces, 0)
+    return tf.reshape(joined, [count, frames_per_clip, size, size, 3])

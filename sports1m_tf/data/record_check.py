@@ -105,10 +105,11 @@ def problem_code(labels: tf.Tensor, label_names: tf.Tensor, height: tf.Tensor,
 
 
 def _verdict(labels, label_names, height, width, encoded, rules: Rules,
-             read: Sequence[int] = (), min_size: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
-    """(problem code, int32 [2] height and width of frame 0): `problem_code`, and for a
-    reader the frames it decodes (`read`: whole, of frame 0's size) and the crop it
-    takes (`min_size`), so that a sound record's frames decode without failing."""
+             read: Sequence[int] = (), min_size: int = 0):
+    """(problem code, int32 [2] height and width of frame 0, string [len(read)] the frames
+    at `read` or None): `problem_code`, and for a reader the frames it decodes (whole,
+    of frame 0's size) and the crop it takes (`min_size`), so that a sound record's
+    frames decode without failing."""
     if rules.num_classes is not None:  # one unsigned comparison also refuses negatives
         outside = tf.reduce_any(tf.bitcast(labels, tf.uint64) >= rules.num_classes)
     else:
@@ -127,31 +128,33 @@ def _verdict(labels, label_names, height, width, encoded, rules: Rules,
     # Frame 0's header where it is a JPEG, else a stand-in that reads as the stated
     # size: the header read must not fail before the problem is counted.
     readable = jpeg & (count > 0)
-    first = tf.where(readable, tf.strings.reduce_join(encoded[:1]), _stand_in())
-    shape = tf.io.extract_jpeg_shape(first)
-    wide = tf.cast(shape, tf.int64)
-    resized = readable & (((height >= 0) & tf.not_equal(wide[0], height)) |
-                          ((width >= 0) & tf.not_equal(wide[1], width)))
+    first = tf.raw_ops.Select(condition=readable, x=tf.strings.reduce_join(encoded[:1]),
+                              y=_stand_in())
+    shape = tf.io.extract_jpeg_shape(first)[:2]
+    stated = tf.cast(tf.stack([height, width]), tf.int32)
+    resized = readable & tf.reduce_any((stated >= 0) & tf.not_equal(shape, stated))
     problems = [False, tf.size(labels) == 0, outside, misnamed, ~jpeg, resized,
                 count < rules.clip_frames]
+    picked = None
     if read:
-        # Missing frames (already a problem) are not looked at, so that nothing fails
-        # here; the end markers are read without copying any frame.
-        lengths = tf.strings.length(encoded)
-        ends = tf.equal(tf.strings.substr(encoded, tf.maximum(lengths - len(_JPEG_END), 0),
+        # Each frame read, on its own ("" where missing: already a problem, and
+        # nothing here may fail before it is counted), its header and its end marker.
+        picked = [tf.strings.reduce_join(encoded[i:i + 1]) for i in read]
+        sizes = [tf.io.extract_jpeg_shape(tf.raw_ops.Select(condition=readable & (i < count),
+                                                            x=frame, y=first))[:2]
+                 for i, frame in zip(read, picked)]
+        picked = tf.stack(picked)
+        lengths = tf.strings.length(picked)
+        ends = tf.equal(tf.strings.substr(picked, tf.maximum(lengths - len(_JPEG_END), 0),
                                           tf.minimum(lengths, len(_JPEG_END))), _JPEG_END)
-        wanted = tf.constant(list(read))
-        ended = tf.gather(tf.concat([ends, [True]], 0), tf.where(wanted < count, wanted, count))
-        sizes = [tf.io.extract_jpeg_shape(tf.where(
-            readable & (i < count), tf.strings.reduce_join(encoded[i:i + 1]), first))
-            for i in read]
-        problems.append(readable & ~(tf.reduce_all(ended) & tf.reduce_all(
+        problems.append(readable & ~(tf.reduce_all(ends) & tf.reduce_all(
             tf.equal(tf.stack(sizes), shape))))
     else:
         problems.append(False)
-    problems.append(readable & (tf.reduce_min(shape[:2]) < min_size) if min_size else False)
+    problems.append(readable & tf.reduce_any(shape < min_size) if min_size else False)
     # The first problem's index: argmax of [0, problems...] is 0 when there is none.
-    return tf.argmax(tf.cast(tf.stack(problems), tf.int32), output_type=tf.int32), shape[:2]
+    code = tf.argmax(tf.cast(tf.stack(problems), tf.int32), output_type=tf.int32)
+    return code, shape, picked
 
 
 @functools.cache
@@ -163,7 +166,7 @@ def _stand_in() -> bytes:
 
 # Added to the frame indices of a record with a problem: past any clip, so the
 # gather of its frames fails and the record is skipped, by data (no branch).
-_REFUSED = 1 << 28
+_REFUSED = 1 << 24
 
 
 def sound_clip(clip: dict, rules: Rules, indices: Sequence[int],
@@ -189,11 +192,11 @@ def sound_clip(clip: dict, rules: Rules, indices: Sequence[int],
       which exist only once the record is found sound and holds those frames
       (else the step fails, so the record is skipped, and counted where the step is).
     """
-    code, size = _verdict(clip["labels"], clip["label_names"], clip["height"], clip["width"],
-                          clip["encoded"], rules, indices, min_size)
+    code, size, frames = _verdict(clip["labels"], clip["label_names"], clip["height"],
+                                  clip["width"], clip["encoded"], rules, indices, min_size)
     if count is not None:
         code = count(code)  # the same code, known only once counted: then the gather fails
-    return tf.gather(clip["encoded"], tf.constant(list(indices), tf.int32) + code * _REFUSED), size
+    return tf.gather(frames, tf.range(len(indices)) + code * _REFUSED), size
 
 
 def stand_in_record(rules: Rules, indices: Sequence[int], min_size: int = 0) -> bytes:
