@@ -183,8 +183,7 @@ def main(argv: list[str]) -> None:
               f", store {row['store_ms_per_frame']:.2f} ms")
 
 
-def run() -> None:
-    cli.entry(main)()
+run = cli.entry(main)
 
 
 if __name__ == "__main__":

@@ -94,9 +94,7 @@ def main(argv: Sequence[str]) -> None:
         logging.info("wrote %s", FLAGS.output)
 
 
-def run() -> None:
-    define_flags()
-    cli.entry(main)()
+run = cli.entry(main, define=define_flags)
 
 
 if __name__ == "__main__":

@@ -170,9 +170,7 @@ def main(argv: Sequence[str]) -> None:
                                 "confusion": confusion.tolist(), "classes": names}) + "\n")
 
 
-def run() -> None:
-    define_flags()
-    cli.entry(main)()
+run = cli.entry(main, define=define_flags)
 
 
 if __name__ == "__main__":

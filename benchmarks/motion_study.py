@@ -259,9 +259,7 @@ def main(argv: Sequence[str]) -> None:
           f"; {len(FLAGS.seeds)} seeds, mean ± sample std (min–max); {FLAGS.output}")
 
 
-def run() -> None:
-    define_flags()
-    cli.entry(main)()
+run = cli.entry(main, define=define_flags)
 
 
 if __name__ == "__main__":

@@ -140,9 +140,7 @@ def main(argv: Sequence[str]) -> None:
     print(f"\n{len(FLAGS.seeds)} seed(s), mean ± sample std (min–max); {FLAGS.output}")
 
 
-def run() -> None:
-    define_flags()
-    cli.entry(main)()
+run = cli.entry(main, define=define_flags)
 
 
 if __name__ == "__main__":

@@ -210,8 +210,7 @@ def main(argv):
     print(path)
 
 
-def run() -> None:
-    cli.entry(main)()
+run = cli.entry(main)
 
 
 if __name__ == "__main__":

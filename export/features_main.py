@@ -127,8 +127,7 @@ def main(argv):
     return status
 
 
-def run() -> None:
-    cli.entry(main)()
+run = cli.entry(main)
 
 
 if __name__ == "__main__":

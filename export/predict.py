@@ -143,8 +143,7 @@ def main(argv):
     return 1 if failed == total else 0
 
 
-def run() -> None:
-    cli.entry(main)()
+run = cli.entry(main)
 
 
 if __name__ == "__main__":

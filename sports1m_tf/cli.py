@@ -286,11 +286,14 @@ def _exit_if_stuck_after_interrupt(grace: float) -> None:
 
 
 def entry(main: Callable[[list[str]], Optional[int]],
+          define: Optional[Callable[[], None]] = None,
           *, grace_seconds: float = INTERRUPT_GRACE_SECONDS) -> Callable[[], None]:
-    """The console-script function for a command whose flags are defined.
+    """The console-script function of a command.
 
     Args:
       main: the command's `main(argv) -> exit status or None`, as for `app.run`.
+      define: defines the command's flags, when they are not defined at import
+        (commands that share flag names define theirs only when run).
       grace_seconds: how long Ctrl-C waits for the command to unwind.
 
     Returns:
@@ -298,6 +301,8 @@ def entry(main: Callable[[list[str]], Optional[int]],
     """
 
     def run(argv: Optional[Sequence[str]] = None) -> None:
+        if define is not None:
+            define()
         quiet_tensorflow()
         from sports1m_tf import cpu_kernels  # after the log level: it may log
         cpu_kernels.prefer_onednn()

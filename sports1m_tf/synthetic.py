@@ -503,9 +503,7 @@ def main(argv: Sequence[str]) -> None:
           f"motion {result['motion_classes']}, appearance {result['appearance_classes']})")
 
 
-def run() -> None:
-    define_flags()
-    cli.entry(main)()
+run = cli.entry(main, define=define_flags)
 
 
 if __name__ == "__main__":

@@ -122,8 +122,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def run() -> None:
-    cli.entry(main)()
+run = cli.entry(main)
 
 
 if __name__ == "__main__":

@@ -324,8 +324,7 @@ def main(argv: list[str]) -> int:
     return 1 if report["errors"] else 0
 
 
-def run() -> None:
-    cli.entry(main)()
+run = cli.entry(main)
 
 
 if __name__ == "__main__":

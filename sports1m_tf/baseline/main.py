@@ -295,9 +295,7 @@ def _listed(flag: str) -> Sequence[str] | None:
         raise cli.UserError(f"--{flag}: {e}") from None
 
 
-def run() -> None:
-    define_flags()
-    cli.entry(main)()
+run = cli.entry(main, define=define_flags)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ refused by its check, one record at a time, before it reaches a batch.
 """
 from __future__ import annotations
 
+import os
 import secrets
 from typing import Sequence
 
@@ -148,6 +149,9 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
     files = records.list_files(file_pattern)
     counter = error_counter if error_counter is not None else ErrorCounter()
     binding = counter.bind(files)
+    # A batch's records are finished together once it is decoded, the batches of
+    # every parallel call at once.
+    counter.allow_in_flight(batch_size * ((os.cpu_count() or 1) + 1))
     if seed is None:
         seed = secrets.randbits(31)
         deterministic = not training

@@ -121,6 +121,14 @@ class ErrorCounter:
         self.max_failed_in_a_row = int(max_failed_in_a_row)
         self._looked = time.monotonic()
 
+    def allow_in_flight(self, records: int) -> None:
+        """Counts `records` more as possibly in flight (started, not yet finished) at any
+        moment, e.g. the batches a pipeline decodes at once: the budget allows for them.
+
+        Call it before the pipeline that has them is built.
+        """
+        self.slack += int(records)
+
     def bind(self, files: Sequence[str]) -> int | None:
         """Registers the files of one pipeline; returns the binding id used by `guard`.
 

@@ -153,9 +153,7 @@ def main(argv: Sequence[str]) -> None:
         raise cli.UserError(str(e)) from None
 
 
-def run() -> None:
-    define_flags()
-    cli.entry(main)()
+run = cli.entry(main, define=define_flags)
 
 
 if __name__ == "__main__":

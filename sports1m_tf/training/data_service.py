@@ -138,9 +138,7 @@ def main(argv: Sequence[str]) -> None:
     server.stop()
 
 
-def run() -> None:
-    define_flags()
-    cli.entry(main)()
+run = cli.entry(main, define=define_flags)
 
 
 if __name__ == "__main__":

@@ -218,9 +218,7 @@ def main(argv: Sequence[str]) -> None:
                                                     "transfer")}))
 
 
-def run() -> None:
-    define_flags()
-    cli.entry(main)()
+run = cli.entry(main, define=define_flags)
 
 
 if __name__ == "__main__":

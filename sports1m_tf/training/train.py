@@ -585,9 +585,7 @@ def main(argv: Sequence[str]) -> None:
                                                 "learning_rate", "weights_sha256")}))
 
 
-def run() -> None:
-    settings.define_flags()
-    cli.entry(main)()
+run = cli.entry(main, define=settings.define_flags)
 
 
 if __name__ == "__main__":
