@@ -7,7 +7,8 @@ Composition:
   detected), and in each shard's reading thread, record by record: admitted
   (counted, checked against the skip budget) → parsed and checked
   (`record_check.sound_clip`), the model's frames kept
-  → shuffle (of those frames only) → enumerate (the stream position seeds crops)
+  → out of the reading threads 16 at a time → shuffle (of those frames only)
+  → enumerate (the stream position seeds crops)
   → batch (encoded frames: no pixels copied)
   → ONE parallel map per batch: crop windows and flips for the whole batch,
     each frame decoded only in its window, targets
@@ -36,6 +37,11 @@ from tfrecord_tools import schema
 
 # Records in the training shuffle buffer (see the `shuffle_buffer` argument).
 DEFAULT_SHUFFLE_BUFFER = 1024
+
+# Records a shard's reading thread hands on at once: every element that crosses the
+# interleave's threads costs a wake-up, about a tenth of a 1-frame clip's CPU when
+# records crossed one by one.
+RECORDS_PER_HANDOFF = 16
 
 
 def resolve_frames_and_size(model: str, multires: bool, input_size: int | None,
@@ -159,7 +165,8 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
     else:
         deterministic, shuffle_seed = True, seed
 
-    ds = _parsed_records(files, indices, size, counter, binding, keep, training=training,
+    ds = _parsed_records(files, indices, size, num_classes, counter, binding, keep,
+                         training=training,
                          seed=shuffle_seed, deterministic=deterministic,
                          cycle_length=cycle_length,
                          rules=record_check.rules_for(files, num_classes, clip_frames))
@@ -191,7 +198,7 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
 
 
 def _parsed_records(files: Sequence[str], indices: Sequence[int], size: int,
-                    counter: ErrorCounter,
+                    num_classes: int, counter: ErrorCounter,
                     binding: int | None, keep, *, training: bool, seed: int | None,
                     deterministic: bool, cycle_length: int,
                     rules: record_check.Rules) -> tf.data.Dataset:
@@ -201,7 +208,8 @@ def _parsed_records(files: Sequence[str], indices: Sequence[int], size: int,
     Record by record, where it was read: the budget check first (a stream whose
     records all fail must still end), then the parse while the record is in
     cache, and the record's verdict (`record_check`, with the `size` crop); only a
-    sound record's frames the model reads go on (to the shuffle, in training).
+    sound record's frames the model reads go on (to the shuffle, in training), in
+    groups of `RECORDS_PER_HANDOFF` out of the reading thread.
     """
     def parse(file_index, record):  # the record was counted as started by `admit`
         clip = records.parse_clip(record)
@@ -210,6 +218,8 @@ def _parsed_records(files: Sequence[str], indices: Sequence[int], size: int,
         return file_index, encoded, clip["labels"], frame_size
 
     stand_in = record_check.stand_in_record(rules, indices, size)
+    # Labels are padded with `num_classes`, which counts as no class.
+    padding = (True, 0, "", tf.constant(num_classes, tf.int64), 0)
 
     def read_shard(stream):
         if keep is not None:
@@ -217,12 +227,13 @@ def _parsed_records(files: Sequence[str], indices: Sequence[int], size: int,
         # A failed record (counted), or a cut shard's read error, goes no further
         # than its shard: an error that reached the repeat could end a training
         # stream whose pass began with it.
-        return counter.admit(stream, binding, parse, stand_in).ignore_errors()
+        return counter.admit(stream, binding, parse, stand_in).ignore_errors().padded_batch(
+            RECORDS_PER_HANDOFF, padding_values=padding)
 
     return records.read_records(files, shuffle_files=training, seed=seed,
                                 deterministic=deterministic, cycle_length=cycle_length,
                                 random_start=training, each_shard=read_shard,
-                                watch=counter.read_watch(binding))
+                                watch=counter.read_watch(binding)).unbatch()
 
 
 def _batch_loader(counter: ErrorCounter, binding: int | None, size: int, num_classes: int,

@@ -137,18 +137,17 @@ def _verdict(labels, label_names, height, width, encoded, rules: Rules,
                 count < rules.clip_frames]
     picked = None
     if read:
-        # Each frame read, on its own ("" where missing: already a problem, and
-        # nothing here may fail before it is counted), its header and its end marker.
-        picked = [tf.strings.reduce_join(encoded[i:i + 1]) for i in read]
-        sizes = [tf.io.extract_jpeg_shape(tf.raw_ops.Select(condition=readable & (i < count),
-                                                            x=frame, y=first))[:2]
-                 for i, frame in zip(read, picked)]
-        picked = tf.stack(picked)
-        lengths = tf.strings.length(picked)
-        ends = tf.equal(tf.strings.substr(picked, tf.maximum(lengths - len(_JPEG_END), 0),
-                                          tf.minimum(lengths, len(_JPEG_END))), _JPEG_END)
+        # Each frame read, on its own; where it is missing or frame 0 is not a JPEG
+        # (already a problem), frame 0's stand-in, so that nothing here fails before
+        # the problem is counted. Its header and its end marker are looked at.
+        picked = tf.stack([tf.raw_ops.Select(condition=readable & (i < count),
+                                             x=tf.strings.reduce_join(encoded[i:i + 1]),
+                                             y=first) for i in read])
+        sizes = tf.stack([tf.io.extract_jpeg_shape(frame)[:2]
+                          for frame in tf.unstack(picked, num=len(read))])
+        ends = tf.equal(tf.strings.substr(picked, -len(_JPEG_END), len(_JPEG_END)), _JPEG_END)
         problems.append(readable & ~(tf.reduce_all(ends) & tf.reduce_all(
-            tf.equal(tf.stack(sizes), shape))))
+            tf.equal(sizes, shape))))
     else:
         problems.append(False)
     problems.append(readable & tf.reduce_any(shape < min_size) if min_size else False)
