@@ -240,6 +240,35 @@ def test_only_the_needed_frames_are_decoded(pattern, tmp_path):
     assert len(_clips(single)[0]) == 1 and single.error_counter.total() == 1
 
 
+def test_frames_that_would_fail_the_batch_decode_are_refused_one_record_each(pattern,
+                                                                          tmp_path):
+    rng = np.random.default_rng(5)
+    good = [_record(f"good{i}", [i], pattern["encoded"][i]) for i in range(5)]
+    cut = list(pattern["encoded"][5])
+    cut[8] = cut[8][:cut[8].index(b"\xff\xda") + 40]  # header whole, scan data cut short
+    other = list(pattern["encoded"][6])
+    other[8] = _jpeg(_texture(rng, SIZE + 16))  # a frame of another size than frame 0
+    small = [_jpeg(_texture(rng, CROP - 8))] * 16  # stated and stored 24 px: below the crop
+    path = _write(tmp_path / "lies.tfrecord", [
+        good[0], _record("cut", [5], cut), good[1], _record("other", [6], other), good[2],
+        _record("small", [7], small, size=CROP - 8), good[3], good[4]])
+    kinds = {"a frame read is cut short or of another size": 2,
+             "frames are smaller than the crop": 1}
+    for training in (False, True):
+        # Batches of 4 over 8 records: a refused record must not take its batch with it.
+        ds = data.clip_dataset(path, model="single_frame", training=training, batch_size=4,
+                               num_classes=N_CLIPS, input_size=CROP, seed=1, repeat=1,
+                               drop_remainder=False)
+        _, targets = _clips(ds)
+        assert sorted(np.argmax(targets, axis=1).tolist()) == [0, 1, 2, 3, 4]
+        assert ds.error_counter.by_problem() == kinds
+        assert ds.error_counter.by_file() == {path: 3}
+    ev = data.eval_dataset(path, model="single_frame", batch_size=4, num_classes=N_CLIPS,
+                           input_size=CROP)
+    assert sum(len(b["media_id"]) for b in ev) == 5 * 4
+    assert ev.error_counter.by_problem() == kinds
+
+
 def test_multi_label_targets_and_wrong_num_classes(tmp_path):
     rng = np.random.default_rng(2)
     enc = [_jpeg(_texture(rng))] * 16
