@@ -56,12 +56,19 @@ def resolve_frames_and_size(model: str, multires: bool, input_size: int | None,
 
 
 def label_counts(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
-    """How often each class occurs in `labels` (int64 [L]): float32 [num_classes].
+    """How often each class occurs in `labels` (int64 [..., L]): float32 [..., num_classes].
 
-    Out-of-range indices are not counted; `check_label_counts` catches them.
+    Out-of-range indices (such as the padding `num_classes`) are not counted;
+    `check_label_counts` catches them where a clip's labels are not padded.
     """
     return tf.math.bincount(tf.cast(labels, tf.int32), minlength=num_classes,
-                            maxlength=num_classes, dtype=tf.float32)
+                            maxlength=num_classes, dtype=tf.float32, axis=-1)
+
+
+def _padding(num_classes: int) -> tuple:
+    """Padding of a parsed record `(flag, file_index, encoded, labels, frame size)` in a
+    batch: labels are padded with `num_classes`, which counts as no class."""
+    return (True, 0, "", tf.constant(num_classes, tf.int64), 0)
 
 
 def check_label_counts(counts: tf.Tensor, num_labels: tf.Tensor, num_classes: int) -> tf.Tensor:
@@ -186,8 +193,7 @@ def clip_dataset(file_pattern: records.FilePattern, *, model: str, training: boo
 
     ds = ds.padded_batch(batch_size, drop_remainder=training if drop_remainder is None
                          else drop_remainder,
-                         padding_values=(tf.constant(0, tf.int64),
-                                         (True, 0, "", tf.constant(num_classes, tf.int64), 0)))
+                         padding_values=(tf.constant(0, tf.int64), _padding(num_classes)))
     load = _batch_loader(counter, binding, size, num_classes, batch_size, seed=seed,
                          training=training, flip=flip)
     ds = inline_map(ds, load, parallel=True, deterministic=deterministic)
@@ -218,8 +224,6 @@ def _parsed_records(files: Sequence[str], indices: Sequence[int], size: int,
         return file_index, encoded, clip["labels"], frame_size
 
     stand_in = record_check.stand_in_record(rules, indices, size)
-    # Labels are padded with `num_classes`, which counts as no class.
-    padding = (True, 0, "", tf.constant(num_classes, tf.int64), 0)
 
     def read_shard(stream):
         if keep is not None:
@@ -228,7 +232,7 @@ def _parsed_records(files: Sequence[str], indices: Sequence[int], size: int,
         # than its shard: an error that reached the repeat could end a training
         # stream whose pass began with it.
         return counter.admit(stream, binding, parse, stand_in).ignore_errors().padded_batch(
-            RECORDS_PER_HANDOFF, padding_values=padding)
+            RECORDS_PER_HANDOFF, padding_values=_padding(num_classes))
 
     return records.read_records(files, shuffle_files=training, seed=seed,
                                 deterministic=deterministic, cycle_length=cycle_length,
@@ -261,8 +265,7 @@ def _batch_loader(counter: ErrorCounter, binding: int | None, size: int, num_cla
             offsets, flips = augment.centre_crop_offsets(sizes, size), None
         clips = frames.decode_crops(encoded, sizes, offsets, flips if flip else None, size,
                                     batch_size)[:count]
-        counts = tf.math.bincount(tf.cast(labels, tf.int32), minlength=num_classes,
-                                  maxlength=num_classes, dtype=tf.float32, axis=-1)
-        return counter.finish(binding, file_index, (clips, soft_target(counts)))
+        return counter.finish(binding, file_index,
+                              (clips, soft_target(label_counts(labels, num_classes))))
 
     return load

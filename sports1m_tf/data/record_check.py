@@ -140,11 +140,11 @@ def _verdict(labels, label_names, height, width, encoded, rules: Rules,
         # Each frame read, on its own; where it is missing or frame 0 is not a JPEG
         # (already a problem), frame 0's stand-in, so that nothing here fails before
         # the problem is counted. Its header and its end marker are looked at.
-        picked = tf.stack([tf.raw_ops.Select(condition=readable & (i < count),
-                                             x=tf.strings.reduce_join(encoded[i:i + 1]),
-                                             y=first) for i in read])
-        sizes = tf.stack([tf.io.extract_jpeg_shape(frame)[:2]
-                          for frame in tf.unstack(picked, num=len(read))])
+        chosen = [tf.raw_ops.Select(condition=readable & (i < count),
+                                    x=tf.strings.reduce_join(encoded[i:i + 1]), y=first)
+                  for i in read]
+        sizes = tf.stack([tf.io.extract_jpeg_shape(frame)[:2] for frame in chosen])
+        picked = tf.stack(chosen)
         ends = tf.equal(tf.strings.substr(picked, -len(_JPEG_END), len(_JPEG_END)), _JPEG_END)
         problems.append(readable & ~(tf.reduce_all(ends) & tf.reduce_all(
             tf.equal(sizes, shape))))
